@@ -1,0 +1,649 @@
+//! The credential cache: one slot per role, each kept warm by its own small
+//! driver task (the shape of mini-redis's `db.rs`: shared state plus a
+//! background task that acts on deadlines).
+//!
+//! Invariants, which the rest of the daemon relies on:
+//! * **Single flight.** At most one fetch per role is in progress. Callers
+//!   that arrive while it runs wait for *its* outcome, success or failure;
+//!   they never start another.
+//! * **Refresh ahead.** Credentials are refreshed in the background once
+//!   `refresh_at` (expiry − margin − jitter) has passed; until they get
+//!   within `floor` of expiry, callers are served the cached copy at once.
+//! * **Never expired.** Credentials within `floor` of expiry are not served.
+//! * **Backoff.** After a failed fetch no new fetch starts before
+//!   `retry_at`; callers get the remembered error instead, so a client retry
+//!   loop cannot hammer STS.
+//! * **Idle roles sleep.** A role nobody asked for in `idle_timeout` is not
+//!   refreshed; the next request wakes it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+
+use crate::config::RoleConfig;
+use crate::credentials::{Credentials, Issued, format_expiration};
+
+/// Never serve credentials closer to expiry than this (shorter for very
+/// short sessions, see [`Timing::floor`]): a client would sign with them
+/// and be refused mid-request.
+const EXPIRY_FLOOR: Duration = Duration::from_secs(60);
+/// How long a permanent refusal (AccessDenied, a malformed ARN) is remembered.
+const PERMANENT_FAILURE_HOLD: Duration = Duration::from_secs(30);
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// A role as the cache and the fetcher see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleSpec {
+    pub name: String,
+    pub config: RoleConfig,
+}
+
+impl RoleSpec {
+    pub fn session_name(&self) -> String {
+        self.config
+            .session_name
+            .clone()
+            .unwrap_or_else(default_session_name)
+    }
+}
+
+/// The local user name, cut down to what STS accepts (`[\w+=,.@-]{2,64}`).
+pub fn default_session_name() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default();
+    let mut name: String = user
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.len() < 2 {
+        name = "assumed".into();
+    }
+    name
+}
+
+/// Whether a failure may go away by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permanence {
+    /// Throttling, 5xx, network: retried with exponential backoff.
+    Transient,
+    /// STS said no (AccessDenied, invalid parameters): held for a while.
+    Permanent,
+}
+
+/// Why credentials could not be had. `message` is shown to clients: it must
+/// say what to do and must never carry a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchError {
+    pub permanence: Permanence,
+    pub code: String,
+    pub message: String,
+}
+
+impl FetchError {
+    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+        FetchError {
+            permanence: Permanence::Transient,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        FetchError {
+            permanence: Permanence::Permanent,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Issued, FetchError>> + Send + 'a>>;
+
+/// Where fresh credentials come from (STS in the daemon, a fake in tests).
+pub trait Fetcher: Send + Sync + 'static {
+    /// `upstream` is the session of the role named by `via`, for chaining.
+    fn fetch<'a>(&'a self, role: &'a RoleSpec, upstream: Option<&'a Issued>) -> FetchFuture<'a>;
+}
+
+/// What a caller gets instead of credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheError {
+    UnknownRole,
+    Unavailable(FetchError),
+}
+
+/// When to refresh and when to stop serving, derived from the config.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub refresh_before: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Timing {
+    /// Refresh this long before expiry: `refresh_before`, but at most half the
+    /// session, so a short-session STS is not called on every request.
+    fn margin(&self, lifetime: Duration) -> Duration {
+        self.refresh_before.min(lifetime / 2)
+    }
+
+    fn floor(&self, lifetime: Duration) -> Duration {
+        EXPIRY_FLOOR.min(lifetime / 4)
+    }
+}
+
+/// Wall-clock time. Expiry is a wall-clock fact (a laptop that slept for two
+/// hours holds expired credentials, whatever a monotonic clock says), so the
+/// cache reads it here; tests swap in a clock that follows tokio's paused time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    #[cfg(test)]
+    anchor: Option<(SystemTime, tokio::time::Instant)>,
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock {
+            #[cfg(test)]
+            anchor: None,
+        }
+    }
+
+    #[cfg(test)]
+    fn following_tokio() -> Self {
+        Clock {
+            anchor: Some((SystemTime::now(), tokio::time::Instant::now())),
+        }
+    }
+
+    pub fn now(&self) -> SystemTime {
+        #[cfg(test)]
+        if let Some((wall, instant)) = self.anchor {
+            return wall + instant.elapsed();
+        }
+        SystemTime::now()
+    }
+
+    fn until(&self, at: SystemTime) -> Duration {
+        at.duration_since(self.now()).unwrap_or(Duration::ZERO)
+    }
+}
+
+/// Credentials in a slot, with the two instants that govern them.
+#[derive(Clone, Debug)]
+struct Held {
+    creds: Arc<Credentials>,
+    /// From here on a refresh is due (background; callers still get these).
+    refresh_at: SystemTime,
+    /// From here on these are not served at all.
+    unusable_at: SystemTime,
+}
+
+impl Held {
+    fn new(creds: Credentials, timing: &Timing) -> Self {
+        let lifetime = creds.lifetime();
+        let expiration = creds.expiration();
+        let margin = timing.margin(lifetime);
+        // Jitter only ever makes the refresh earlier, by up to a tenth of the margin,
+        // so many roles issued together do not all refresh in the same instant.
+        let jitter = margin.mul_f64(fastrand::f64() / 10.0);
+        let refresh_at = expiration - margin - jitter;
+        let unusable_at = expiration - timing.floor(lifetime);
+        Held {
+            creds: Arc::new(creds),
+            refresh_at,
+            unusable_at,
+        }
+    }
+
+    fn usable(&self, now: SystemTime) -> bool {
+        now < self.unusable_at
+    }
+}
+
+/// A role's state as `assumed status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Cold,
+    Warm,
+    Refreshing,
+    Failing,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RoleStatus {
+    pub name: String,
+    pub state: State,
+    /// `YYYY-MM-DDTHH:MM:SSZ` of the held credentials, if any are usable.
+    pub expiration: Option<String>,
+    pub expires_in_seconds: Option<u64>,
+    pub last_refresh: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Record {
+    last_refresh: Option<SystemTime>,
+    last_error: Option<FetchError>,
+    consecutive_failures: u32,
+    /// No new fetch before this (set after a failure).
+    retry_at: Option<SystemTime>,
+    /// When the driver should next refresh.
+    next_refresh: Option<SystemTime>,
+}
+
+struct Slot {
+    spec: RoleSpec,
+    held: RwLock<Option<Held>>,
+    record: Mutex<Record>,
+    /// Serialises fetches: the heart of single flight.
+    flight: tokio::sync::Mutex<()>,
+    /// Counts finished fetch attempts, so a caller that waited on `flight`
+    /// can tell that somebody else's attempt ended and adopt its outcome.
+    attempts: AtomicU64,
+    in_flight: AtomicBool,
+    last_used: Mutex<SystemTime>,
+    wake: Notify,
+    closed: AtomicBool,
+}
+
+impl Slot {
+    fn new(spec: RoleSpec, now: SystemTime) -> Self {
+        Slot {
+            spec,
+            held: RwLock::new(None),
+            record: Mutex::new(Record::default()),
+            flight: tokio::sync::Mutex::new(()),
+            attempts: AtomicU64::new(0),
+            in_flight: AtomicBool::new(false),
+            last_used: Mutex::new(now),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn held(&self) -> Option<Held> {
+        read(&self.held).clone()
+    }
+
+    fn record(&self) -> std::sync::MutexGuard<'_, Record> {
+        lock(&self.record)
+    }
+
+    fn touch(&self, now: SystemTime) {
+        *lock(&self.last_used) = now;
+    }
+
+    fn idle_since(&self) -> SystemTime {
+        *lock(&self.last_used)
+    }
+
+    /// The error a caller gets while fetches are held back, if they are.
+    fn holding_back(&self, now: SystemTime) -> Option<FetchError> {
+        let record = self.record();
+        match (record.retry_at, &record.last_error) {
+            (Some(retry_at), Some(error)) if now < retry_at => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    /// What a caller who waited on someone else's attempt gets.
+    fn outcome(&self, now: SystemTime) -> Result<Arc<Credentials>, FetchError> {
+        match self.held() {
+            Some(held) if held.usable(now) => Ok(held.creds),
+            _ => Err(self.record().last_error.clone().unwrap_or_else(|| {
+                FetchError::transient("Unavailable", "credentials are not available yet")
+            })),
+        }
+    }
+
+    fn schedule(&self, at: Option<SystemTime>) {
+        self.record().next_refresh = at;
+        self.wake.notify_one();
+    }
+}
+
+/// Cheap to clone; every clone is the same cache.
+#[derive(Clone)]
+pub struct Cache {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    slots: RwLock<HashMap<String, Arc<Slot>>>,
+    fetcher: Arc<dyn Fetcher>,
+    timing: Timing,
+    clock: Clock,
+}
+
+impl Cache {
+    /// Must be called inside a tokio runtime: every role gets its driver task.
+    pub fn new(
+        roles: impl IntoIterator<Item = RoleSpec>,
+        fetcher: Arc<dyn Fetcher>,
+        timing: Timing,
+        clock: Clock,
+    ) -> Self {
+        let cache = Cache {
+            shared: Arc::new(Shared {
+                slots: RwLock::new(HashMap::new()),
+                fetcher,
+                timing,
+                clock,
+            }),
+        };
+        for spec in roles {
+            cache.insert(spec);
+        }
+        cache
+    }
+
+    fn insert(&self, spec: RoleSpec) {
+        let slot = Arc::new(Slot::new(spec.clone(), self.shared.clock.now()));
+        tokio::spawn(drive(self.clone(), slot.clone()));
+        if let Some(old) = write(&self.shared.slots).insert(spec.name, slot) {
+            close(&old);
+        }
+    }
+
+    fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        read(&self.shared.slots).get(name).cloned()
+    }
+
+    pub fn role_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = read(&self.shared.slots).keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Starts fetching a role now, in the background (`prefetch = true`).
+    pub fn prefetch(&self, name: &str) {
+        if let Some(slot) = self.slot(name) {
+            slot.schedule(Some(self.shared.clock.now()));
+        }
+    }
+
+    /// Credentials for `name`, from memory whenever they have life left;
+    /// otherwise the outcome of the one fetch in flight for that role.
+    pub async fn get(&self, name: &str) -> Result<Arc<Credentials>, CacheError> {
+        let slot = self.slot(name).ok_or(CacheError::UnknownRole)?;
+        let now = self.shared.clock.now();
+        slot.touch(now);
+        // Read before looking at the held credentials, so an attempt that
+        // finishes in between is noticed rather than repeated.
+        let seen = slot.attempts.load(Ordering::Acquire);
+        if let Some(held) = slot.held() {
+            if now < held.refresh_at {
+                return Ok(held.creds);
+            }
+            if held.usable(now) {
+                self.kick(&slot, now);
+                return Ok(held.creds);
+            }
+        }
+        if let Some(error) = slot.holding_back(now) {
+            return Err(CacheError::Unavailable(error));
+        }
+        // The attempt runs in its own task so that a caller who disconnects
+        // does not cancel the fetch everyone else is waiting for.
+        let attempt = tokio::spawn({
+            let cache = self.clone();
+            async move { cache.attempt(&slot, seen).await }
+        });
+        match attempt.await {
+            Ok(outcome) => outcome.map_err(CacheError::Unavailable),
+            Err(_) => Err(CacheError::Unavailable(FetchError::transient(
+                "InternalError",
+                "the credential fetch failed unexpectedly",
+            ))),
+        }
+    }
+
+    /// `get` for a `via` role. Boxed with an explicit `Send` so that the
+    /// recursion (get → attempt → fetch → get) has a nameable future type.
+    fn get_upstream<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<Credentials>, CacheError>> + Send + 'a>> {
+        Box::pin(self.get(name))
+    }
+
+    /// Asks the driver for a refresh now, unless one runs or backoff holds.
+    fn kick(&self, slot: &Slot, now: SystemTime) {
+        if slot.in_flight.load(Ordering::Acquire) || slot.holding_back(now).is_some() {
+            return;
+        }
+        let due = slot.record().next_refresh.is_some_and(|at| at <= now);
+        if !due {
+            slot.schedule(Some(now));
+        }
+    }
+
+    /// One fetch, unless another finished while we waited for our turn.
+    async fn attempt(&self, slot: &Slot, seen: u64) -> Result<Arc<Credentials>, FetchError> {
+        let _flight = slot.flight.lock().await;
+        if slot.attempts.load(Ordering::Acquire) != seen {
+            return slot.outcome(self.shared.clock.now());
+        }
+        slot.in_flight.store(true, Ordering::Release);
+        let started = self.shared.clock.now();
+        let result = self.fetch(slot).await;
+        let now = self.shared.clock.now();
+        let outcome = match result {
+            Ok(issued) => self.store(slot, Credentials::new(issued, now), started, now),
+            Err(error) => Err(self.fail(slot, error, now)),
+        };
+        slot.in_flight.store(false, Ordering::Release);
+        slot.attempts.fetch_add(1, Ordering::AcqRel);
+        outcome
+    }
+
+    async fn fetch(&self, slot: &Slot) -> Result<Issued, FetchError> {
+        let upstream = match &slot.spec.config.via {
+            Some(via) => match self.get_upstream(via).await {
+                Ok(creds) => Some(creds),
+                Err(CacheError::UnknownRole) => {
+                    return Err(FetchError::permanent(
+                        "UnknownRole",
+                        format!("via = {via:?} names no configured role"),
+                    ));
+                }
+                Err(CacheError::Unavailable(error)) => {
+                    return Err(FetchError {
+                        message: format!("upstream role {via}: {}", error.message),
+                        ..error
+                    });
+                }
+            },
+            None => None,
+        };
+        let upstream = upstream.as_ref().map(|creds| &creds.issued);
+        self.shared.fetcher.fetch(&slot.spec, upstream).await
+    }
+
+    fn store(
+        &self,
+        slot: &Slot,
+        creds: Credentials,
+        started: SystemTime,
+        now: SystemTime,
+    ) -> Result<Arc<Credentials>, FetchError> {
+        let fresh = Held::new(creds, &self.shared.timing);
+        if let Some(current) = slot.held().filter(|held| held.usable(now)) {
+            if fresh.creds.expiration() < current.creds.expiration() {
+                // Swapping in credentials that die sooner would make clients
+                // that extend near-expiry credentials fail earlier; keep ours
+                // and try again later.
+                tracing::info!(role = %slot.spec.name, "STS returned credentials that expire sooner than the held ones; keeping the held ones");
+                let error = FetchError::transient(
+                    "ShorterSession",
+                    "STS returned a shorter session than the one held",
+                );
+                self.fail(slot, error, now);
+                return Ok(current.creds);
+            }
+        }
+        tracing::info!(
+            role = %slot.spec.name,
+            expiration = %format_expiration(fresh.creds.expiration()),
+            sts_ms = now.duration_since(started).unwrap_or_default().as_millis() as u64,
+            "refreshed credentials"
+        );
+        let creds = fresh.creds.clone();
+        let refresh_at = fresh.refresh_at;
+        *write(&slot.held) = Some(fresh);
+        {
+            let mut record = slot.record();
+            record.last_refresh = Some(now);
+            record.last_error = None;
+            record.consecutive_failures = 0;
+            record.retry_at = None;
+        }
+        slot.schedule(Some(refresh_at));
+        Ok(creds)
+    }
+
+    fn fail(&self, slot: &Slot, error: FetchError, now: SystemTime) -> FetchError {
+        let retry_at = {
+            let mut record = slot.record();
+            record.consecutive_failures += 1;
+            let wait = backoff(error.permanence, record.consecutive_failures);
+            let retry_at = now + wait;
+            record.retry_at = Some(retry_at);
+            record.last_error = Some(error.clone());
+            tracing::warn!(
+                role = %slot.spec.name,
+                code = %error.code,
+                retry_in_s = wait.as_secs_f32(),
+                "could not fetch credentials: {}",
+                error.message
+            );
+            retry_at
+        };
+        // Keep a warm role warm: retry in the background while the held
+        // credentials are still good. A cold role waits for its next caller.
+        let warm = slot.held().is_some_and(|held| held.usable(now));
+        slot.schedule(warm.then_some(retry_at));
+        error
+    }
+
+    pub fn status(&self) -> Vec<RoleStatus> {
+        let now = self.shared.clock.now();
+        let slots: Vec<Arc<Slot>> = read(&self.shared.slots).values().cloned().collect();
+        let mut statuses: Vec<RoleStatus> = slots
+            .iter()
+            .map(|slot| {
+                let held = slot.held().filter(|held| held.usable(now));
+                let record = slot.record();
+                let state = if slot.in_flight.load(Ordering::Acquire) {
+                    State::Refreshing
+                } else if record.last_error.is_some() {
+                    State::Failing
+                } else if held.is_some() {
+                    State::Warm
+                } else {
+                    State::Cold
+                };
+                RoleStatus {
+                    name: slot.spec.name.clone(),
+                    state,
+                    expiration: held
+                        .as_ref()
+                        .map(|h| format_expiration(h.creds.expiration())),
+                    expires_in_seconds: held.as_ref().map(|h| h.creds.remaining(now).as_secs()),
+                    last_refresh: record.last_refresh.map(format_expiration),
+                    last_error: record.last_error.as_ref().map(|e| e.message.clone()),
+                }
+            })
+            .collect();
+        statuses.sort_by(|a, b| a.name.cmp(&b.name));
+        statuses
+    }
+}
+
+/// A role's background task: sleeps until the next refresh is due, refreshes
+/// if the role is still in use, and goes back to sleep.
+async fn drive(cache: Cache, slot: Arc<Slot>) {
+    let clock = cache.shared.clock;
+    loop {
+        let next = slot.record().next_refresh;
+        tokio::select! {
+            _ = slot.wake.notified() => continue,
+            _ = sleep_until(clock, next) => {}
+        }
+        if slot.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let now = clock.now();
+        slot.record().next_refresh = None;
+        if slot.held().is_some_and(|held| now < held.refresh_at) {
+            continue; // somebody refreshed already
+        }
+        let idle_for = now.duration_since(slot.idle_since()).unwrap_or_default();
+        if idle_for >= cache.shared.timing.idle_timeout {
+            tracing::debug!(role = %slot.spec.name, "idle; not refreshing until asked again");
+            continue;
+        }
+        let seen = slot.attempts.load(Ordering::Acquire);
+        let _ = cache.attempt(&slot, seen).await;
+    }
+}
+
+async fn sleep_until(clock: Clock, at: Option<SystemTime>) {
+    match at {
+        Some(at) => tokio::time::sleep(clock.until(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn close(slot: &Slot) {
+    slot.closed.store(true, Ordering::Release);
+    slot.wake.notify_one();
+}
+
+fn backoff(permanence: Permanence, failures: u32) -> Duration {
+    match permanence {
+        Permanence::Permanent => PERMANENT_FAILURE_HOLD,
+        Permanence::Transient => {
+            let exponent = failures.saturating_sub(1).min(16);
+            let ceiling = BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_CAP);
+            // "Equal jitter": between half and all of the ceiling.
+            ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
+        }
+    }
+}
+
+// A poisoned lock only means another thread panicked while holding it; the
+// data are plain values that stay consistent, so carry on rather than
+// turning one panic into a dead daemon.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

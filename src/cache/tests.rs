@@ -1,0 +1,323 @@
+//! The cache's timing rules, run against a fake fetcher on tokio's paused
+//! clock: hours of refresh behaviour in milliseconds, deterministically.
+
+use std::collections::VecDeque;
+use std::sync::Mutex as StdMutex;
+use std::sync::atomic::AtomicUsize;
+
+use tokio::time::{advance, sleep};
+
+use super::*;
+use crate::config::RoleConfig;
+use crate::credentials::Secret;
+
+const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Hands out credentials that live `lifetime`, or queued failures, and counts calls.
+struct FakeSts {
+    clock: Clock,
+    calls: AtomicUsize,
+    lifetime: StdMutex<Duration>,
+    failures: StdMutex<VecDeque<FetchError>>,
+    fail_always: StdMutex<Option<FetchError>>,
+    /// When set, every fetch waits here first (to pile up concurrent callers).
+    gate: StdMutex<Option<Arc<tokio::sync::Semaphore>>>,
+    upstream_keys: StdMutex<Vec<Option<String>>>,
+}
+
+impl FakeSts {
+    fn new(clock: Clock) -> Arc<Self> {
+        Arc::new(FakeSts {
+            clock,
+            calls: AtomicUsize::new(0),
+            lifetime: StdMutex::new(HOUR),
+            failures: StdMutex::new(VecDeque::new()),
+            fail_always: StdMutex::new(None),
+            gate: StdMutex::new(None),
+            upstream_keys: StdMutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    async fn answer(
+        &self,
+        role: &RoleSpec,
+        upstream: Option<&Issued>,
+    ) -> Result<Issued, FetchError> {
+        let gate = lock(&self.gate).clone();
+        if let Some(gate) = gate {
+            let _permit = gate.acquire().await;
+        }
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        lock(&self.upstream_keys).push(upstream.map(|u| u.access_key_id.clone()));
+        if let Some(error) = lock(&self.failures).pop_front() {
+            return Err(error);
+        }
+        if let Some(error) = lock(&self.fail_always).clone() {
+            return Err(error);
+        }
+        Ok(Issued {
+            access_key_id: format!("ASIA{}{n}", role.name.to_uppercase()),
+            secret_access_key: Secret::new(format!("secret{n}")),
+            session_token: Secret::new(format!("token{n}")),
+            expiration: self.clock.now() + *lock(&self.lifetime),
+            role_arn: format!("arn:aws:iam::111111111111:role/{}", role.name),
+            assumed_role_arn: String::new(),
+            account_id: "111111111111".into(),
+        })
+    }
+}
+
+impl Fetcher for FakeSts {
+    fn fetch<'a>(&'a self, role: &'a RoleSpec, upstream: Option<&'a Issued>) -> FetchFuture<'a> {
+        Box::pin(self.answer(role, upstream))
+    }
+}
+
+fn role(name: &str) -> RoleSpec {
+    RoleSpec {
+        name: name.into(),
+        config: RoleConfig {
+            role_arn: Some(format!("arn:aws:iam::111111111111:role/{name}")),
+            ..RoleConfig::default()
+        },
+    }
+}
+
+fn cache_with(roles: Vec<RoleSpec>) -> (Cache, Arc<FakeSts>) {
+    let clock = Clock::following_tokio();
+    let sts = FakeSts::new(clock);
+    let timing = Timing {
+        refresh_before: 30 * MINUTE,
+        idle_timeout: HOUR,
+    };
+    (Cache::new(roles, sts.clone(), timing, clock), sts)
+}
+
+/// Lets every ready task (the drivers) run without moving the clock.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_role_is_reported_as_such() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    assert_eq!(cache.get("prod").await.err(), Some(CacheError::UnknownRole));
+    assert_eq!(sts.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_cold_requests_share_one_fetch() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *lock(&sts.gate) = Some(gate.clone());
+    let callers: Vec<_> = (0..200)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get("dev").await })
+        })
+        .collect();
+    settle().await;
+    gate.add_permits(1000);
+    let mut keys = std::collections::HashSet::new();
+    for caller in callers {
+        let creds = caller.await.expect("task").expect("credentials");
+        keys.insert(creds.issued.access_key_id.clone());
+    }
+    assert_eq!(sts.calls(), 1);
+    assert_eq!(keys.len(), 1, "everyone got the same credentials");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_callers_share_one_failure_too() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    *lock(&sts.fail_always) = Some(FetchError::transient("Throttling", "slow down"));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *lock(&sts.gate) = Some(gate.clone());
+    let callers: Vec<_> = (0..50)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get("dev").await })
+        })
+        .collect();
+    settle().await;
+    gate.add_permits(1000);
+    for caller in callers {
+        let error = caller.await.expect("task").expect_err("must fail");
+        assert!(matches!(error, CacheError::Unavailable(e) if e.code == "Throttling"));
+    }
+    assert_eq!(sts.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn warm_role_refreshes_in_the_background_before_expiry() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    let first = cache.get("dev").await.expect("credentials");
+    // Keep the role in use, as a polling client would.
+    for _ in 0..40 {
+        sleep(MINUTE).await;
+        let creds = cache.get("dev").await.expect("credentials");
+        assert!(
+            creds.remaining(cache.shared.clock.now()) >= 15 * MINUTE,
+            "a healthy cache never hands out credentials with under 15 minutes left"
+        );
+    }
+    assert!(sts.calls() >= 2, "refreshed at least once in 40 minutes");
+    let now = cache.get("dev").await.expect("credentials");
+    assert_ne!(now.issued.access_key_id, first.issued.access_key_id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_do_not_wait_for_a_refresh_while_margin_remains() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    let first = cache.get("dev").await.expect("credentials");
+    // Hold the next fetch forever: a caller that waited on it would hang.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *lock(&sts.gate) = Some(gate);
+    advance(35 * MINUTE).await; // past refresh_at (expiry − 30m − jitter)
+    settle().await;
+    let served = tokio::time::timeout(Duration::from_millis(1), cache.get("dev"))
+        .await
+        .expect("answered without waiting")
+        .expect("credentials");
+    assert_eq!(served.issued.access_key_id, first.issued.access_key_id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn outage_keeps_serving_valid_credentials_and_never_expired_ones() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    let first = cache.get("dev").await.expect("credentials");
+    *lock(&sts.fail_always) = Some(FetchError::transient("InternalFailure", "STS is down"));
+    // Through the refresh window the held credentials keep coming.
+    for _ in 0..58 {
+        sleep(MINUTE).await;
+        let creds = cache.get("dev").await.expect("still valid, still served");
+        assert_eq!(creds.issued.access_key_id, first.issued.access_key_id);
+    }
+    let calls_during_outage = sts.calls();
+    assert!(calls_during_outage > 2, "kept retrying in the background");
+    // Retrying from the refresh point (~30 min left) to the floor (1 min
+    // left) with backoff capped at a minute: tens of calls, not thousands.
+    assert!(
+        calls_during_outage < 70,
+        "made {calls_during_outage} calls: backoff must hold"
+    );
+    // Within the last minute they are no longer handed out.
+    sleep(90 * Duration::from_secs(1)).await;
+    let error = cache
+        .get("dev")
+        .await
+        .expect_err("expired credentials are never served");
+    assert!(matches!(error, CacheError::Unavailable(e) if e.message.contains("STS is down")));
+    // STS comes back: the next attempt succeeds.
+    *lock(&sts.fail_always) = None;
+    sleep(BACKOFF_CAP).await;
+    let fresh = cache.get("dev").await.expect("recovered");
+    assert_ne!(fresh.issued.access_key_id, first.issued.access_key_id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_failures_are_remembered_for_a_while() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    lock(&sts.failures).push_back(FetchError::permanent("AccessDenied", "not allowed"));
+    for _ in 0..20 {
+        let error = cache.get("dev").await.expect_err("denied");
+        assert!(matches!(error, CacheError::Unavailable(e) if e.code == "AccessDenied"));
+    }
+    assert_eq!(sts.calls(), 1, "a retry loop does not reach STS");
+    sleep(PERMANENT_FAILURE_HOLD).await;
+    cache.get("dev").await.expect("asked again after the hold");
+    assert_eq!(sts.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_back_off_exponentially() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    *lock(&sts.fail_always) = Some(FetchError::transient("Throttling", "slow down"));
+    // A client hammering every 100 ms for a minute.
+    for _ in 0..600 {
+        let _ = cache.get("dev").await;
+        sleep(Duration::from_millis(100)).await;
+    }
+    // 1+2+4+8+16+32 s ceilings (halved at worst by jitter) fit at most ~9 attempts in 60 s.
+    assert!(sts.calls() <= 9, "made {} calls", sts.calls());
+    assert!(sts.calls() >= 4, "made {} calls", sts.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_roles_stop_refreshing_and_wake_on_demand() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    cache.get("dev").await.expect("credentials");
+    sleep(5 * HOUR).await;
+    // Used once at t=0, so refreshed for at most the first idle hour.
+    let calls_while_idle = sts.calls();
+    assert!(
+        calls_while_idle <= 3,
+        "made {calls_while_idle} calls while idle"
+    );
+    let creds = cache.get("dev").await.expect("assumed again on demand");
+    assert!(creds.remaining(cache.shared.clock.now()) > 30 * MINUTE);
+    assert_eq!(sts.calls(), calls_while_idle + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn short_sessions_refresh_at_half_life_not_every_request() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    *lock(&sts.lifetime) = Duration::from_secs(20 * 60);
+    cache.get("dev").await.expect("credentials");
+    for _ in 0..100 {
+        cache.get("dev").await.expect("credentials");
+    }
+    assert_eq!(
+        sts.calls(),
+        1,
+        "a 20-minute session is not refreshed on every request"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn prefetch_assumes_without_a_request() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    cache.prefetch("dev");
+    settle().await;
+    assert_eq!(sts.calls(), 1);
+    cache.get("dev").await.expect("credentials");
+    assert_eq!(sts.calls(), 1, "served from the prefetched credentials");
+}
+
+#[tokio::test(start_paused = true)]
+async fn chained_roles_are_signed_by_the_upstream_session() {
+    let mut downstream = role("prod");
+    downstream.config.via = Some("hub".into());
+    let (cache, sts) = cache_with(vec![role("hub"), downstream]);
+    let creds = cache.get("prod").await.expect("credentials");
+    assert!(creds.issued.access_key_id.starts_with("ASIAPROD"));
+    let upstream_keys = lock(&sts.upstream_keys).clone();
+    assert_eq!(upstream_keys.len(), 2);
+    assert_eq!(upstream_keys[0], None, "hub is assumed from the source");
+    assert_eq!(
+        upstream_keys[1].as_deref(),
+        Some("ASIAHUB1"),
+        "prod is signed by hub"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_reports_each_role() {
+    let (cache, sts) = cache_with(vec![role("dev"), role("ops")]);
+    cache.get("dev").await.expect("credentials");
+    lock(&sts.failures).push_back(FetchError::permanent("AccessDenied", "no"));
+    let _ = cache.get("ops").await;
+    let status = cache.status();
+    assert_eq!(status[0].name, "dev");
+    assert_eq!(status[0].state, State::Warm);
+    assert!(status[0].expires_in_seconds.is_some_and(|s| s > 3000));
+    assert_eq!(status[1].state, State::Failing);
+    assert_eq!(status[1].last_error.as_deref(), Some("no"));
+}

@@ -1,0 +1,196 @@
+//! Command-line interface: parses arguments and runs one command.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client_env::{self, Format};
+use crate::config::{self, Config};
+use crate::daemon;
+
+/// Exit status for a config that does not validate (`assumed check`).
+const EXIT_INVALID_CONFIG: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "assumed",
+    version,
+    about = "Keeps AWS role credentials warm and serves them to unmodified SDKs"
+)]
+struct Cli {
+    /// Config file (default: $ASSUMED_CONFIG, else ~/.config/assumed/config.toml)
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground (what a service manager starts)
+    Serve,
+    /// Validate the config: exit 0, or print every error with file:line:column and exit 2
+    Check,
+    /// List configured roles and their ARNs
+    Roles,
+    /// Print the variables that point an SDK at ROLE
+    Env {
+        role: String,
+        #[arg(long, value_enum, default_value = "sh")]
+        format: Format,
+    },
+    /// Run CMD with ROLE's credentials from the daemon; exits with CMD's status
+    Exec {
+        role: String,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "CMD"
+        )]
+        command: Vec<OsString>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("assumed: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    let loaded = config::load_or_default(cli.config.as_deref());
+    match cli.command {
+        Command::Check => Ok(check(loaded, cli.config)),
+        command => {
+            let config =
+                loaded.map_err(|diagnostics| format!("the config is not valid:\n{diagnostics}"))?;
+            match command {
+                Command::Serve => serve(config),
+                Command::Roles => {
+                    print!("{}", roles_table(&config));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Command::Env { role, format } => {
+                    let env = client_env_for(&config, &role)?;
+                    print!("{}", client_env::render(&env, format));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Command::Exec { role, command } => exec(&config, &role, command),
+                Command::Check => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<PathBuf>) -> ExitCode {
+    match loaded {
+        Ok(config) => {
+            let source = config
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .or(explicit.map(|p| p.display().to_string()))
+                .unwrap_or_else(|| "defaults (no config file)".into());
+            println!("{source}: ok, {} role(s)", config.roles.len());
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            ExitCode::from(EXIT_INVALID_CONFIG)
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<ExitCode, String> {
+    crate::logging::init();
+    // Before the runtime starts: this edits the process environment.
+    daemon::strip_self_pointing_env(&config.server.listen);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(daemon::run(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn roles_table(config: &Config) -> String {
+    let width = config
+        .roles
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!("{:width$}  SOURCE\n", "ROLE");
+    for (name, role) in &config.roles {
+        let source = match (&role.role_arn, &role.profile, &role.via) {
+            (Some(arn), _, Some(via)) => format!("{arn} (via {via})"),
+            (Some(arn), _, None) => arn.clone(),
+            (None, Some(profile), _) => format!("profile {profile}"),
+            (None, None, _) => "-".into(),
+        };
+        let marker = if config.server.default_role.as_deref() == Some(name) {
+            " (default)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{name:width$}  {source}{marker}\n"));
+    }
+    out
+}
+
+fn client_env_for(config: &Config, role: &str) -> Result<client_env::ClientEnv, String> {
+    if !config.roles.contains_key(role) {
+        return Err(format!(
+            "no role named {role:?} in the config (see `assumed roles`)"
+        ));
+    }
+    let listen = config
+        .server
+        .listen
+        .first()
+        .copied()
+        .ok_or("the config has no listen address")?;
+    Ok(client_env::container_env(
+        listen,
+        role,
+        &daemon::token_path(config),
+    ))
+}
+
+/// Replaces this process with CMD, so CMD's exit status and signals are its
+/// own. Also sets `AWS_CONTAINER_AUTHORIZATION_TOKEN`: SDKs from before late
+/// 2023 (Debian's AWS CLI 2.9, for one) read only that variable.
+fn exec(config: &Config, role: &str, command: Vec<OsString>) -> Result<ExitCode, String> {
+    use std::os::unix::process::CommandExt;
+
+    let env = client_env_for(config, role)?;
+    let token_file = daemon::token_path(config);
+    let token = crate::token::read(&token_file).map_err(|e| {
+        format!(
+            "cannot read the token at {} ({e}); is `assumed serve` running?",
+            token_file.display()
+        )
+    })?;
+    let (program, args) = command.split_first().ok_or("no command given")?;
+    let mut child = std::process::Command::new(program);
+    child.args(args);
+    for name in &env.unset {
+        child.env_remove(name);
+    }
+    for (name, value) in &env.set {
+        child.env(name, value);
+    }
+    child.env("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.expose());
+    let error = child.exec();
+    eprintln!("assumed: cannot run {}: {error}", program.to_string_lossy());
+    Ok(ExitCode::from(127))
+}

@@ -1,0 +1,173 @@
+//! The environment that points an unmodified SDK at the daemon, and its
+//! renderings for shells, dotenv files and JSON (`assumed env`, `assumed exec`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+use clap::ValueEnum;
+
+/// Variables that would win over (or fight with) the container endpoint:
+/// static keys and profiles come before it in every SDK's chain, RELATIVE_URI
+/// wins over FULL_URI everywhere, and Java prefers the TOKEN variable over
+/// the token file.
+pub const CONFLICTING: [&str; 6] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Sh,
+    Fish,
+    Dotenv,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientEnv {
+    pub set: Vec<(&'static str, String)>,
+    pub unset: Vec<&'static str>,
+}
+
+/// FULL_URI + token file for `role`, reached through the first listener.
+pub fn container_env(listen: SocketAddr, role: &str, token_file: &Path) -> ClientEnv {
+    ClientEnv {
+        set: vec![
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("http://{}/role/{role}", client_address(listen)),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+        ],
+        unset: CONFLICTING.to_vec(),
+    }
+}
+
+/// Where a local client should connect for a listener: a wildcard listener
+/// is reached on loopback, under the literal every SDK's allowlist accepts.
+pub fn client_address(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+pub fn render(env: &ClientEnv, format: Format) -> String {
+    let mut out = String::new();
+    match format {
+        Format::Sh => {
+            for name in &env.unset {
+                out.push_str(&format!("unset {name}\n"));
+            }
+            for (name, value) in &env.set {
+                out.push_str(&format!("export {name}={}\n", sh_quote(value)));
+            }
+        }
+        Format::Fish => {
+            for name in &env.unset {
+                out.push_str(&format!("set -e {name}\n"));
+            }
+            for (name, value) in &env.set {
+                out.push_str(&format!("set -gx {name} {}\n", fish_quote(value)));
+            }
+        }
+        Format::Dotenv => {
+            // dotenv cannot unset; say so rather than silently leave keys around.
+            out.push_str(&format!(
+                "# also make sure these are not set: {}\n",
+                env.unset.join(" ")
+            ));
+            for (name, value) in &env.set {
+                out.push_str(&format!("{name}={}\n", dotenv_quote(value)));
+            }
+        }
+        Format::Json => {
+            let set: serde_json::Map<String, serde_json::Value> = env
+                .set
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.clone().into()))
+                .collect();
+            let doc = serde_json::json!({ "set": set, "unset": env.unset });
+            out.push_str(&doc.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn sh_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+fn fish_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'"))
+}
+
+fn dotenv_quote(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/:._-@+=,".contains(c));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("\"{}\"", value.replace('\\', r"\\").replace('"', "\\\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> ClientEnv {
+        container_env(
+            "0.0.0.0:9911".parse().expect("addr"),
+            "dev",
+            Path::new("/run/user/1000/assumed/token"),
+        )
+    }
+
+    #[test]
+    fn wildcard_listener_is_reached_on_loopback() {
+        let env = env();
+        assert_eq!(env.set[0].1, "http://127.0.0.1:9911/role/dev");
+        let v6 = container_env("[::]:80".parse().expect("addr"), "x", Path::new("/t"));
+        assert_eq!(v6.set[0].1, "http://[::1]:80/role/x");
+    }
+
+    #[test]
+    fn sh_output_unsets_conflicts_and_quotes() {
+        let text = render(&env(), Format::Sh);
+        assert!(text.contains("unset AWS_ACCESS_KEY_ID\n"));
+        assert!(text.contains("unset AWS_CONTAINER_CREDENTIALS_RELATIVE_URI\n"));
+        assert!(text.contains(
+            "export AWS_CONTAINER_CREDENTIALS_FULL_URI='http://127.0.0.1:9911/role/dev'\n"
+        ));
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn other_formats() {
+        assert!(render(&env(), Format::Fish).contains("set -e AWS_PROFILE\n"));
+        assert!(
+            render(&env(), Format::Dotenv)
+                .contains("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=/run/user/1000/assumed/token\n")
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&env(), Format::Json)).expect("json");
+        assert_eq!(
+            json["set"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+            "http://127.0.0.1:9911/role/dev"
+        );
+        assert_eq!(json["unset"][0], "AWS_ACCESS_KEY_ID");
+        assert_eq!(dotenv_quote("a b\"c"), "\"a b\\\"c\"");
+    }
+}

@@ -1,0 +1,206 @@
+//! The daemon's TOML config: types, loading, and validation that reports
+//! every problem at once with `file:line:column`.
+
+mod diagnostic;
+mod reader;
+mod sections;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
+const DEFAULT_PORT: u16 = 9911;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    /// The file this came from; `None` for built-in defaults or `parse`.
+    pub path: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub source: SourceConfig,
+    pub roles: BTreeMap<String, RoleConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub default_role: Option<String>,
+    /// `~/` already expanded to `$HOME`.
+    pub token_file: Option<PathBuf>,
+    pub allowed_hosts: Vec<String>,
+    pub refresh_before: Duration,
+    /// A role nobody asked for this long stops being refreshed.
+    pub idle_timeout: Duration,
+    pub expose: bool,
+    pub imdsv1: bool,
+    pub import_profiles: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT))],
+            default_role: None,
+            token_file: None,
+            allowed_hosts: Vec::new(),
+            refresh_before: Duration::from_secs(30 * 60),
+            idle_timeout: Duration::from_secs(60 * 60),
+            expose: false,
+            imdsv1: false,
+            import_profiles: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourceConfig {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub sts_endpoint: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Default)]
+pub struct RoleConfig {
+    pub role_arn: Option<String>,
+    pub profile: Option<String>,
+    pub session_name: Option<String>,
+    pub duration: Option<Duration>,
+    pub external_id: Option<String>,
+    pub mfa_serial: Option<String>,
+    pub source_profile: Option<String>,
+    pub via: Option<String>,
+    pub policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    pub transitive_tag_keys: Vec<String>,
+    pub source_identity: Option<String>,
+    pub region: Option<String>,
+    pub prefetch: bool,
+    pub imds_listen: Option<SocketAddr>,
+}
+
+impl RoleConfig {
+    /// The session duration as configured; `None` lets STS use the role's default.
+    pub fn effective_duration(&self) -> Option<Duration> {
+        self.duration
+    }
+}
+
+/// Field by field, except that the external ID (a shared secret with the role's owner) is hidden.
+impl fmt::Debug for RoleConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoleConfig")
+            .field("role_arn", &self.role_arn)
+            .field("profile", &self.profile)
+            .field("session_name", &self.session_name)
+            .field("duration", &self.duration)
+            .field(
+                "external_id",
+                &self.external_id.as_ref().map(|_| "<redacted>"),
+            )
+            .field("mfa_serial", &self.mfa_serial)
+            .field("source_profile", &self.source_profile)
+            .field("via", &self.via)
+            .field("policy", &self.policy)
+            .field("policy_arns", &self.policy_arns)
+            .field("tags", &self.tags)
+            .field("transitive_tag_keys", &self.transitive_tag_keys)
+            .field("source_identity", &self.source_identity)
+            .field("region", &self.region)
+            .field("prefetch", &self.prefetch)
+            .field("imds_listen", &self.imds_listen)
+            .finish()
+    }
+}
+
+/// Parses and validates a config; `file_name` only labels the diagnostics.
+pub fn parse(source: &str, file_name: &str) -> Result<Config, Diagnostics> {
+    let problems = diagnostic::Problems::default();
+    let (document, syntax_errors) = toml::de::DeTable::parse_recoverable(source);
+    let mut last_line = 0;
+    for error in &syntax_errors {
+        let span = error.span().unwrap_or(0..0);
+        // The parser recovers by skipping ahead; a second error on the same line is an echo.
+        let (line, _) = diagnostic::line_column(source, span.start);
+        if line != last_line {
+            problems.report(span, error.message());
+        }
+        last_line = line;
+    }
+    // A partly parsed document would only add confusing follow-up problems.
+    let config = if syntax_errors.is_empty() {
+        sections::config(document.get_ref(), &problems)
+    } else {
+        Config::default()
+    };
+    problems.into_result(config, source, file_name)
+}
+
+pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+    let source = std::fs::read_to_string(path).map_err(|error| unreadable(path, &error))?;
+    parse_file(&source, path)
+}
+
+/// `--config`, else `$ASSUMED_CONFIG`, else the platform config dir's `config.toml`.
+pub fn resolve_path(cli: Option<&Path>) -> Option<PathBuf> {
+    explicit_path(cli).or_else(default_path)
+}
+
+/// Like `load`, but a missing file at the default location means built-in
+/// defaults (serve works with no file); a missing file that was asked for is an error.
+pub fn load_or_default(cli: Option<&Path>) -> Result<Config, Diagnostics> {
+    match explicit_path(cli) {
+        Some(path) => load(&path),
+        None => load_if_present(default_path()),
+    }
+}
+
+fn explicit_path(cli: Option<&Path>) -> Option<PathBuf> {
+    let from_env = || {
+        std::env::var_os("ASSUMED_CONFIG")
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    };
+    cli.map(Path::to_path_buf).or_else(from_env)
+}
+
+fn default_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "assumed")
+        .map(|dirs| dirs.config_dir().join("config.toml"))
+}
+
+fn load_if_present(path: Option<PathBuf>) -> Result<Config, Diagnostics> {
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    match std::fs::read_to_string(&path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(error) => Err(unreadable(&path, &error)),
+        Ok(source) => parse_file(&source, &path),
+    }
+}
+
+fn parse_file(source: &str, path: &Path) -> Result<Config, Diagnostics> {
+    let config = parse(source, &path.display().to_string())?;
+    Ok(Config {
+        path: Some(path.to_path_buf()),
+        ..config
+    })
+}
+
+fn unreadable(path: &Path, error: &std::io::Error) -> Diagnostics {
+    let message = format!("cannot read config: {error}");
+    Diagnostics(vec![Diagnostic {
+        file: path.display().to_string(),
+        line: 1,
+        column: 1,
+        message,
+    }])
+}

@@ -1,0 +1,263 @@
+//! Builds a `Config` from the parsed document, one section at a time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use toml::Spanned;
+use toml::de::DeTable;
+
+use super::diagnostic::Problems;
+use super::reader::TableReader;
+use super::validate::{self, Listener, anything, not_empty};
+use super::{Config, RoleConfig, ServerConfig, SourceConfig};
+
+/// Keys that only mean something when the role is assumed through STS.
+const ASSUME_ROLE_ONLY: [&str; 11] = [
+    "session_name",
+    "duration",
+    "external_id",
+    "mfa_serial",
+    "source_profile",
+    "via",
+    "policy",
+    "policy_arns",
+    "tags",
+    "transitive_tag_keys",
+    "source_identity",
+];
+const MAX_POLICY_ARNS: usize = 10;
+const MAX_TAGS: usize = 50;
+
+pub(super) fn config(document: &DeTable<'_>, problems: &Problems) -> Config {
+    let mut root = TableReader::new(Some(document), String::new(), problems);
+    let mut listeners = Vec::new();
+    let (server, default_role) = server(root.table("server"), &mut listeners);
+    let source = source(root.table("source"));
+    let mut roles = BTreeMap::new();
+    let mut vias = BTreeMap::new();
+    for (name, table) in root.table("roles").tables() {
+        if let Err(message) = validate::role_name(name.get_ref()) {
+            problems.report(name.span(), message);
+        }
+        let (role, via) = role(&name, table, &mut listeners);
+        vias.extend(via.map(|via| (name.get_ref().clone(), via)));
+        roles.insert(name.into_inner(), role);
+    }
+    root.finish();
+
+    validate::listeners(&listeners, server.expose, problems);
+    validate::via_chains(&vias, |name| roles.contains_key(name), problems);
+    // Roles imported from ~/.aws/config are unknown here; with import on, whoever merges them checks it.
+    if let Some(default_role) =
+        default_role.filter(|name| !server.import_profiles && !roles.contains_key(name.get_ref()))
+    {
+        let message = format!(
+            "default_role \"{}\" is not a role in [roles]",
+            default_role.get_ref()
+        );
+        problems.report(default_role.span(), message);
+    }
+    Config {
+        path: None,
+        server,
+        source,
+        roles,
+    }
+}
+
+fn server(
+    mut table: TableReader<'_>,
+    listeners: &mut Vec<Listener>,
+) -> (ServerConfig, Option<Spanned<String>>) {
+    let defaults = ServerConfig::default();
+    let listen = match table.socket_addr_list("listen") {
+        Some(list) => list
+            .into_inner()
+            .into_iter()
+            .map(|addr| listener(addr, "listen", listeners))
+            .collect(),
+        None => {
+            let default = Spanned::new(0..0, defaults.listen[0]);
+            vec![listener(default, "the default listen", listeners)]
+        }
+    };
+    let default_role = table.string("default_role", &anything);
+    let token_file = table
+        .string("token_file", &validate::token_file)
+        .map(|path| expand_home(path.get_ref()));
+    let allowed_hosts = strings(table.string_list("allowed_hosts", &validate::host_name));
+    let refresh_before = table.duration("refresh_before", &validate::positive("refresh_before"));
+    let idle_timeout = table.duration("idle_timeout", &validate::positive("idle_timeout"));
+    let server = ServerConfig {
+        listen,
+        default_role: default_role.as_ref().map(|name| name.get_ref().clone()),
+        token_file,
+        allowed_hosts,
+        refresh_before: refresh_before.map_or(defaults.refresh_before, Spanned::into_inner),
+        idle_timeout: idle_timeout.map_or(defaults.idle_timeout, Spanned::into_inner),
+        expose: table.bool("expose").unwrap_or(defaults.expose),
+        imdsv1: table.bool("imdsv1").unwrap_or(defaults.imdsv1),
+        import_profiles: table
+            .bool("import_profiles")
+            .unwrap_or(defaults.import_profiles),
+    };
+    table.finish();
+    (server, default_role)
+}
+
+fn source(mut table: TableReader<'_>) -> SourceConfig {
+    let source = SourceConfig {
+        profile: plain(table.string("profile", &not_empty)),
+        region: plain(table.string("region", &validate::region)),
+        sts_endpoint: plain(table.string("sts_endpoint", &validate::sts_endpoint)),
+    };
+    table.finish();
+    source
+}
+
+/// One `[roles.NAME]` table, and its `via` with position for the chain check.
+fn role(
+    name: &Spanned<String>,
+    mut table: TableReader<'_>,
+    listeners: &mut Vec<Listener>,
+) -> (RoleConfig, Option<Spanned<String>>) {
+    let role_arn = plain(table.string("role_arn", &validate::role_arn));
+    let profile = table.string("profile", &not_empty);
+    let source_profile = table.string("source_profile", &not_empty);
+    let via = table.string("via", &anything);
+    // A chained session over 1h is clamped by the daemon (with a warning), as
+    // the AWS CLI does, rather than refused here.
+    let duration = table.duration("duration", &validate::session_duration);
+    let tags = tags(&mut table);
+    let transitive_tag_keys =
+        table.string_list("transitive_tag_keys", &|key| match tags.contains_key(key) {
+            true => Ok(()),
+            false => Err(format!(
+                "transitive_tag_keys entry \"{key}\" is not a key of tags"
+            )),
+        });
+    let policy_arns = table.string_list("policy_arns", &validate::policy_arn);
+    if let Some(extra) = policy_arns
+        .as_ref()
+        .and_then(|arns| arns.get_ref().get(MAX_POLICY_ARNS))
+    {
+        table.report(
+            extra.span(),
+            format!("policy_arns has more than {MAX_POLICY_ARNS} entries, the most STS accepts"),
+        );
+    }
+
+    match (&role_arn, &profile) {
+        (None, None) => table.report(
+            name.span(),
+            format!("role \"{}\" needs role_arn or profile", name.get_ref()),
+        ),
+        (Some(_), Some(profile)) => {
+            table.report(profile.span(), "set role_arn or profile, not both")
+        }
+        (None, Some(_)) => assume_role_keys_unused(&table),
+        (Some(_), None) => {}
+    }
+    if let (Some(via), Some(_)) = (&via, &source_profile) {
+        table.report(via.span(), "via and source_profile are mutually exclusive: a role is assumed from one or the other");
+    }
+
+    let role = RoleConfig {
+        role_arn,
+        profile: plain(profile),
+        session_name: plain(table.string("session_name", &validate::session_name)),
+        duration: plain(duration),
+        external_id: plain(table.string("external_id", &validate::external_id)),
+        mfa_serial: plain(table.string("mfa_serial", &validate::mfa_serial)),
+        source_profile: plain(source_profile),
+        via: via.as_ref().map(|via| via.get_ref().clone()),
+        policy: plain(table.string("policy", &validate::policy)),
+        policy_arns: strings(policy_arns),
+        tags,
+        transitive_tag_keys: strings(transitive_tag_keys),
+        source_identity: plain(table.string("source_identity", &validate::source_identity)),
+        region: plain(table.string("region", &validate::region)),
+        prefetch: table.bool("prefetch").unwrap_or(false),
+        imds_listen: table
+            .socket_addr("imds_listen")
+            .map(|addr| listener(addr, "imds_listen", listeners)),
+    };
+    table.finish();
+    (role, via)
+}
+
+fn tags(table: &mut TableReader<'_>) -> BTreeMap<String, String> {
+    let entries = table.string_map("tags");
+    if let Some(span) = table.key_span("tags").filter(|_| entries.len() > MAX_TAGS) {
+        table.report(
+            span,
+            format!(
+                "tags has {} entries; STS accepts at most {MAX_TAGS}",
+                entries.len()
+            ),
+        );
+    }
+    for (key, value) in &entries {
+        if !(1..=128).contains(&key.get_ref().chars().count()) {
+            table.report(key.span(), "tag keys must be 1-128 characters");
+        }
+        if value.get_ref().chars().count() > 256 {
+            table.report(
+                value.span(),
+                format!("tag \"{}\" is longer than 256 characters", key.get_ref()),
+            );
+        }
+    }
+    entries
+        .into_iter()
+        .map(|(key, value)| (key.into_inner(), value.into_inner()))
+        .collect()
+}
+
+/// A `profile` role serves the profile's own credentials: STS options make no sense there.
+fn assume_role_keys_unused(table: &TableReader<'_>) {
+    for key in ASSUME_ROLE_ONLY {
+        if let Some(span) = table.key_span(key) {
+            table.report(
+                span,
+                format!(
+                    "{key} needs role_arn: a profile role serves the profile's own credentials"
+                ),
+            );
+        }
+    }
+}
+
+fn listener(
+    addr: Spanned<std::net::SocketAddr>,
+    key: &'static str,
+    listeners: &mut Vec<Listener>,
+) -> std::net::SocketAddr {
+    listeners.push(Listener {
+        addr: *addr.get_ref(),
+        span: addr.span(),
+        key,
+    });
+    addr.into_inner()
+}
+
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+fn plain<T>(value: Option<Spanned<T>>) -> Option<T> {
+    value.map(Spanned::into_inner)
+}
+
+fn strings(list: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
+    list.map(|list| {
+        list.into_inner()
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect()
+    })
+    .unwrap_or_default()
+}

@@ -1,0 +1,544 @@
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const ROLE: &str = "[roles.dev]\nrole_arn = \"arn:aws:iam::111111111111:role/dev\"\n";
+
+/// Every problem of `source` as "line:column: message".
+fn problems(source: &str) -> Vec<String> {
+    match parse(source, "t.toml") {
+        Ok(_) => Vec::new(),
+        Err(Diagnostics(all)) => all
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+            .collect(),
+    }
+}
+
+/// `ROLE` plus one line.
+fn role(line: &str) -> String {
+    format!("{ROLE}{line}\n")
+}
+
+/// `source` has exactly one problem, given as "line:column: part of the message".
+fn expect_one(source: &str, expected: &str) {
+    let (at, fragment) = expected.split_once(": ").unwrap_or((expected, ""));
+    let found = problems(source);
+    assert!(
+        found.len() == 1 && found[0].starts_with(&format!("{at}: ")) && found[0].contains(fragment),
+        "wanted {expected}, got {found:#?}"
+    );
+}
+
+fn expect_ok(source: &str) -> Config {
+    parse(source, "t.toml").unwrap_or_else(|problems| panic!("{problems}"))
+}
+
+#[test]
+fn syntax_errors_are_located_one_per_line() {
+    let found = problems("[server\nlisten = = 1\nx = 2\n");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("1:8: unclosed table"), "{found:#?}");
+    assert!(found[1].starts_with("2:10: "), "{found:#?}");
+}
+
+#[test]
+fn diagnostics_display_as_file_line_column() {
+    let Err(diagnostics) = parse("x = 1\n", "a/config.toml") else {
+        panic!("accepted an unknown key")
+    };
+    assert_eq!(
+        diagnostics.to_string(),
+        "a/config.toml:1:1: unknown key \"x\" at the top level"
+    );
+}
+
+#[test]
+fn unknown_keys_are_reported_everywhere_with_suggestions() {
+    let found = problems(
+        "[server]\nlistne = []\n[source]\nzone = \"a\"\n[roles.dev]\nprofile = \"p\"\nextra = 1\n[nope]\n",
+    );
+    assert_eq!(found.len(), 4, "{found:#?}");
+    assert_eq!(
+        found[0],
+        "2:1: unknown key \"listne\" in [server]; did you mean \"listen\"?"
+    );
+    assert_eq!(found[1], "4:1: unknown key \"zone\" in [source]");
+    assert_eq!(found[2], "7:1: unknown key \"extra\" in [roles.dev]");
+    assert_eq!(found[3], "8:2: unknown key \"nope\" at the top level");
+}
+
+#[test]
+fn role_entries_must_be_tables() {
+    expect_one(
+        "[roles]\ndev = 3\n",
+        "2:7: roles.dev: expected a table, found an integer; write it as [roles.dev]",
+    );
+}
+
+#[test]
+fn wrong_value_types_name_both_types() {
+    expect_one(
+        "[server]\nexpose = \"yes\"\n",
+        "2:10: expose: expected a boolean, found a string",
+    );
+    expect_one(
+        "[server]\nlisten = [\"127.0.0.1:1\", 2]\n",
+        "2:26: listen[1]: expected a string, found an integer",
+    );
+    expect_one(
+        &role("session_name = 5"),
+        "3:16: expected a string, found an integer",
+    );
+}
+
+#[test]
+fn role_names_must_be_url_safe() {
+    expect_one(
+        "[roles.\"a b\"]\nprofile = \"p\"\n",
+        "1:8: role name must be 1-64 characters",
+    );
+    expect_ok("[roles.\"a.b@c+d=e,f-g_h\"]\nprofile = \"p\"\n");
+}
+
+#[test]
+fn role_arn_shape_is_checked() {
+    let with_arn = |arn: &str| format!("[roles.dev]\nrole_arn = \"{arn}\"\n");
+    expect_one(
+        &with_arn("dev"),
+        "2:12: role_arn \"dev\": not an ARN; expected arn:aws:iam::123456789012:role/NAME",
+    );
+    expect_one(
+        &with_arn("arn:aws:iam::1234:role/x"),
+        "2:12: account \"1234\" is not 12 digits",
+    );
+    expect_one(
+        &with_arn("arn:azure:iam::111111111111:role/x"),
+        "2:12: unknown partition \"azure\"",
+    );
+    expect_one(
+        &with_arn("arn:aws:iam::111111111111:user/x"),
+        "2:12: does not start with role/",
+    );
+    expect_one(
+        &with_arn("arn:aws:iam::111111111111:role/a b"),
+        "2:12: role name \"a b\"",
+    );
+    for good in [
+        "arn:aws-us-gov:iam::111111111111:role/p/q/x",
+        "arn:aws-iso-b:iam::111111111111:role/a+b=c,d.e@f-g",
+    ] {
+        assert_eq!(validate::role_arn(good), Ok(()), "{good}");
+    }
+}
+
+#[test]
+fn a_role_needs_exactly_one_of_role_arn_or_profile() {
+    expect_one(
+        "[roles.dev]\nregion = \"eu-west-1\"\n",
+        "1:8: role \"dev\" needs role_arn or profile",
+    );
+    expect_one(
+        &role("profile = \"p\""),
+        "3:11: set role_arn or profile, not both",
+    );
+}
+
+#[test]
+fn via_and_source_profile_are_exclusive() {
+    let source =
+        format!("{ROLE}via = \"hub\"\nsource_profile = \"x\"\n[roles.hub]\nprofile = \"h\"\n");
+    expect_one(
+        &source,
+        "3:7: via and source_profile are mutually exclusive",
+    );
+}
+
+#[test]
+fn via_must_name_a_role() {
+    expect_one(
+        &role("via = \"hub\""),
+        "3:7: via = \"hub\": no role named \"hub\"",
+    );
+}
+
+#[test]
+fn via_cycles_are_reported_once_per_role() {
+    let arn = "role_arn = \"arn:aws:iam::111111111111:role/x\"";
+    let found = problems(&format!(
+        "[roles.a]\n{arn}\nvia = \"b\"\n[roles.b]\n{arn}\nvia = \"a\"\n[roles.c]\n{arn}\nvia = \"a\"\n"
+    ));
+    assert_eq!(
+        found,
+        [
+            "3:7: via = \"b\" forms a cycle: a -> b -> a",
+            "6:7: via = \"a\" forms a cycle: b -> a -> b"
+        ]
+    );
+}
+
+#[test]
+fn via_and_other_sts_keys_need_role_arn() {
+    let source = "[roles.hub]\nprofile = \"h\"\n[roles.dev]\nprofile = \"p\"\nvia = \"hub\"\n";
+    expect_one(
+        source,
+        "5:1: via needs role_arn: a profile role serves the profile's own credentials",
+    );
+}
+
+#[test]
+fn durations_parse_and_respect_bounds() {
+    expect_one(
+        &role("duration = \"soon\""),
+        "3:12: duration \"soon\" is not a duration",
+    );
+    expect_one(
+        &role("duration = \"5m\""),
+        "3:12: duration 5m is outside 15m..12h",
+    );
+    expect_one(&role("duration = \"13h\""), "3:12: outside 15m..12h");
+    expect_one(
+        "[server]\nrefresh_before = \"0s\"\n",
+        "2:18: refresh_before must be greater than 0",
+    );
+    expect_one(
+        "[server]\nidle_timeout = \"later\"\n",
+        "2:16: idle_timeout \"later\" is not a duration",
+    );
+    let config = expect_ok(&format!(
+        "{ROLE}duration = \"90m\"\n[server]\nidle_timeout = \"2h\"\n"
+    ));
+    assert_eq!(
+        config.roles["dev"].effective_duration(),
+        Some(Duration::from_secs(5400))
+    );
+    assert_eq!(config.server.idle_timeout, Duration::from_secs(7200));
+}
+
+#[test]
+fn chained_sessions_over_an_hour_are_accepted_for_clamping() {
+    let source = format!("{ROLE}via = \"hub\"\nduration = \"2h\"\n[roles.hub]\nprofile = \"h\"\n");
+    let config = parse(&source, "t.toml").expect("valid: the daemon clamps it to 1h");
+    assert_eq!(
+        config.roles["dev"].duration,
+        Some(Duration::from_secs(7200))
+    );
+}
+
+#[test]
+fn session_name_and_source_identity_use_sts_characters() {
+    expect_one(
+        &role("session_name = \"a\""),
+        "3:16: session_name must be 2-64 characters",
+    );
+    expect_one(
+        &role("source_identity = \"a b\""),
+        "3:19: source_identity must be 2-64 characters",
+    );
+}
+
+#[test]
+fn external_id_is_checked_and_redacted() {
+    expect_one(
+        &role("external_id = \"x\""),
+        "3:15: external_id must be 2-1224 characters",
+    );
+    let config = expect_ok(&role("external_id = \"s3cr3t:id/1\""));
+    let shown = format!("{:?}", config.roles["dev"]);
+    assert!(
+        shown.contains("<redacted>") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn mfa_serial_is_an_mfa_arn_or_a_hardware_serial() {
+    expect_one(
+        &role("mfa_serial = \"arn:aws:iam::111111111111:role/x\""),
+        "3:14: does not start with mfa/",
+    );
+    expect_one(
+        &role("mfa_serial = \"short\""),
+        "3:14: mfa_serial must be 9-256 characters",
+    );
+    assert_eq!(
+        validate::mfa_serial("arn:aws:iam::111111111111:mfa/alice"),
+        Ok(())
+    );
+    assert_eq!(validate::mfa_serial("GAHT12345678"), Ok(()));
+}
+
+#[test]
+fn policy_must_be_a_json_object() {
+    expect_one(
+        &format!("{ROLE}policy = '{{\"Version\":'\n"),
+        "3:10: policy is not valid JSON",
+    );
+    expect_one(
+        &role("policy = '[1]'"),
+        "3:10: policy must be a JSON object",
+    );
+}
+
+#[test]
+fn policy_arns_are_policy_arns_and_at_most_ten() {
+    expect_one(
+        &role("policy_arns = [\"x\"]"),
+        "3:16: policy_arns entry \"x\" is not a policy ARN",
+    );
+    let eleven = ["\"arn:aws:iam::aws:policy/P\""; 11].join(", ");
+    expect_one(
+        &format!("{ROLE}policy_arns = [{eleven}]\n"),
+        "3:306: more than 10 entries",
+    );
+}
+
+#[test]
+fn tags_are_strings_within_sts_limits() {
+    expect_one(
+        &format!("{ROLE}tags = {{ team = 1 }}\n"),
+        "3:17: tags.team: expected a string, found an integer",
+    );
+    expect_one(
+        &format!("{ROLE}tags = {{ \"\" = \"x\" }}\n"),
+        "3:10: tag keys must be 1-128 characters",
+    );
+    let long = "v".repeat(257);
+    expect_one(
+        &format!("{ROLE}tags = {{ team = \"{long}\" }}\n"),
+        "3:17: longer than 256 characters",
+    );
+    let many: Vec<String> = (0..51).map(|i| format!("t{i} = \"v\"")).collect();
+    expect_one(
+        &format!("{ROLE}tags = {{ {} }}\n", many.join(", ")),
+        "3:1: tags has 51 entries",
+    );
+    let source =
+        format!("{ROLE}tags = {{ team = \"core\" }}\ntransitive_tag_keys = [\"team\", \"nope\"]\n");
+    expect_one(
+        &source,
+        "4:32: transitive_tag_keys entry \"nope\" is not a key of tags",
+    );
+}
+
+#[test]
+fn region_and_sts_endpoint_are_checked() {
+    expect_one(
+        &role("region = \"EU\""),
+        "3:10: region \"EU\" must be lowercase",
+    );
+    expect_one(
+        "[source]\nregion = \"us_east\"\n",
+        "2:10: region \"us_east\"",
+    );
+    expect_one(
+        "[source]\nsts_endpoint = \"localhost:5000\"\n",
+        "2:16: must be an http:// or https:// URL",
+    );
+    expect_one(
+        "[source]\nsts_endpoint = \"http://\"\n",
+        "2:16: with a host",
+    );
+    expect_ok("[source]\nsts_endpoint = \"http://127.0.0.1:5000/\"\n");
+}
+
+#[test]
+fn listen_addresses_must_parse_and_stay_loopback() {
+    expect_one(
+        "[server]\nlisten = [\"localhost:1\"]\n",
+        "2:11: listen \"localhost:1\" is not an address ip:port",
+    );
+    expect_one(
+        "[server]\nlisten = []\n",
+        "2:10: listen must name at least one address",
+    );
+    expect_one(
+        "[server]\nlisten = [\"0.0.0.0:9911\"]\n",
+        "2:11: listen 0.0.0.0:9911 is not loopback: set expose = true in [server] to serve other hosts",
+    );
+    expect_one(
+        &role("imds_listen = \"[::]:9921\""),
+        "3:15: imds_listen [::]:9921 is not loopback",
+    );
+    let exposed =
+        expect_ok("[server]\nexpose = true\nlisten = [\"0.0.0.0:9911\", \"[::1]:9911\"]\n");
+    assert_eq!(
+        exposed.server.listen[1],
+        "[::1]:9911".parse::<SocketAddr>().unwrap()
+    );
+}
+
+#[test]
+fn no_address_is_listened_on_twice() {
+    expect_one(
+        &role("imds_listen = \"127.0.0.1:9911\""),
+        "3:15: already used by the default listen",
+    );
+    let source =
+        format!("[server]\nlisten = [\"127.0.0.1:1\"]\n{ROLE}imds_listen = \"127.0.0.1:1\"\n");
+    expect_one(
+        &source,
+        "5:15: imds_listen 127.0.0.1:1 is already used by listen",
+    );
+}
+
+#[test]
+fn default_role_must_be_configured_unless_profiles_are_imported() {
+    let source = format!("[server]\ndefault_role = \"prod\"\nimport_profiles = false\n{ROLE}");
+    expect_one(
+        &source,
+        "2:16: default_role \"prod\" is not a role in [roles]",
+    );
+    expect_ok(&format!("[server]\ndefault_role = \"prod\"\n{ROLE}"));
+}
+
+#[test]
+fn server_strings_are_checked_and_token_file_expands_home() {
+    expect_one(
+        "[server]\ntoken_file = \"token\"\n",
+        "2:14: must be an absolute path or start with ~/",
+    );
+    expect_one(
+        "[server]\nallowed_hosts = [\"a b\"]\n",
+        "2:18: must be a host name",
+    );
+    let Some(home) = std::env::var_os("HOME") else {
+        return;
+    };
+    let config = expect_ok("[server]\ntoken_file = \"~/t/token\"\n");
+    assert_eq!(
+        config.server.token_file,
+        Some(Path::new(&home).join("t/token"))
+    );
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    expect_one(
+        &format!("{ROLE}tags = {{ \"é\" = 1 }}\n"),
+        "3:16: tags.é: expected a string",
+    );
+    expect_one("[source] # ééé\nregion = \"é\"  \n", "2:10: region");
+}
+
+#[test]
+fn every_problem_is_reported_in_source_order() {
+    let source = "[server]\nlisten = [\"0.0.0.0:1\"]\nbogus = 1\n[roles.dev]\nrole_arn = \"arn:aws:iam::1:role/x\"\nduration = \"1d\"\nvia = \"ghost\"\n";
+    let found = problems(source);
+    let at: Vec<&str> = found
+        .iter()
+        .map(|p| p.split(": ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(at, ["2:11", "3:1", "5:12", "6:12", "7:7"], "{found:#?}");
+}
+
+#[test]
+fn product_example_parses() {
+    let config = expect_ok(PRODUCT_EXAMPLE);
+    let dev = &config.roles["dev"];
+    assert_eq!(dev.via.as_deref(), Some("hub"));
+    assert_eq!(dev.tags["team"], "core");
+    assert_eq!(config.roles["sso-dev"].profile.as_deref(), Some("sso-dev"));
+    assert_eq!(config.server.default_role.as_deref(), Some("dev"));
+}
+
+#[test]
+fn empty_file_means_defaults() {
+    let config = expect_ok("");
+    assert_eq!(config, Config::default());
+    let server = &config.server;
+    assert_eq!(
+        server.listen,
+        [DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        (server.refresh_before, server.idle_timeout),
+        (Duration::from_secs(1800), Duration::from_secs(3600))
+    );
+    assert!(!server.expose && !server.imdsv1 && server.import_profiles);
+    assert!(config.roles.is_empty() && config.path.is_none());
+}
+
+#[test]
+fn missing_default_file_is_defaults_but_missing_given_file_is_an_error() {
+    let missing = std::env::temp_dir().join(format!(
+        "assumed-no-such-{}/config.toml",
+        std::process::id()
+    ));
+    assert_eq!(
+        load_if_present(Some(missing.clone())),
+        Ok(Config::default())
+    );
+    let Err(Diagnostics(found)) = load_or_default(Some(&missing)) else {
+        panic!("loaded a missing file")
+    };
+    assert_eq!((found[0].line, found[0].column), (1, 1));
+    assert!(found[0].message.contains("No such file"), "{}", found[0]);
+    assert_eq!(resolve_path(Some(&missing)), Some(missing));
+}
+
+#[test]
+fn load_records_the_path_and_file_name() {
+    let path =
+        std::env::temp_dir().join(format!("assumed-config-test-{}.toml", std::process::id()));
+    std::fs::write(&path, format!("{ROLE}oops = 1\n")).unwrap();
+    let Err(Diagnostics(found)) = load(&path) else {
+        panic!("accepted an unknown key")
+    };
+    assert_eq!(
+        found[0].to_string(),
+        format!(
+            "{}:3:1: unknown key \"oops\" in [roles.dev]",
+            path.display()
+        )
+    );
+    std::fs::write(&path, ROLE).unwrap();
+    assert_eq!(
+        load(&path).map(|config| config.path),
+        Ok(Some(path.clone()))
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// PRODUCT.md's example with its `…` filled in. It sets both `source_profile`
+/// and `via`, which exclude each other, so `source_profile` is commented out.
+const PRODUCT_EXAMPLE: &str = r#"[server]
+listen = ["127.0.0.1:9911"]      # default; several allowed
+default_role = "dev"             # served at /creds and by IMDS
+# token_file = "..."             # default: runtime dir, mode 0600, new random token per start
+# allowed_hosts = ["host.docker.internal"]   # extra Host header values accepted
+refresh_before = "30m"           # refresh when less than this remains (see Refresh)
+# expose = false                 # must be true for any non-loopback listen address
+# imdsv1 = false                 # allow token-less IMDS GETs (off: IMDSv2 only)
+# import_profiles = true         # also serve role profiles of ~/.aws/config
+
+[source]                         # where the daemon's own credentials come from
+profile = "default"              # any aws-config source: env, static, SSO, credential_process, web identity…
+region = "us-east-1"
+# sts_endpoint = "http://127.0.0.1:5000"   # VPC endpoint, FIPS, or a local STS for tests
+
+[roles.dev]
+role_arn = "arn:aws:iam::111111111111:role/dev"
+session_name = "alice"           # default: local user name, sanitised to [\w+=,.@-]{2,64}
+duration = "1h"                  # 15m..12h
+external_id = "example-external-id"   # optional
+mfa_serial = "arn:aws:iam::111111111111:mfa/alice"   # optional: needs `assumed mfa`
+# source_profile = "other"       # optional, overrides [source].profile (exclusive with via)
+via = "hub"                      # optional: assume from another configured role (role chaining)
+policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'     # optional session policy
+policy_arns = ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+tags = { team = "core" }         # session tags
+transitive_tag_keys = ["team"]
+source_identity = "alice"
+region = "eu-west-1"             # regional STS endpoint for this role
+prefetch = false                 # assume at start instead of on first request
+# imds_listen = "127.0.0.1:9921" # an extra IMDS listener that serves only this role
+
+[roles.hub]
+role_arn = "arn:aws:iam::222222222222:role/hub"
+
+[roles.sso-dev]
+profile = "sso-dev"              # no role_arn: serve a profile's own temporary credentials, re-resolved ahead of expiry
+"#;

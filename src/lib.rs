@@ -1,0 +1,13 @@
+//! `assumed`: a local AWS credential-vending daemon. See ARCHITECTURE.md for
+//! the map; `cli` is the entry point.
+
+pub mod cache;
+pub mod cli;
+pub mod client_env;
+pub mod config;
+pub mod credentials;
+pub mod daemon;
+pub mod logging;
+pub mod server;
+pub mod sts;
+pub mod token;

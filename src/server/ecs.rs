@@ -1,0 +1,64 @@
+//! The container-credentials endpoint (what ECS gives a task), read by SDKs
+//! through `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use super::guard::authorize;
+use crate::cache::CacheError;
+
+pub async fn role(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state.token, &headers)?;
+    let Path(name) =
+        name.map_err(|_| ApiError::bad_request("the role name in the path is not valid"))?;
+    answer(&state, &name).await
+}
+
+pub async fn default_role(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state.token, &headers)?;
+    let name = state.default_role.as_deref().ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "NoDefaultRole",
+            "no default_role is configured; use /role/NAME",
+        )
+    })?;
+    answer(&state, name).await
+}
+
+async fn answer(state: &AppState, name: &str) -> Result<Response, ApiError> {
+    match state.cache.get(name).await {
+        Ok(creds) => Ok((
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            creds.container_body(),
+        )
+            .into_response()),
+        Err(CacheError::UnknownRole) => Err(ApiError::unknown_role()),
+        Err(CacheError::Unavailable(error)) => Err(ApiError::unavailable(
+            &error.code,
+            &format!(
+                "credentials for role {name} are unavailable: {}",
+                error.message
+            ),
+        )),
+    }
+}

@@ -1,0 +1,217 @@
+//! Talking to STS: the daemon's own source credentials (through aws-config,
+//! so every source it knows works: env, static, SSO, credential_process, web
+//! identity) and the `AssumeRole` call with every per-role parameter.
+//!
+//! This module knows nothing about caching; the cache calls [`Sts::fetch`]
+//! and decides when.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
+use tokio::sync::Mutex;
+
+use crate::cache::{FetchError, FetchFuture, Fetcher, RoleSpec};
+use crate::config::SourceConfig;
+use crate::credentials::{Issued, Secret};
+
+/// STS refuses role-chained sessions longer than an hour.
+pub const CHAINED_SESSION_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Region used when neither the config nor the environment names one: STS's
+/// global endpoint lives there.
+const FALLBACK_REGION: &str = "us-east-1";
+
+pub struct Sts {
+    source: SourceConfig,
+    /// aws-config is loaded once per source profile (`None` is the default
+    /// chain) and reused: it caches its own credentials and SSO tokens.
+    loaded: Mutex<HashMap<Option<String>, SdkConfig>>,
+}
+
+impl Sts {
+    pub fn new(source: SourceConfig) -> Self {
+        Sts {
+            source,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn sdk_config(&self, profile: Option<&str>) -> SdkConfig {
+        let key = profile.map(str::to_owned);
+        let mut loaded = self.loaded.lock().await;
+        if let Some(config) = loaded.get(&key) {
+            return config.clone();
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(profile) = profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &self.source.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let config = loader.load().await;
+        loaded.insert(key, config.clone());
+        config
+    }
+
+    async fn client(&self, role: &RoleSpec, upstream: Option<&Issued>) -> aws_sdk_sts::Client {
+        let source_profile = role
+            .config
+            .source_profile
+            .as_deref()
+            .or(self.source.profile.as_deref());
+        let sdk = self.sdk_config(source_profile).await;
+        let region = role
+            .config
+            .region
+            .clone()
+            .map(Region::new)
+            .or_else(|| sdk.region().cloned())
+            .unwrap_or_else(|| Region::new(FALLBACK_REGION));
+        let mut builder = aws_sdk_sts::config::Builder::from(&sdk).region(region);
+        if let Some(endpoint) = &self.source.sts_endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        if let Some(upstream) = upstream {
+            // Role chaining: the upstream role's session signs this call.
+            builder = builder.credentials_provider(aws_credential_types::Credentials::new(
+                upstream.access_key_id.clone(),
+                upstream.secret_access_key.expose(),
+                Some(upstream.session_token.expose().to_owned()),
+                Some(upstream.expiration),
+                "assumed-via",
+            ));
+        }
+        aws_sdk_sts::Client::from_conf(builder.build())
+    }
+
+    async fn assume_role(
+        &self,
+        role: &RoleSpec,
+        upstream: Option<&Issued>,
+    ) -> Result<Issued, FetchError> {
+        let config = &role.config;
+        let Some(role_arn) = config.role_arn.as_deref() else {
+            return Err(FetchError::permanent(
+                "NotARole",
+                format!("role {} has no role_arn", role.name),
+            ));
+        };
+        let client = self.client(role, upstream).await;
+        let mut request = client
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(role.session_name())
+            .set_duration_seconds(session_duration(role).map(|d| d.as_secs() as i32))
+            .set_external_id(config.external_id.clone())
+            .set_policy(config.policy.clone())
+            .set_source_identity(config.source_identity.clone());
+        for arn in &config.policy_arns {
+            request = request.policy_arns(PolicyDescriptorType::builder().arn(arn).build());
+        }
+        for (key, value) in &config.tags {
+            let tag = Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(|e| FetchError::permanent("InvalidTag", format!("tag {key}: {e}")))?;
+            request = request.tags(tag);
+        }
+        for key in &config.transitive_tag_keys {
+            request = request.transitive_tag_keys(key);
+        }
+        let output = request.send().await.map_err(classify)?;
+        let creds = output.credentials().ok_or_else(|| {
+            FetchError::transient("EmptyResponse", "STS answered without credentials")
+        })?;
+        let expiration = SystemTime::try_from(*creds.expiration()).map_err(|_| {
+            FetchError::transient("BadExpiration", "STS answered an unusable Expiration")
+        })?;
+        let assumed_role_arn = output
+            .assumed_role_user()
+            .map(|user| user.arn().to_owned())
+            .unwrap_or_default();
+        Ok(Issued {
+            access_key_id: creds.access_key_id().to_owned(),
+            secret_access_key: Secret::new(creds.secret_access_key()),
+            session_token: Secret::new(creds.session_token()),
+            expiration,
+            account_id: account_of(&assumed_role_arn)
+                .or_else(|| account_of(role_arn))
+                .unwrap_or_default()
+                .to_owned(),
+            role_arn: role_arn.to_owned(),
+            assumed_role_arn,
+        })
+    }
+}
+
+impl Fetcher for Sts {
+    fn fetch<'a>(&'a self, role: &'a RoleSpec, upstream: Option<&'a Issued>) -> FetchFuture<'a> {
+        Box::pin(self.assume_role(role, upstream))
+    }
+}
+
+/// The session length to ask for: as configured, but never more than STS
+/// grants a chained session.
+pub fn session_duration(role: &RoleSpec) -> Option<Duration> {
+    let wanted = role.config.duration?;
+    if role.config.via.is_some() {
+        Some(wanted.min(CHAINED_SESSION_LIMIT))
+    } else {
+        Some(wanted)
+    }
+}
+
+/// The account id inside an IAM or STS ARN (`arn:aws:sts::123456789012:…`).
+fn account_of(arn: &str) -> Option<&str> {
+    let account = arn.split(':').nth(4)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
+}
+
+/// Sorts an STS failure into what the cache needs to know: may it retry soon,
+/// or is this an answer (AccessDenied, a malformed ARN) that retrying cannot change.
+fn classify<E>(error: SdkError<E, aws_sdk_sts::config::http::HttpResponse>) -> FetchError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if let SdkError::ServiceError(context) = &error {
+        let status = context.raw().status().as_u16();
+        let code = context.err().code().unwrap_or("Unknown").to_owned();
+        let message = context.err().message().unwrap_or_default().to_owned();
+        let retryable = status >= 500
+            || code.contains("Throttl")
+            || code == "RequestLimitExceeded"
+            || code == "IDPCommunicationError";
+        let text = format!("STS {code}: {message}");
+        return if retryable {
+            FetchError::transient(code, text)
+        } else {
+            FetchError::permanent(code, text)
+        };
+    }
+    // Timeouts, network failures, and source credentials that could not be
+    // loaded: none is an answer from STS, so they are worth retrying.
+    FetchError::transient(
+        "StsUnavailable",
+        format!("could not reach STS: {}", DisplayErrorContext(&error)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_comes_from_the_arn() {
+        assert_eq!(
+            account_of("arn:aws:sts::123456789012:assumed-role/dev/alice"),
+            Some("123456789012")
+        );
+        assert_eq!(account_of("arn:aws:iam::12345:role/x"), None);
+        assert_eq!(account_of("nonsense"), None);
+    }
+}

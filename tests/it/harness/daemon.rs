@@ -1,0 +1,243 @@
+//! The real `assumed` binary, started on a free loopback port with a config
+//! written into a private temporary HOME, and ready once `/healthz` answers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+/// The source credentials the daemon signs with; moto accepts any.
+pub const SOURCE_KEY_ID: &str = "AKIASOURCEEXAMPLE";
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const REGION: &str = "us-east-1";
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_assumed")
+}
+
+/// How to start a daemon: `[roles]` and extra `[server]` lines of TOML.
+pub struct Options {
+    pub roles: String,
+    pub server: String,
+    pub sts_endpoint: String,
+    pub rust_log: String,
+}
+
+impl Options {
+    pub fn new(sts_endpoint: &str, roles: &str) -> Self {
+        Options {
+            roles: roles.to_owned(),
+            server: String::new(),
+            sts_endpoint: sts_endpoint.to_owned(),
+            rust_log: "info".into(),
+        }
+    }
+
+    pub fn server(mut self, lines: &str) -> Self {
+        self.server = lines.to_owned();
+        self
+    }
+}
+
+pub struct Daemon {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub config_path: PathBuf,
+    pub token_path: PathBuf,
+    log_path: PathBuf,
+    sts_endpoint: String,
+}
+
+impl Daemon {
+    pub async fn start(sts_endpoint: &str, roles: &str) -> Daemon {
+        Self::start_with(Options::new(sts_endpoint, roles)).await
+    }
+
+    pub async fn start_with(options: Options) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = super::free_port();
+        let token_path = dir.path().join("run/token");
+        let config_path = dir.path().join("config.toml");
+        let config = format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ntoken_file = \"{}\"\n{}\n\n\
+             [source]\nregion = \"{REGION}\"\nsts_endpoint = \"{}\"\n\n{}\n",
+            token_path.display(),
+            options.server,
+            options.sts_endpoint,
+            options.roles
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let log_path = dir.path().join("daemon.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env_clear()
+            .envs(base_env(dir.path()))
+            .env("AWS_ACCESS_KEY_ID", SOURCE_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", "source-secret")
+            .env("RUST_LOG", &options.rust_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let child = command.spawn().expect("start assumed serve");
+        let mut daemon = Daemon {
+            child,
+            dir,
+            port,
+            config_path,
+            token_path,
+            log_path,
+            sts_endpoint: options.sts_endpoint,
+        };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// `/healthz` answering 200 is the daemon's readiness signal.
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "assumed exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            let answer = client
+                .get(self.url("/healthz"))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "assumed was not ready in time:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(&self.token_path).expect("token file")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// GET with the token; returns status, content type and body.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.get_with(path, &[("authorization", &self.token())])
+            .await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = reqwest::Client::new().get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("request to assumed");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.text().await.expect("body");
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// The environment a client gets from `assumed env ROLE`, plus what it
+    /// needs to reach moto (region, endpoint) and nothing from the test's own.
+    pub fn client_env(&self, role: &str) -> Vec<(String, String)> {
+        let mut env = base_env(self.dir.path());
+        env.push((
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+            self.url(&format!("/role/{role}")),
+        ));
+        env.push((
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".into(),
+            self.token_path.display().to_string(),
+        ));
+        env.push(("AWS_ENDPOINT_URL_STS".into(), self.sts_endpoint.clone()));
+        env
+    }
+
+    /// The `assumed` binary with this daemon's config, for CLI commands.
+    pub fn cli(&self) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .arg("--config")
+            .arg(&self.config_path)
+            .env_clear()
+            .envs(base_env(self.dir.path()))
+            .env("AWS_ENDPOINT_URL_STS", &self.sts_endpoint);
+        command
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("daemon is running")
+    }
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// A clean environment: PATH, a private HOME, no AWS settings from outside.
+pub fn base_env(home: &Path) -> Vec<(String, String)> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    vec![
+        ("PATH".into(), path),
+        ("HOME".into(), home.display().to_string()),
+        (
+            "XDG_RUNTIME_DIR".into(),
+            home.join("xdg-run").display().to_string(),
+        ),
+        (
+            "AWS_CONFIG_FILE".into(),
+            home.join("aws-config").display().to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".into(),
+            home.join("aws-credentials").display().to_string(),
+        ),
+        ("AWS_DEFAULT_REGION".into(), REGION.into()),
+        ("AWS_REGION".into(), REGION.into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ("NO_PROXY".into(), "127.0.0.1,localhost".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ]
+}

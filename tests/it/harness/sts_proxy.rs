@@ -1,0 +1,610 @@
+//! `StsProxy`: an HTTP server on 127.0.0.1 that sits between the daemon and
+//! moto. It forwards STS query-protocol calls, records each one, and can
+//! inject errors, shorten `<Expiration>` and delay answers.
+
+use super::{moto_url, utc_timestamp};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::Response;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// One STS call as the proxy saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StsCall {
+    /// `Action` parameter, e.g. `AssumeRole` (empty if there was none).
+    pub action: String,
+    /// Query string and form body parameters, decoded (the body wins on clashes).
+    pub params: BTreeMap<String, String>,
+    /// The access key in the SigV4 `Authorization: … Credential=AKID/…` header.
+    pub access_key_id: Option<String>,
+    /// HTTP status the proxy answered with (moto's, or the injected fault's).
+    pub status: u16,
+}
+
+/// An error the proxy answers with instead of forwarding to moto.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 500, `InternalFailure`.
+    ServerError,
+    /// HTTP 400, `Throttling`.
+    Throttling,
+    /// HTTP 403, `AccessDenied`.
+    AccessDenied,
+}
+
+impl Fault {
+    pub fn status(self) -> u16 {
+        match self {
+            Fault::ServerError => 500,
+            Fault::Throttling => 400,
+            Fault::AccessDenied => 403,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Fault::ServerError => "InternalFailure",
+            Fault::Throttling => "Throttling",
+            Fault::AccessDenied => "AccessDenied",
+        }
+    }
+
+    /// The query-protocol error document STS sends (AWS marks its own
+    /// failures `Receiver`, the caller's `Sender`).
+    fn xml(self, call: &StsCall, request_id: &str) -> String {
+        let (kind, message) = match self {
+            Fault::ServerError => (
+                "Receiver",
+                "An internal error occurred (injected)".to_owned(),
+            ),
+            Fault::Throttling => ("Sender", "Rate exceeded".to_owned()),
+            Fault::AccessDenied => {
+                let resource = call.params.get("RoleArn").map_or("*", String::as_str);
+                let message = format!(
+                    "User: arn:aws:iam::123456789012:user/test is not authorized to perform: sts:{} on resource: {resource}",
+                    call.action
+                );
+                ("Sender", message)
+            }
+        };
+        format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+            self.code()
+        )
+    }
+}
+
+/// The proxy. Dropping it stops the server.
+pub struct StsProxy {
+    url: String,
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+}
+
+struct Shared {
+    upstream: String,
+    client: reqwest::Client,
+    calls: Mutex<Vec<StsCall>>,
+    /// Number of recorded calls; `wait_for` wakes on its changes.
+    recorded: watch::Sender<usize>,
+    knobs: Mutex<Knobs>,
+    request_ids: AtomicU64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Knobs {
+    fault: Option<Fault>,
+    expiration: Option<Duration>,
+    delay: Option<Duration>,
+}
+
+impl StsProxy {
+    /// A proxy in front of [`moto_url`]. Must be called inside a tokio runtime
+    /// (the server runs on it).
+    pub async fn start() -> StsProxy {
+        StsProxy::with_upstream(&moto_url().await).await
+    }
+
+    /// A proxy in front of any STS base URL (`http://host:port`).
+    pub async fn with_upstream(upstream: &str) -> StsProxy {
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::new(),
+            calls: Mutex::new(Vec::new()),
+            recorded: watch::Sender::new(0),
+            knobs: Mutex::new(Knobs::default()),
+            request_ids: AtomicU64::new(1),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the STS proxy on 127.0.0.1:0");
+        let url = format!(
+            "http://{}",
+            listener.local_addr().expect("proxy listener address")
+        );
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("STS proxy server");
+        });
+        StsProxy {
+            url,
+            shared,
+            server,
+        }
+    }
+
+    /// Base URL (`http://127.0.0.1:PORT`, no trailing slash), for the daemon's
+    /// `[source] sts_endpoint`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Every call so far, oldest first.
+    pub fn calls(&self) -> Vec<StsCall> {
+        self.shared.calls().clone()
+    }
+
+    /// How many calls of `action` (e.g. `"AssumeRole"`) were recorded, faulted ones included.
+    pub fn count(&self, action: &str) -> usize {
+        self.shared.count(action)
+    }
+
+    /// From now on, answer every call with `fault` (without asking moto), or
+    /// forward again with `None`.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.shared.knobs().fault = fault;
+    }
+
+    /// From now on, rewrite `<Expiration>` of successful AssumeRole* and
+    /// GetSessionToken answers to now + `lifetime` (whole seconds), or leave
+    /// moto's (one hour, with microseconds) with `None`.
+    pub fn set_expiration(&self, lifetime: Option<Duration>) {
+        self.shared.knobs().expiration = lifetime;
+    }
+
+    /// From now on, hold every answer (faults too) this long before replying.
+    pub fn set_delay(&self, delay: Option<Duration>) {
+        self.shared.knobs().delay = delay;
+    }
+
+    /// Waits until at least `n` calls of `action` were recorded; false if that
+    /// did not happen within `timeout`. A call is recorded as soon as its
+    /// answer is known, before the [`set_delay`](Self::set_delay) hold, so with
+    /// a delay this returns while the caller is still waiting for the answer.
+    pub async fn wait_for(&self, action: &str, n: usize, timeout: Duration) -> bool {
+        let mut recorded = self.shared.recorded.subscribe();
+        let reached = recorded.wait_for(|_| self.shared.count(action) >= n);
+        tokio::time::timeout(timeout, reached).await.is_ok()
+    }
+}
+
+impl Drop for StsProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Shared {
+    fn calls(&self) -> MutexGuard<'_, Vec<StsCall>> {
+        self.calls.lock().expect("calls lock")
+    }
+
+    fn knobs(&self) -> MutexGuard<'_, Knobs> {
+        self.knobs.lock().expect("knobs lock")
+    }
+
+    fn count(&self, action: &str) -> usize {
+        self.calls().iter().filter(|c| c.action == action).count()
+    }
+
+    fn record(&self, call: StsCall) {
+        self.calls().push(call);
+        self.recorded.send_modify(|n| *n += 1);
+    }
+
+    fn request_id(&self) -> String {
+        let n = self.request_ids.fetch_add(1, Ordering::Relaxed);
+        format!("00000000-0000-4000-8000-{n:012x}")
+    }
+}
+
+/// STS requests are a few KiB; this bounds a broken client.
+const MAX_BODY: usize = 1 << 20;
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    };
+    let mut call = StsCall {
+        action: String::new(),
+        params: parse_params(parts.uri.query(), &body),
+        access_key_id: access_key_id(&parts.headers),
+        status: 0,
+    };
+    call.action = call.params.get("Action").cloned().unwrap_or_default();
+    let knobs = *shared.knobs();
+
+    let mut response = match knobs.fault {
+        Some(fault) => {
+            let xml = fault.xml(&call, &shared.request_id());
+            xml_response(fault.status(), xml)
+        }
+        None => forward(&shared, parts.method, &parts.uri, &parts.headers, body).await,
+    };
+    let rewrite = response.status() == StatusCode::OK && has_expiration(&call.action);
+    if let Some(lifetime) = knobs.expiration.filter(|_| rewrite) {
+        response = rewrite_expiration(response, lifetime).await;
+    }
+    call.status = response.status().as_u16();
+    shared.record(call);
+    if let Some(delay) = knobs.delay {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+fn has_expiration(action: &str) -> bool {
+    action.starts_with("AssumeRole") || action == "GetSessionToken"
+}
+
+/// Headers that describe one hop, not the message: the client library sets its own.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    [
+        header::HOST,
+        header::CONNECTION,
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+}
+
+async fn forward(
+    shared: &Shared,
+    method: axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = shared
+        .client
+        .request(method, format!("{}{path}", shared.upstream))
+        .body(body);
+    for (name, value) in headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
+        request = request.header(name, value);
+    }
+    let answer = match request.send().await {
+        Ok(answer) => answer,
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                &format!("STS proxy: upstream: {e}"),
+            );
+        }
+    };
+    let status = answer.status();
+    let mut response = Response::builder().status(status);
+    for (name, value) in answer.headers().iter().filter(|(n, _)| !hop_by_hop(n)) {
+        response = response.header(name, value);
+    }
+    match answer.bytes().await {
+        Ok(body) => response.body(Body::from(body)).expect("valid response"),
+        Err(e) => plain(
+            StatusCode::BAD_GATEWAY,
+            &format!("STS proxy: upstream body: {e}"),
+        ),
+    }
+}
+
+/// Replaces the text of `<Expiration>` with now + `lifetime`.
+async fn rewrite_expiration(response: Response, lifetime: Duration) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("buffered body");
+    let mut xml = String::from_utf8_lossy(&body).into_owned();
+    let start = xml.find("<Expiration>").map(|i| i + "<Expiration>".len());
+    let end = start.and_then(|s| xml[s..].find("</Expiration>").map(|len| s + len));
+    if let (Some(start), Some(end)) = (start, end) {
+        xml.replace_range(start..end, &utc_timestamp(SystemTime::now() + lifetime));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(xml))
+}
+
+fn xml_response(status: u16, xml: String) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/xml")
+        .body(Body::from(xml))
+        .expect("valid response")
+}
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(text.to_owned()))
+        .expect("valid response")
+}
+
+/// `Credential=AKID/date/region/service/aws4_request` in a SigV4 header.
+fn access_key_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = value.split("Credential=").nth(1)?;
+    let akid = credential.split('/').next()?;
+    (!akid.is_empty()).then(|| akid.to_owned())
+}
+
+fn parse_params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
+    let mut params = BTreeMap::new();
+    for form in [query.unwrap_or(""), &String::from_utf8_lossy(body)] {
+        for pair in form.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            params.insert(form_decode(key), form_decode(value));
+        }
+    }
+    params
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
+fn form_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (other, _) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::{fake_sigv4, free_port, parse_utc_timestamp, python, run};
+
+    const ROLE: &str = "arn:aws:iam::111111111111:role/dev";
+
+    /// POSTs a query-protocol form to `url` as `akid`; returns status, Content-Type, body.
+    async fn post(url: &str, akid: &str, form: &str) -> (u16, String, String) {
+        let answer = reqwest::Client::new()
+            .post(format!("{url}/"))
+            .header("Authorization", fake_sigv4(akid))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form.to_owned())
+            .send()
+            .await
+            .expect("the proxy answers");
+        let status = answer.status().as_u16();
+        let content_type = answer
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .unwrap_or_default();
+        (status, content_type, answer.text().await.expect("body"))
+    }
+
+    fn assume_role_form(session: &str) -> String {
+        format!(
+            "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName={session}",
+            ROLE.replace(':', "%3A").replace('/', "%2F")
+        )
+    }
+
+    fn element<'a>(xml: &'a str, name: &str) -> &'a str {
+        let start = xml
+            .find(&format!("<{name}>"))
+            .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
+            + name.len()
+            + 2;
+        let len = xml[start..]
+            .find(&format!("</{name}>"))
+            .expect("closing tag");
+        &xml[start..start + len]
+    }
+
+    #[tokio::test]
+    async fn proxy_counts_assume_role_and_forwards_motos_answer() {
+        let proxy = StsProxy::start().await;
+        let (status, _, body) = post(&proxy.url(), "AKIDCALLER", &assume_role_form("alice")).await;
+
+        assert_eq!(status, 200, "{body}");
+        // moto built this from the forwarded form: the proxy passed it on intact.
+        assert_eq!(
+            element(&body, "Arn"),
+            "arn:aws:sts::111111111111:assumed-role/dev/alice"
+        );
+        assert!(
+            element(&body, "Expiration").contains('.'),
+            "without an override moto's own <Expiration> (with microseconds) passes through"
+        );
+        assert_eq!(proxy.count("AssumeRole"), 1);
+        assert_eq!(proxy.count("GetSessionToken"), 0);
+        let call = &proxy.calls()[0];
+        assert_eq!(call.action, "AssumeRole");
+        assert_eq!(call.params["RoleArn"], ROLE, "form body decoded");
+        assert_eq!(call.params["RoleSessionName"], "alice");
+        assert_eq!(call.access_key_id.as_deref(), Some("AKIDCALLER"));
+        assert_eq!(call.status, 200);
+    }
+
+    #[tokio::test]
+    async fn fault_injection_returns_aws_style_xml_errors_without_forwarding() {
+        // Nothing listens upstream: an answer other than 502 cannot come from there.
+        let proxy = StsProxy::with_upstream(&format!("http://127.0.0.1:{}", free_port())).await;
+        for fault in [Fault::ServerError, Fault::Throttling, Fault::AccessDenied] {
+            proxy.set_fault(Some(fault));
+            let (status, content_type, body) =
+                post(&proxy.url(), "AKIDFAULT", &assume_role_form("bob")).await;
+            assert_eq!(status, fault.status(), "{fault:?}");
+            assert_eq!(content_type, "text/xml");
+            assert!(body.starts_with(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>"
+            ));
+            assert_eq!(element(&body, "Code"), fault.code());
+            assert!(!element(&body, "RequestId").is_empty());
+            if fault == Fault::AccessDenied {
+                assert!(element(&body, "Message").contains(ROLE), "{body}");
+            }
+        }
+
+        proxy.set_fault(None);
+        let (status, _, _) = post(&proxy.url(), "AKIDFAULT", &assume_role_form("bob")).await;
+        assert_eq!(
+            status, 502,
+            "without a fault the call is forwarded (and fails here)"
+        );
+        let statuses: Vec<u16> = proxy.calls().iter().map(|c| c.status).collect();
+        assert_eq!(
+            statuses,
+            [500, 400, 403, 502],
+            "faulted calls are recorded too"
+        );
+        assert_eq!(proxy.count("AssumeRole"), 4);
+    }
+
+    #[tokio::test]
+    async fn expiration_override_rewrites_expiration() {
+        let proxy = StsProxy::start().await;
+        let lifetime = Duration::from_secs(120);
+        proxy.set_expiration(Some(lifetime));
+        for form in [
+            assume_role_form("carol"),
+            "Action=GetSessionToken&Version=2011-06-15".to_owned(),
+        ] {
+            let before = SystemTime::now();
+            let (status, _, body) = post(&proxy.url(), "AKIDEXP", &form).await;
+            assert_eq!(status, 200, "{body}");
+            let text = element(&body, "Expiration");
+            assert_eq!(text.len(), "2026-01-02T03:04:05Z".len(), "{text}");
+            let expiration = parse_utc_timestamp(text).expect("YYYY-MM-DDTHH:MM:SSZ");
+            // Whole seconds: up to 1 s early; the call itself may take a moment.
+            assert!(
+                expiration + Duration::from_secs(1) >= before + lifetime,
+                "{text}"
+            );
+            assert!(expiration <= SystemTime::now() + lifetime, "{text}");
+            assert!(
+                !element(&body, "AccessKeyId").is_empty(),
+                "rest of moto's answer kept"
+            );
+        }
+        assert_eq!(proxy.calls().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn delay_holds_answers_and_wait_for_sees_calls_in_flight() {
+        let proxy = StsProxy::start().await;
+        let delay = Duration::from_secs(2);
+        proxy.set_delay(Some(delay));
+        let url = proxy.url();
+        let started = tokio::time::Instant::now();
+        let in_flight =
+            tokio::spawn(async move { post(&url, "AKIDSLOW", &assume_role_form("dave")).await });
+
+        assert!(
+            proxy
+                .wait_for("AssumeRole", 1, Duration::from_secs(10))
+                .await
+        );
+        assert!(
+            started.elapsed() < delay && !in_flight.is_finished(),
+            "recorded before the delay hold, while the caller still waits"
+        );
+        assert!(
+            !proxy
+                .wait_for("AssumeRole", 2, Duration::from_millis(100))
+                .await
+        );
+
+        let (status, _, _) = in_flight.await.expect("request task");
+        assert_eq!(status, 200);
+        assert!(started.elapsed() >= delay, "the answer was held");
+    }
+
+    /// A real SDK parses the proxy's answers: the rewritten expiration and the
+    /// injected error both reach boto3 as STS would send them.
+    #[tokio::test]
+    async fn boto3_reads_rewritten_expiration_and_injected_throttling() {
+        let proxy = StsProxy::start().await;
+        proxy.set_expiration(Some(Duration::from_secs(1800)));
+        let script = r#"
+import boto3, botocore.config, datetime, json, sys
+sts = boto3.client("sts", endpoint_url=sys.argv[1], region_name="us-east-1",
+    aws_access_key_id="AKIDBOTO", aws_secret_access_key="secret",
+    config=botocore.config.Config(retries={"total_max_attempts": 1}))
+try:
+    creds = sts.assume_role(RoleArn=sys.argv[2], RoleSessionName="erin")["Credentials"]
+    left = creds["Expiration"] - datetime.datetime.now(datetime.timezone.utc)
+    print(json.dumps({"seconds_left": left.total_seconds()}))
+except sts.exceptions.ClientError as e:
+    print(json.dumps({"code": e.response["Error"]["Code"], "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}))
+"#;
+        let boto3 = async || {
+            let out = run(tokio::process::Command::new(python()).args([
+                "-c",
+                script,
+                &proxy.url(),
+                ROLE,
+            ]))
+            .await;
+            assert!(out.status.success(), "{out:?}");
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON from the script")
+        };
+
+        let ok = boto3().await;
+        let left = ok["seconds_left"].as_f64().expect("credentials");
+        assert!((1790.0..=1800.0).contains(&left), "{ok}");
+
+        proxy.set_fault(Some(Fault::Throttling));
+        let err = boto3().await;
+        assert_eq!(
+            err,
+            serde_json::json!({"code": "Throttling", "status": 400})
+        );
+        let calls = proxy.calls();
+        assert_eq!(calls.len(), 2, "one attempt each: {calls:?}");
+        assert_eq!(calls[1].access_key_id.as_deref(), Some("AKIDBOTO"));
+        assert_eq!(calls[1].params["RoleSessionName"], "erin");
+    }
+
+    #[test]
+    fn form_decoding_handles_plus_percent_and_bad_escapes() {
+        let params = parse_params(Some("Action=AssumeRole&X=1"), b"A=a+b%2Fc&B=%zz&C=&D");
+        assert_eq!(params["Action"], "AssumeRole");
+        assert_eq!(params["A"], "a b/c");
+        assert_eq!(params["B"], "%zz");
+        assert_eq!(params["C"], "");
+        assert_eq!(params["D"], "");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `assumed` binary against a real STS (moto,
+//! behind a counting, fault-injecting proxy) and real clients. See
+//! tests/README.md.
+
+mod harness;
+
+mod caching;
+mod cli;
+mod container;
