@@ -40,7 +40,12 @@ enum Command {
         role: String,
         #[arg(long, value_enum, default_value = "sh")]
         format: Format,
+        /// Point the SDK at the IMDS emulation instead of the container endpoint
+        #[arg(long)]
+        imds: bool,
     },
+    /// Print ROLE's credentials as `credential_process` JSON (Version 1), fetched from the daemon
+    CredentialProcess { role: String },
     /// Run CMD with ROLE's credentials from the daemon; exits with CMD's status
     Exec {
         role: String,
@@ -78,11 +83,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     print!("{}", roles_table(&config));
                     Ok(ExitCode::SUCCESS)
                 }
-                Command::Env { role, format } => {
-                    let env = client_env_for(&config, &role)?;
+                Command::Env { role, format, imds } => {
+                    let env = if imds {
+                        imds_env_for(&config, &role)?
+                    } else {
+                        client_env_for(&config, &role)?
+                    };
                     print!("{}", client_env::render(&env, format));
                     Ok(ExitCode::SUCCESS)
                 }
+                Command::CredentialProcess { role } => credential_process(&config, &role),
                 Command::Exec { role, command } => exec(&config, &role, command),
                 Command::Check => unreachable!("handled above"),
             }
@@ -164,6 +174,75 @@ fn client_env_for(config: &Config, role: &str) -> Result<client_env::ClientEnv, 
         role,
         &daemon::token_path(config),
     ))
+}
+
+/// IMDS serves one role per listener: the default role on the main one, or
+/// the role an `imds_listen` listener belongs to.
+fn imds_env_for(config: &Config, role: &str) -> Result<client_env::ClientEnv, String> {
+    let settings = config
+        .roles
+        .get(role)
+        .ok_or_else(|| format!("no role named {role:?} in the config (see `assumed roles`)"))?;
+    let listen = match settings.imds_listen {
+        Some(address) => address,
+        None if config.server.default_role.as_deref() == Some(role) => main_listener(config)?,
+        None => {
+            return Err(format!(
+                "IMDS serves only default_role on the main listener; give role {role:?} \
+                 its own listener with imds_listen = \"127.0.0.1:PORT\""
+            ));
+        }
+    };
+    let proxied = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    let no_proxy = proxied.then(|| {
+        std::env::var("NO_PROXY")
+            .or_else(|_| std::env::var("no_proxy"))
+            .unwrap_or_default()
+    });
+    Ok(client_env::imds_env(listen, no_proxy.as_deref()))
+}
+
+fn main_listener(config: &Config) -> Result<std::net::SocketAddr, String> {
+    config
+        .server
+        .listen
+        .first()
+        .copied()
+        .ok_or_else(|| "the config has no listen address".to_owned())
+}
+
+/// Fetches ROLE from the daemon and prints it the way `credential_process`
+/// expects (stdout, exit 0), for tools that only read `~/.aws/config`.
+fn credential_process(config: &Config, role: &str) -> Result<ExitCode, String> {
+    let token_file = daemon::token_path(config);
+    let token = crate::token::read(&token_file).map_err(|e| {
+        format!(
+            "cannot read the token at {} ({e}); is `assumed serve` running?",
+            token_file.display()
+        )
+    })?;
+    let address = client_env::client_address(main_listener(config)?);
+    let reply = crate::local_client::get(address, &format!("/role/{role}"), token.expose())
+        .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
+    let answer: serde_json::Value = serde_json::from_slice(&reply.body)
+        .map_err(|_| format!("the daemon answered {} without JSON", reply.status))?;
+    if reply.status != 200 {
+        let message = answer["message"].as_str().unwrap_or("no reason given");
+        return Err(format!("role {role}: {message}"));
+    }
+    let field = |name: &str| answer[name].as_str().unwrap_or_default().to_owned();
+    let output = serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": field("AccessKeyId"),
+        "SecretAccessKey": field("SecretAccessKey"),
+        "SessionToken": field("Token"),
+        "Expiration": field("Expiration"),
+        "AccountId": field("AccountId"),
+    });
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Replaces this process with CMD, so CMD's exit status and signals are its

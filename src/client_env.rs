@@ -50,6 +50,49 @@ pub fn container_env(listen: SocketAddr, role: &str, token_file: &Path) -> Clien
     }
 }
 
+/// Everything that would keep an SDK from reaching IMDS: all of the above,
+/// the container endpoint (which comes before IMDS in every chain), and the
+/// switch that turns IMDS off.
+const CONFLICTING_WITH_IMDS: [&str; 9] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_EC2_METADATA_DISABLED",
+];
+
+/// IMDS at `listen`. The endpoint ends in `/`: Debian's AWS CLI 2.9 appends
+/// `latest/…` without one. `no_proxy` is the current `NO_PROXY` when a proxy
+/// is configured, since botocore sends IMDS requests through `HTTP_PROXY`.
+pub fn imds_env(listen: SocketAddr, no_proxy: Option<&str>) -> ClientEnv {
+    let address = client_address(listen);
+    let mut set = vec![(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        format!("http://{address}/"),
+    )];
+    if address.is_ipv6() {
+        set.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv6".into()));
+    }
+    if let Some(existing) = no_proxy {
+        let host = address.ip().to_string();
+        let mut hosts: Vec<&str> = existing.split(',').filter(|h| !h.is_empty()).collect();
+        for needed in [host.as_str(), "localhost"] {
+            if !hosts.contains(&needed) {
+                hosts.push(needed);
+            }
+        }
+        set.push(("NO_PROXY", hosts.join(",")));
+    }
+    ClientEnv {
+        set,
+        unset: CONFLICTING_WITH_IMDS.to_vec(),
+    }
+}
+
 /// Where a local client should connect for a listener: a wildcard listener
 /// is reached on loopback, under the literal every SDK's allowlist accepts.
 pub fn client_address(listen: SocketAddr) -> SocketAddr {
@@ -152,6 +195,28 @@ mod tests {
             "export AWS_CONTAINER_CREDENTIALS_FULL_URI='http://127.0.0.1:9911/role/dev'\n"
         ));
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn imds_variant_points_at_the_listener_with_a_trailing_slash() {
+        let env = imds_env("127.0.0.1:9921".parse().expect("addr"), None);
+        assert_eq!(
+            env.set,
+            vec![(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                "http://127.0.0.1:9921/".to_owned()
+            )]
+        );
+        assert!(env.unset.contains(&"AWS_CONTAINER_CREDENTIALS_FULL_URI"));
+        let proxied = imds_env(
+            "127.0.0.1:9921".parse().expect("addr"),
+            Some("corp.example"),
+        );
+        assert!(
+            proxied
+                .set
+                .contains(&("NO_PROXY", "corp.example,127.0.0.1,localhost".to_owned()))
+        );
     }
 
     #[test]

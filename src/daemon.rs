@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use crate::cache::{Cache, Clock, RoleSpec, Timing};
 use crate::config::Config;
+use crate::server::session_token::SessionTokens;
 use crate::server::{self, AppState};
-use crate::sts::{CHAINED_SESSION_LIMIT, Sts};
+use crate::sts::{CHAINED_SESSION_LIMIT, FALLBACK_REGION, Sts};
 use crate::token;
 
 /// Variables that would make the daemon's own source chain read the daemon.
@@ -104,10 +105,38 @@ pub async fn run(config: Config) -> Result<(), String> {
     };
     let cache = Cache::new(role_specs(&config), sts, timing, Clock::system());
 
-    let listeners = server::bind(&config.server.listen)
+    let state = Arc::new(AppState {
+        cache: cache.clone(),
+        token,
+        default_role: config.server.default_role.clone(),
+        session_tokens: SessionTokens::new().map_err(|e| format!("no randomness: {e}"))?,
+        imdsv1: config.server.imdsv1,
+        metrics: config.server.metrics && server::metrics::install().is_some(),
+        region: config
+            .source
+            .region
+            .clone()
+            .unwrap_or_else(|| FALLBACK_REGION.into()),
+    });
+    let main_router = server::router(state.clone());
+    let mut routed = Vec::new();
+    for listener in server::bind(&config.server.listen)
         .await
-        .map_err(|e| e.to_string())?;
-    for listener in &listeners {
+        .map_err(|e| e.to_string())?
+    {
+        routed.push((listener, main_router.clone()));
+    }
+    for (name, role) in &config.roles {
+        if let Some(address) = role.imds_listen {
+            let mut bound = server::bind(&[address]).await.map_err(|e| e.to_string())?;
+            routed.extend(
+                bound
+                    .pop()
+                    .map(|l| (l, server::imds_router(state.clone(), name))),
+            );
+        }
+    }
+    for (listener, _) in &routed {
         if let Ok(address) = listener.local_addr() {
             tracing::info!(%address, "listening");
         }
@@ -119,12 +148,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     }
 
-    let state = Arc::new(AppState {
-        cache,
-        token,
-        default_role: config.server.default_role.clone(),
-    });
-    server::serve(listeners, server::router(state), shutdown_signal())
+    server::serve(routed, shutdown_signal())
         .await
         .map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("stopped");

@@ -7,6 +7,7 @@ pub mod client_env;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod local_client;
 pub mod logging;
 pub mod server;
 pub mod sts;

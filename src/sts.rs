@@ -22,7 +22,7 @@ pub const CHAINED_SESSION_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Region used when neither the config nor the environment names one: STS's
 /// global endpoint lives there.
-const FALLBACK_REGION: &str = "us-east-1";
+pub const FALLBACK_REGION: &str = "us-east-1";
 
 pub struct Sts {
     source: SourceConfig,
@@ -123,7 +123,10 @@ impl Sts {
         for key in &config.transitive_tag_keys {
             request = request.transitive_tag_keys(key);
         }
-        let output = request.send().await.map_err(classify)?;
+        let started = std::time::Instant::now();
+        let sent = request.send().await;
+        record_call(&role.name, "AssumeRole", started, sent.as_ref().err());
+        let output = sent.map_err(classify)?;
         let creds = output.credentials().ok_or_else(|| {
             FetchError::transient("EmptyResponse", "STS answered without credentials")
         })?;
@@ -153,6 +156,24 @@ impl Fetcher for Sts {
     fn fetch<'a>(&'a self, role: &'a RoleSpec, upstream: Option<&'a Issued>) -> FetchFuture<'a> {
         Box::pin(self.assume_role(role, upstream))
     }
+}
+
+fn record_call<E>(
+    role: &str,
+    operation: &'static str,
+    started: std::time::Instant,
+    error: Option<&E>,
+) {
+    let outcome = if error.is_some() { "error" } else { "success" };
+    metrics::histogram!("assumed_sts_call_duration_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "assumed_sts_calls_total",
+        "role" => role.to_owned(),
+        "operation" => operation,
+        "outcome" => outcome
+    )
+    .increment(1);
 }
 
 /// The session length to ask for: as configured, but never more than STS

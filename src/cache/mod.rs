@@ -364,6 +364,11 @@ impl Cache {
         read(&self.shared.slots).get(name).cloned()
     }
 
+    /// The configuration of a role, for answers that need no credentials.
+    pub fn role(&self, name: &str) -> Option<RoleSpec> {
+        self.slot(name).map(|slot| slot.spec.clone())
+    }
+
     pub fn role_names(&self) -> Vec<String> {
         let mut names: Vec<String> = read(&self.shared.slots).keys().cloned().collect();
         names.sort();
@@ -388,16 +393,20 @@ impl Cache {
         let seen = slot.attempts.load(Ordering::Acquire);
         if let Some(held) = slot.held() {
             if now < held.refresh_at {
+                count_lookup("hit");
                 return Ok(held.creds);
             }
             if held.usable(now) {
+                count_lookup("hit");
                 self.kick(&slot, now);
                 return Ok(held.creds);
             }
         }
         if let Some(error) = slot.holding_back(now) {
+            count_lookup("held_back");
             return Err(CacheError::Unavailable(error));
         }
+        count_lookup("wait");
         // The attempt runs in its own task so that a caller who disconnects
         // does not cancel the fetch everyone else is waiting for.
         let attempt = tokio::spawn({
@@ -484,16 +493,17 @@ impl Cache {
     ) -> Result<Arc<Credentials>, FetchError> {
         let fresh = Held::new(creds, &self.shared.timing);
         if let Some(current) = slot.held().filter(|held| held.usable(now)) {
-            if fresh.creds.expiration() < current.creds.expiration() {
+            let held_expiry = current.creds.expiration();
+            if fresh.creds.expiration() < held_expiry {
                 // Swapping in credentials that die sooner would make clients
-                // that extend near-expiry credentials fail earlier; keep ours
-                // and try again later.
-                tracing::info!(role = %slot.spec.name, "STS returned credentials that expire sooner than the held ones; keeping the held ones");
-                let error = FetchError::transient(
-                    "ShorterSession",
-                    "STS returned a shorter session than the one held",
+                // that extend near-expiry credentials fail earlier. Keep ours,
+                // and ask again once a session of this length would outlive them.
+                let worth_asking = held_expiry - fresh.creds.lifetime() + Duration::from_secs(1);
+                tracing::info!(
+                    role = %slot.spec.name,
+                    "STS granted a shorter session than the one held; keeping the held credentials"
                 );
-                self.fail(slot, error, now);
+                slot.schedule(Some(worth_asking.min(current.unusable_at)));
                 return Ok(current.creds);
             }
         }
@@ -503,6 +513,7 @@ impl Cache {
             sts_ms = now.duration_since(started).unwrap_or_default().as_millis() as u64,
             "refreshed credentials"
         );
+        metrics::counter!("assumed_refreshes_total", "role" => slot.spec.name.clone()).increment(1);
         let creds = fresh.creds.clone();
         let refresh_at = fresh.refresh_at;
         *write(&slot.held) = Some(fresh);
@@ -608,6 +619,12 @@ async fn sleep_until(clock: Clock, at: Option<SystemTime>) {
         Some(at) => tokio::time::sleep(clock.until(at)).await,
         None => std::future::pending().await,
     }
+}
+
+/// How a request was answered: from memory (`hit`), after waiting on a
+/// fetch (`wait`), or refused during backoff (`held_back`).
+fn count_lookup(result: &'static str) {
+    metrics::counter!("assumed_cache_lookups_total", "result" => result).increment(1);
 }
 
 fn close(slot: &Slot) {

@@ -163,9 +163,11 @@ async fn warm_role_refreshes_in_the_background_before_expiry() {
     for _ in 0..40 {
         sleep(MINUTE).await;
         let creds = cache.get("dev").await.expect("credentials");
+        // IMDS clients stretch credentials with under ~25 minutes left, so a
+        // healthy cache keeps 30 (the default refresh_before) in hand.
         assert!(
-            creds.remaining(cache.shared.clock.now()) >= 15 * MINUTE,
-            "a healthy cache never hands out credentials with under 15 minutes left"
+            creds.remaining(cache.shared.clock.now()) >= 30 * MINUTE,
+            "a healthy cache never hands out credentials with under 30 minutes left"
         );
     }
     assert!(sts.calls() >= 2, "refreshed at least once in 40 minutes");
@@ -320,4 +322,27 @@ async fn status_reports_each_role() {
     assert!(status[0].expires_in_seconds.is_some_and(|s| s > 3000));
     assert_eq!(status[1].state, State::Failing);
     assert_eq!(status[1].last_error.as_deref(), Some("no"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn credentials_are_never_replaced_by_ones_that_expire_sooner() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    let first = cache.get("dev").await.expect("credentials");
+    // From now on STS grants only 20-minute sessions.
+    *lock(&sts.lifetime) = 20 * MINUTE;
+    sleep(35 * MINUTE).await; // the refresh at ~30 min left got a shorter session
+    let served = cache.get("dev").await.expect("credentials");
+    assert_eq!(
+        sts.calls(),
+        2,
+        "one refresh attempt, then a wait until a new session would outlive the held one"
+    );
+    assert_eq!(
+        served.issued.access_key_id, first.issued.access_key_id,
+        "kept the longer-lived ones"
+    );
+    // Once the held ones have less life than a new session, the new one wins.
+    sleep(15 * MINUTE).await;
+    let later = cache.get("dev").await.expect("credentials");
+    assert_ne!(later.issued.access_key_id, first.issued.access_key_id);
 }

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub expose: bool,
     pub imdsv1: bool,
     pub import_profiles: bool,
+    /// Serve Prometheus metrics at /metrics.
+    pub metrics: bool,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +57,7 @@ impl Default for ServerConfig {
             expose: false,
             imdsv1: false,
             import_profiles: true,
+            metrics: true,
         }
     }
 }

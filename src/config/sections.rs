@@ -100,6 +100,7 @@ fn server(
         import_profiles: table
             .bool("import_profiles")
             .unwrap_or(defaults.import_profiles),
+        metrics: table.bool("metrics").unwrap_or(defaults.metrics),
     };
     table.finish();
     (server, default_role)

@@ -7,3 +7,5 @@ mod harness;
 mod caching;
 mod cli;
 mod container;
+mod imds;
+mod sdk_matrix;

@@ -198,6 +198,23 @@ impl Daemon {
         command
     }
 
+    /// The sum of a metric's samples whose labels include all of `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.get_with("/metrics", &[]).await.body;
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter(|(series, _)| {
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                metric == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|(_, value)| value.parse::<f64>().ok())
+            .sum()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().expect("daemon is running")
     }

@@ -1,0 +1,303 @@
+//! EC2 instance metadata (IMDSv2) emulation, read by SDKs through
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`. Like a real instance, one IMDS serves
+//! one role: the default role on the main listener, or the role an
+//! `imds_listen` listener belongs to.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::Serialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::session_token::TTL_RANGE;
+use crate::cache::CacheError;
+use crate::credentials::{Credentials, format_expiration};
+
+const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+
+/// The role this IMDS answers for.
+#[derive(Clone)]
+pub struct Imds {
+    pub app: Arc<AppState>,
+    pub role: Option<String>,
+}
+
+pub fn router(imds: Imds) -> Router {
+    const CREDS: &str = "/latest/meta-data/iam/security-credentials";
+    const EXTENDED: &str = "/latest/meta-data/iam/security-credentials-extended";
+    Router::new()
+        .route("/latest/api/token", put(issue_token))
+        .route(&format!("{CREDS}/"), get(role_name))
+        .route(CREDS, get(role_name))
+        .route(&format!("{CREDS}/{{name}}"), get(credentials))
+        .route(&format!("{EXTENDED}/"), get(extended_role_name))
+        .route(EXTENDED, get(extended_role_name))
+        .route(&format!("{EXTENDED}/{{name}}"), get(extended_credentials))
+        .route("/latest/meta-data/iam/info", get(iam_info))
+        .route("/latest/meta-data/placement/region", get(region))
+        .route(
+            "/latest/meta-data/placement/availability-zone",
+            get(availability_zone),
+        )
+        .route(
+            "/latest/dynamic/instance-identity/document",
+            get(identity_document),
+        )
+        .with_state(imds)
+}
+
+async fn issue_token(State(imds): State<Imds>, headers: HeaderMap) -> Result<Response, ApiError> {
+    // A PUT relayed by a proxy is how SSRF reaches IMDS; real IMDS refuses it too.
+    if headers.contains_key("x-forwarded-for") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "token requests through a proxy (X-Forwarded-For) are refused",
+        ));
+    }
+    let ttl = headers
+        .get(TTL_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .filter(|ttl| TTL_RANGE.contains(ttl))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{TTL_HEADER} must be a whole number of seconds from 1 to 21600"
+            ))
+        })?;
+    let token = imds
+        .app
+        .session_tokens
+        .issue(Duration::from_secs(ttl), SystemTime::now());
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+            (
+                header::HeaderName::from_static(TTL_HEADER),
+                HeaderValue::from(ttl),
+            ),
+        ],
+        token,
+    )
+        .into_response())
+}
+
+/// IMDSv2: a valid session token, unless the config allows v1.
+fn require_session(imds: &Imds, headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get(TOKEN_HEADER) {
+        Some(token)
+            if imds
+                .app
+                .session_tokens
+                .is_valid(token.as_bytes(), SystemTime::now()) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidToken",
+            "the IMDS session token is not valid or has expired; PUT /latest/api/token again",
+        )),
+        None if imds.app.imdsv1 => Ok(()),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "MissingToken",
+            "IMDSv2 only: PUT /latest/api/token, then send X-aws-ec2-metadata-token",
+        )),
+    }
+}
+
+fn role_of(imds: &Imds) -> Result<&str, ApiError> {
+    imds.role.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NoDefaultRole",
+            "no default_role is configured, so IMDS serves no role",
+        )
+    })
+}
+
+fn text(body: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+        body,
+    )
+        .into_response()
+}
+
+fn json(body: &impl Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+/// Exactly the role name, no trailing newline (Python and Rust do not trim).
+async fn role_name(State(imds): State<Imds>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_session(&imds, &headers)?;
+    Ok(text(role_of(&imds)?.to_owned()))
+}
+
+async fn credentials(
+    State(imds): State<Imds>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    answer(&imds, &headers, name, false).await
+}
+
+/// Java v2 asks here first and reads `AccountId`. It falls back to the
+/// legacy paths only on 404 and fails on anything else, so every problem
+/// here is a 404: the legacy path then reports it properly.
+async fn extended_credentials(
+    State(imds): State<Imds>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    match answer(&imds, &headers, name, true).await {
+        Ok(response) => response,
+        Err(_) => ApiError::not_found().into_response(),
+    }
+}
+
+async fn extended_role_name(State(imds): State<Imds>, headers: HeaderMap) -> Response {
+    match role_name(State(imds), headers).await {
+        Ok(response) => response,
+        Err(_) => ApiError::not_found().into_response(),
+    }
+}
+
+async fn answer(
+    imds: &Imds,
+    headers: &HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    extended: bool,
+) -> Result<Response, ApiError> {
+    require_session(imds, headers)?;
+    let role = role_of(imds)?;
+    let Ok(Path(name)) = name else {
+        return Err(ApiError::unknown_role());
+    };
+    if name != role {
+        return Err(ApiError::unknown_role());
+    }
+    match imds.app.cache.get(role).await {
+        Ok(creds) => Ok(json(&ImdsCredentials::new(&creds, extended))),
+        Err(CacheError::UnknownRole) => Err(ApiError::unknown_role()),
+        Err(CacheError::Unavailable(error)) => Err(ApiError::unavailable(
+            &error.code,
+            &format!(
+                "credentials for role {role} are unavailable: {}",
+                error.message
+            ),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImdsCredentials<'a> {
+    code: &'static str,
+    last_updated: String,
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: &'a str,
+    expiration: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+}
+
+impl<'a> ImdsCredentials<'a> {
+    fn new(creds: &'a Credentials, extended: bool) -> Self {
+        let issued = &creds.issued;
+        ImdsCredentials {
+            code: "Success",
+            last_updated: format_expiration(creds.received_at),
+            kind: "AWS-HMAC",
+            access_key_id: &issued.access_key_id,
+            secret_access_key: issued.secret_access_key.expose(),
+            token: issued.session_token.expose(),
+            expiration: format_expiration(issued.expiration),
+            account_id: extended.then_some(issued.account_id.as_str()),
+        }
+    }
+}
+
+/// The account and region of the role, from the config alone: these answers
+/// must not wait for STS.
+fn placement(imds: &Imds) -> (String, String) {
+    let role = imds
+        .role
+        .as_deref()
+        .and_then(|name| imds.app.cache.role(name));
+    let account = role
+        .as_ref()
+        .and_then(|spec| spec.config.role_arn.as_deref())
+        .and_then(|arn| arn.split(':').nth(4))
+        .unwrap_or("000000000000")
+        .to_owned();
+    let region = role
+        .and_then(|spec| spec.config.region)
+        .unwrap_or_else(|| imds.app.region.clone());
+    (account, region)
+}
+
+async fn iam_info(State(imds): State<Imds>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_session(&imds, &headers)?;
+    let role = role_of(&imds)?;
+    let (account, _) = placement(&imds);
+    Ok(json(&serde_json::json!({
+        "Code": "Success",
+        "LastUpdated": format_expiration(SystemTime::now()),
+        "InstanceProfileArn": format!("arn:aws:iam::{account}:instance-profile/{role}"),
+        "InstanceProfileId": "AIPAASSUMEDLOCALDAEMON",
+    })))
+}
+
+async fn region(State(imds): State<Imds>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_session(&imds, &headers)?;
+    Ok(text(placement(&imds).1))
+}
+
+async fn availability_zone(
+    State(imds): State<Imds>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_session(&imds, &headers)?;
+    Ok(text(format!("{}a", placement(&imds).1)))
+}
+
+async fn identity_document(
+    State(imds): State<Imds>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_session(&imds, &headers)?;
+    let (account, region) = placement(&imds);
+    Ok(json(&serde_json::json!({
+        "accountId": account,
+        "region": region,
+        "availabilityZone": format!("{region}a"),
+        "instanceId": "i-00000000a55u3ed00",
+        "instanceType": "assumed.local",
+        "imageId": "ami-00000000000000000",
+        "architecture": std::env::consts::ARCH,
+        "privateIp": "127.0.0.1",
+        "pendingTime": format_expiration(SystemTime::UNIX_EPOCH),
+        "version": "2017-09-30",
+    })))
+}

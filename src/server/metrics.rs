@@ -1,0 +1,71 @@
+//! Prometheus metrics at `/metrics`: requests, latencies, STS calls, and
+//! seconds until each role's credentials expire. Counters are recorded where
+//! things happen (`metrics::counter!` is a no-op until a recorder exists);
+//! this module installs the recorder and renders it.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::cache::Cache;
+
+/// Latency buckets in seconds: answers from memory land in the first few.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls reuse it.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    if let Some(handle) = HANDLE.get() {
+        return Some(handle);
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    metrics::gauge!("assumed_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Some(HANDLE.get_or_init(|| handle))
+}
+
+/// Counts every request by route template (never the raw path, which could
+/// carry anything) and status, and times it.
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("assumed_http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("assumed_http_requests_total", "route" => route, "status" => status)
+        .increment(1);
+    response
+}
+
+pub async fn render(State(cache): State<Cache>) -> Response {
+    let Some(handle) = HANDLE.get() else {
+        return super::error::ApiError::not_found().into_response();
+    };
+    for role in cache.status() {
+        let seconds = role.expires_in_seconds.unwrap_or(0) as f64;
+        metrics::gauge!("assumed_credentials_expiry_seconds", "role" => role.name).set(seconds);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        handle.render(),
+    )
+        .into_response()
+}

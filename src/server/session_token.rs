@@ -1,0 +1,122 @@
+//! IMDSv2 session tokens, stateless: `<expiry>.<hmac>` where the HMAC-SHA256
+//! key is random per start. Nothing is stored per token, so a client that
+//! PUTs in a loop costs no memory, and a restart invalidates every token.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{KeyInit, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+/// The TTL range IMDS accepts, in seconds.
+pub const TTL_RANGE: std::ops::RangeInclusive<u64> = 1..=21_600;
+
+/// Accept a token this long after its TTL: the Go SDK caches a token for its
+/// full TTL, so its last use can land just after expiry.
+const GRACE: Duration = Duration::from_secs(10);
+
+pub struct SessionTokens {
+    key: [u8; 32],
+}
+
+impl SessionTokens {
+    pub fn new() -> std::io::Result<Self> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(SessionTokens { key })
+    }
+
+    pub fn issue(&self, ttl: Duration, now: SystemTime) -> String {
+        let expiry = unix_seconds(now + ttl);
+        format!("{expiry}.{}", hex(&self.sign(expiry)))
+    }
+
+    pub fn is_valid(&self, token: &[u8], now: SystemTime) -> bool {
+        let Some((expiry, signature)) = split(token) else {
+            return false;
+        };
+        let Some(signature) = unhex(signature) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(expiry.to_string().as_bytes());
+        let authentic = mac.verify_slice(&signature).is_ok();
+        authentic && unix_seconds(now) <= expiry.saturating_add(GRACE.as_secs())
+    }
+
+    fn sign(&self, expiry: u64) -> Vec<u8> {
+        let mut mac = self.mac();
+        mac.update(expiry.to_string().as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC takes keys of any length; 32 bytes cannot be refused.
+        match HmacSha256::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts any key length"),
+        }
+    }
+}
+
+fn split(token: &[u8]) -> Option<(u64, &[u8])> {
+    let dot = token.iter().position(|&b| b == b'.')?;
+    let expiry = std::str::from_utf8(&token[..dot]).ok()?.parse().ok()?;
+    Some((expiry, &token[dot + 1..]))
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_valid_until_its_ttl_plus_grace() {
+        let tokens = SessionTokens::new().expect("key");
+        let now = SystemTime::now();
+        let token = tokens.issue(Duration::from_secs(300), now);
+        assert!(tokens.is_valid(token.as_bytes(), now));
+        assert!(tokens.is_valid(token.as_bytes(), now + Duration::from_secs(305)));
+        assert!(!tokens.is_valid(token.as_bytes(), now + Duration::from_secs(320)));
+    }
+
+    #[test]
+    fn forged_or_foreign_tokens_are_refused() {
+        let tokens = SessionTokens::new().expect("key");
+        let other = SessionTokens::new().expect("key");
+        let now = SystemTime::now();
+        let token = tokens.issue(Duration::from_secs(300), now);
+        assert!(
+            !other.is_valid(token.as_bytes(), now),
+            "another start's key"
+        );
+        let (expiry, signature) = token.split_once('.').expect("dot");
+        let stretched = format!("{}.{signature}", expiry.parse::<u64>().expect("n") + 3600);
+        assert!(
+            !tokens.is_valid(stretched.as_bytes(), now),
+            "expiry is signed"
+        );
+        for junk in ["", ".", "abc", "1.zz", "99999999999.00"] {
+            assert!(!tokens.is_valid(junk.as_bytes(), now), "{junk:?}");
+        }
+    }
+}
