@@ -83,7 +83,25 @@ pub fn token_path(config: &Config) -> PathBuf {
         .unwrap_or_else(token::default_path)
 }
 
+/// Lifts the soft open-file limit to the hard one: every connection is a
+/// descriptor, and service managers often start daemons with a soft 1024.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 pub async fn run(config: Config) -> Result<(), String> {
+    raise_open_file_limit();
     let token_path = token_path(&config);
     let token = token::install(&token_path, config.server.token_file.is_some())
         .map_err(|e| format!("cannot set up the token file {}: {e}", token_path.display()))?;
@@ -112,6 +130,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         session_tokens: SessionTokens::new().map_err(|e| format!("no randomness: {e}"))?,
         imdsv1: config.server.imdsv1,
         metrics: config.server.metrics && server::metrics::install().is_some(),
+        allowed_hosts: server::guard::AllowedHosts::new(&config.server.allowed_hosts),
         region: config
             .source
             .region
@@ -138,7 +157,11 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     for (listener, _) in &routed {
         if let Ok(address) = listener.local_addr() {
-            tracing::info!(%address, "listening");
+            if address.ip().is_loopback() {
+                tracing::info!(%address, "listening");
+            } else {
+                tracing::warn!(%address, "listening beyond loopback (expose = true): anyone who can reach this address and holds the token can get credentials");
+            }
         }
     }
     tracing::info!(token_file = %token_path.display(), roles = config.roles.len(), "ready");
@@ -148,9 +171,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     }
 
-    server::serve(routed, shutdown_signal())
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    server::serve(routed, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -542,3 +542,36 @@ role_arn = "arn:aws:iam::222222222222:role/hub"
 [roles.sso-dev]
 profile = "sso-dev"              # no role_arn: serve a profile's own temporary credentials, re-resolved ahead of expiry
 "#;
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    const EXAMPLE: &str = include_str!("../../config/example.toml");
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary text never panics the parser; it parses or explains why.
+        #[test]
+        fn arbitrary_text_is_parsed_or_explained(text in "\\PC{0,400}") {
+            if let Err(diagnostics) = super::super::parse(&text, "fuzz.toml") {
+                prop_assert!(!diagnostics.0.is_empty());
+            }
+        }
+
+        /// The example config with a slice cut out or a byte replaced: every
+        /// outcome is a config or located diagnostics, never a panic.
+        #[test]
+        fn damaged_example_configs_are_explained(cut in 0..EXAMPLE.len(), len in 0usize..40, byte in any::<u8>()) {
+            let mut damaged = EXAMPLE.as_bytes().to_vec();
+            let end = (cut + len).min(damaged.len());
+            damaged.splice(cut..end, [byte]);
+            let text = String::from_utf8_lossy(&damaged);
+            if let Err(diagnostics) = super::super::parse(&text, "fuzz.toml") {
+                for diagnostic in &diagnostics.0 {
+                    prop_assert!(diagnostic.line >= 1 && diagnostic.column >= 1);
+                }
+            }
+        }
+    }
+}

@@ -3,8 +3,9 @@
 
 mod ecs;
 pub mod error;
-mod guard;
+pub mod guard;
 mod imds;
+pub mod listener;
 pub mod metrics;
 pub mod session_token;
 
@@ -14,10 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::cache::Cache;
 use crate::token::Token;
@@ -27,6 +31,8 @@ use session_token::SessionTokens;
 /// A request that takes longer than this is cut off: only a cold STS call
 /// (with the SDK's own retries) comes near it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a shutdown waits for requests in flight.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 pub struct AppState {
     pub cache: Cache,
@@ -39,6 +45,7 @@ pub struct AppState {
     pub region: String,
     /// Serve `/metrics`.
     pub metrics: bool,
+    pub allowed_hosts: Arc<guard::AllowedHosts>,
 }
 
 /// The main listener: container endpoint, IMDS for the default role, health.
@@ -57,34 +64,57 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(metrics::render).with_state(state.cache.clone()),
         );
     }
-    finish(main.merge(imds))
+    finish(main.merge(imds), &state)
 }
 
 /// An `imds_listen` listener: IMDS for one role, nothing else.
 pub fn imds_router(state: Arc<AppState>, role: &str) -> Router {
-    finish(imds::router(imds::Imds {
-        app: state,
+    let imds = imds::router(imds::Imds {
+        app: state.clone(),
         role: Some(role.to_owned()),
-    }))
+    });
+    finish(imds, &state)
 }
 
-/// What every listener shares: health, the JSON 404, timeouts, panic safety.
-fn finish(router: Router) -> Router {
+/// What every listener shares: health, the JSON 404, the guard in front of
+/// everything, metrics, a deadline, and panic safety.
+fn finish(router: Router, state: &AppState) -> Router {
     router
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found() })
-        .layer(axum::middleware::from_fn(metrics::track))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(axum::middleware::from_fn(deadline))
+        .layer(axum::middleware::from_fn_with_state(
+            state.allowed_hosts.clone(),
+            guard::screen,
         ))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
                 "the request failed unexpectedly",
-            ))
+            )
+            .into_response()
         }))
+}
+
+/// Cuts off a request that takes too long, with the usual JSON error.
+async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(
+            "Timeout",
+            "no answer within the request deadline; STS may be slow or unreachable",
+        )
+        .into_response(),
+    }
 }
 
 pub async fn bind(addresses: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
@@ -99,27 +129,26 @@ pub async fn bind(addresses: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>>
 }
 
 /// Serves each listener with its router until `shutdown` completes, then
-/// lets in-flight requests finish.
+/// lets requests in flight finish, for at most `DRAIN_LIMIT`.
 pub async fn serve(
     listeners: Vec<(TcpListener, Router)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    for (listener, app) in listeners {
-        let mut stopped = stopped.clone();
-        servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+    for (listener, router) in listeners {
+        servers.spawn(listener::run(listener, router, stopped.clone()));
     }
     shutdown.await;
     let _ = stop.send(true);
-    while let Some(result) = servers.join_next().await {
-        result.map_err(std::io::Error::other)??;
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("requests still running after {DRAIN_LIMIT:?}; stopping anyway");
     }
-    Ok(())
 }
+
+#[cfg(test)]
+mod tests;

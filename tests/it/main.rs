@@ -9,3 +9,4 @@ mod cli;
 mod container;
 mod imds;
 mod sdk_matrix;
+mod security;

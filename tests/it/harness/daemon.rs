@@ -22,6 +22,8 @@ pub struct Options {
     pub server: String,
     pub sts_endpoint: String,
     pub rust_log: String,
+    /// A second `listen` address besides the loopback port the harness picks.
+    pub extra_listen: Option<String>,
 }
 
 impl Options {
@@ -31,6 +33,7 @@ impl Options {
             server: String::new(),
             sts_endpoint: sts_endpoint.to_owned(),
             rust_log: "info".into(),
+            extra_listen: None,
         }
     }
 
@@ -60,8 +63,13 @@ impl Daemon {
         let port = super::free_port();
         let token_path = dir.path().join("run/token");
         let config_path = dir.path().join("config.toml");
+        let extra = options
+            .extra_listen
+            .as_ref()
+            .map(|address| format!(", \"{address}\""))
+            .unwrap_or_default();
         let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"]\ntoken_file = \"{}\"\n{}\n\n\
+            "[server]\nlisten = [\"127.0.0.1:{port}\"{extra}]\ntoken_file = \"{}\"\n{}\n\n\
              [source]\nregion = \"{REGION}\"\nsts_endpoint = \"{}\"\n\n{}\n",
             token_path.display(),
             options.server,

@@ -152,6 +152,31 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A raw HTTP exchange on a fresh connection, for requests no client library
+/// would send (odd Host headers, huge heads, bytes that are not UTF-8).
+/// Returns the status code (0 if the server closed without answering) and the body.
+pub async fn raw_request(port: u16, request: &[u8]) -> (u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("send");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(RUN_TIMEOUT, stream.read_to_end(&mut answer)).await;
+    read.expect("answer in time").ok();
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
