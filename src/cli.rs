@@ -23,8 +23,17 @@ struct Cli {
     /// Config file (default: $ASSUMED_CONFIG, else ~/.config/assumed/config.toml)
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Log format for `serve`: human-readable, or JSON lines for journald and collectors
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,6 +55,29 @@ enum Command {
     },
     /// Print ROLE's credentials as `credential_process` JSON (Version 1), fetched from the daemon
     CredentialProcess { role: String },
+    /// Ask the running daemon how each role is doing
+    Status {
+        /// Print the daemon's JSON answer instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hand a one-time MFA code to the daemon for a role with mfa_serial
+    Mfa { role: String, code: String },
+    /// Make the running daemon re-read its config (like SIGHUP)
+    Reload,
+    /// Write the user service definition and print how to enable it
+    Install {
+        #[arg(long, required_unless_present = "launchd", conflicts_with = "launchd")]
+        systemd: bool,
+        #[arg(long)]
+        launchd: bool,
+        /// Print what would be written, write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace files that differ from what would be written
+        #[arg(long)]
+        force: bool,
+    },
     /// Run CMD with ROLE's credentials from the daemon; exits with CMD's status
     Exec {
         role: String,
@@ -74,11 +106,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let loaded = config::load_or_default(cli.config.as_deref());
     match cli.command {
         Command::Check => Ok(check(loaded, cli.config)),
+        Command::Install {
+            systemd,
+            dry_run,
+            force,
+            ..
+        } => install(systemd, dry_run, force, cli.config.as_deref()),
         command => {
             let config =
                 loaded.map_err(|diagnostics| format!("the config is not valid:\n{diagnostics}"))?;
             match command {
-                Command::Serve => serve(config),
+                Command::Serve => serve(config, cli.config, cli.log_format),
                 Command::Roles => {
                     print!("{}", roles_table(&config));
                     Ok(ExitCode::SUCCESS)
@@ -94,7 +132,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
                 Command::CredentialProcess { role } => credential_process(&config, &role),
                 Command::Exec { role, command } => exec(&config, &role, command),
-                Command::Check => unreachable!("handled above"),
+                Command::Status { json } => status(&config, json),
+                Command::Mfa { role, code } => mfa(&config, &role, &code),
+                Command::Reload => reload(&config),
+                Command::Check | Command::Install { .. } => unreachable!("handled above"),
             }
         }
     }
@@ -119,15 +160,19 @@ fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<PathBuf>)
     }
 }
 
-fn serve(config: Config) -> Result<ExitCode, String> {
-    crate::logging::init();
+fn serve(
+    config: Config,
+    config_arg: Option<PathBuf>,
+    log_format: LogFormat,
+) -> Result<ExitCode, String> {
+    crate::logging::init(log_format);
     // Before the runtime starts: this edits the process environment.
     daemon::strip_self_pointing_env(&config.server.listen);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(daemon::run(config))?;
+    runtime.block_on(daemon::run(config, config_arg))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -213,9 +258,14 @@ fn main_listener(config: &Config) -> Result<std::net::SocketAddr, String> {
         .ok_or_else(|| "the config has no listen address".to_owned())
 }
 
-/// Fetches ROLE from the daemon and prints it the way `credential_process`
-/// expects (stdout, exit 0), for tools that only read `~/.aws/config`.
-fn credential_process(config: &Config, role: &str) -> Result<ExitCode, String> {
+/// One request to the running daemon, with the token; the JSON answer, or
+/// the daemon's own message when it says no.
+fn ask_daemon(
+    config: &Config,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<serde_json::Value, String> {
     let token_file = daemon::token_path(config);
     let token = crate::token::read(&token_file).map_err(|e| {
         format!(
@@ -224,14 +274,23 @@ fn credential_process(config: &Config, role: &str) -> Result<ExitCode, String> {
         )
     })?;
     let address = client_env::client_address(main_listener(config)?);
-    let reply = crate::local_client::get(address, &format!("/role/{role}"), token.expose())
+    let reply = crate::local_client::request(address, method, path, token.expose(), headers)
         .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
     let answer: serde_json::Value = serde_json::from_slice(&reply.body)
         .map_err(|_| format!("the daemon answered {} without JSON", reply.status))?;
     if reply.status != 200 {
-        let message = answer["message"].as_str().unwrap_or("no reason given");
-        return Err(format!("role {role}: {message}"));
+        return Err(answer["message"]
+            .as_str()
+            .unwrap_or("the daemon gave no reason")
+            .to_owned());
     }
+    Ok(answer)
+}
+
+/// Fetches ROLE from the daemon and prints it the way `credential_process`
+/// expects (stdout, exit 0), for tools that only read `~/.aws/config`.
+fn credential_process(config: &Config, role: &str) -> Result<ExitCode, String> {
+    let answer = ask_daemon(config, "GET", &format!("/role/{role}"), &[])?;
     let field = |name: &str| answer[name].as_str().unwrap_or_default().to_owned();
     let output = serde_json::json!({
         "Version": 1,
@@ -242,6 +301,113 @@ fn credential_process(config: &Config, role: &str) -> Result<ExitCode, String> {
         "AccountId": field("AccountId"),
     });
     println!("{output}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(config: &Config, json: bool) -> Result<ExitCode, String> {
+    let answer = ask_daemon(config, "GET", "/admin/status", &[])?;
+    if json {
+        println!("{answer}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let roles = answer["roles"].as_array().cloned().unwrap_or_default();
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_owned();
+    let rows: Vec<[String; 5]> = roles
+        .iter()
+        .map(|role| {
+            [
+                text(&role["name"]),
+                text(&role["state"]),
+                role["expires_in_seconds"]
+                    .as_u64()
+                    .map(|s| {
+                        humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                text(&role["last_refresh"]),
+                text(&role["last_error"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            ["ROLE", "STATE", "EXPIRES IN", "LAST REFRESH", "LAST ERROR"],
+            &rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn mfa(config: &Config, role: &str, code: &str) -> Result<ExitCode, String> {
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("an MFA code is six digits".into());
+    }
+    let answer = ask_daemon(
+        config,
+        "PUT",
+        &format!("/admin/mfa/{role}"),
+        &[(crate::server::admin::MFA_CODE_HEADER, code)],
+    )?;
+    println!("{}", answer["message"].as_str().unwrap_or("done"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reload(config: &Config) -> Result<ExitCode, String> {
+    let answer = ask_daemon(config, "PUT", "/admin/reload", &[])?;
+    println!("reloaded: {}", answer["message"].as_str().unwrap_or("done"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn install(
+    systemd: bool,
+    dry_run: bool,
+    force: bool,
+    config: Option<&std::path::Path>,
+) -> Result<ExitCode, String> {
+    let manager = if systemd {
+        crate::install::Manager::Systemd
+    } else {
+        crate::install::Manager::Launchd
+    };
+    let binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    // Pass --config only for a file that exists: `serve` refuses an explicit
+    // missing one, and runs on defaults without any.
+    let config_file = config::resolve_path(config).filter(|path| path.is_file());
+    let config_file = config_file.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+    let plan = crate::install::plan(manager, &binary, config_file.as_deref())?;
+    if dry_run {
+        for (path, contents) in &plan.files {
+            println!("# {}\n{contents}", path.display());
+        }
+    } else {
+        for line in crate::install::write(&plan, force)? {
+            println!("{line}");
+        }
+    }
+    println!("enable it with:\n{}", plan.enable);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,12 +3,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::{Cache, Clock, RoleSpec, Timing};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::server::session_token::SessionTokens;
 use crate::server::{self, AppState};
+use crate::service::{self, Signalled, Signals};
 use crate::sts::{CHAINED_SESSION_LIMIT, FALLBACK_REGION, Sts};
 use crate::token;
 
@@ -100,13 +107,98 @@ fn raise_open_file_limit() {
     }
 }
 
-pub async fn run(config: Config) -> Result<(), String> {
+/// Asks the main loop (which owns the config) to act; the HTTP admin
+/// endpoints use it.
+pub enum Control {
+    Reload(oneshot::Sender<Result<String, String>>),
+}
+
+pub async fn run(config: Config, config_arg: Option<PathBuf>) -> Result<(), String> {
     raise_open_file_limit();
+    let mut signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
     let token_path = token_path(&config);
     let token = token::install(&token_path, config.server.token_file.is_some())
         .map_err(|e| format!("cannot set up the token file {}: {e}", token_path.display()))?;
 
-    for spec in role_specs(&config) {
+    warn_about_clamped_sessions(&config);
+    let sts = Arc::new(Sts::new(config.source.clone()));
+    let timing = Timing {
+        refresh_before: config.server.refresh_before,
+        idle_timeout: config.server.idle_timeout,
+    };
+    let cache = Cache::new(role_specs(&config), sts.clone(), timing, Clock::system());
+    let (control, mut requests) = mpsc::channel(4);
+    let state = Arc::new(AppState {
+        cache: cache.clone(),
+        sts,
+        token,
+        default_role: RwLock::new(config.server.default_role.clone()),
+        session_tokens: SessionTokens::new().map_err(|e| format!("no randomness: {e}"))?,
+        imdsv1: AtomicBool::new(config.server.imdsv1),
+        metrics: config.server.metrics && server::metrics::install().is_some(),
+        allowed_hosts: server::guard::AllowedHosts::new(&config.server.allowed_hosts),
+        region: config
+            .source
+            .region
+            .clone()
+            .unwrap_or_else(|| FALLBACK_REGION.into()),
+        control,
+    });
+
+    let routed = listeners(&config, &state).await?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(routed, async {
+        let _ = stopped.await;
+    }));
+    prefetch(&config, &cache, config.roles.keys());
+    tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
+    service::ready(&status_line(&cache));
+
+    let mut running = Running {
+        config,
+        config_arg,
+        state,
+    };
+    let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+    loop {
+        tokio::select! {
+            signalled = signals.next() => match signalled {
+                Signalled::Reload => {
+                    let _ = running.reload().await;
+                }
+                Signalled::Stop => break,
+            },
+            Some(request) = requests.recv() => match request {
+                Control::Reload(reply) => {
+                    let _ = reply.send(running.reload().await);
+                }
+            },
+            _ = status_tick.tick() => service::status(&status_line(&running.state.cache)),
+        }
+    }
+
+    tracing::info!("shutting down: finishing requests in flight");
+    service::stopping();
+    let _ = stop.send(());
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// How often the service manager's STATUS= line is brought up to date.
+const STATUS_INTERVAL: Duration = Duration::from_secs(15);
+
+fn status_line(cache: &Cache) -> String {
+    let roles = cache.status();
+    let warm = roles
+        .iter()
+        .filter(|role| role.expires_in_seconds.is_some())
+        .count();
+    format!("{} roles, {warm} warm", roles.len())
+}
+
+fn warn_about_clamped_sessions(config: &Config) {
+    for spec in role_specs(config) {
         if spec.config.via.is_some()
             && spec
                 .config
@@ -116,35 +208,38 @@ pub async fn run(config: Config) -> Result<(), String> {
             tracing::warn!(role = %spec.name, "duration is above 1h, which STS refuses for chained roles (via); asking for 1h");
         }
     }
-    let sts = Arc::new(Sts::new(config.source.clone()));
-    let timing = Timing {
-        refresh_before: config.server.refresh_before,
-        idle_timeout: config.server.idle_timeout,
-    };
-    let cache = Cache::new(role_specs(&config), sts, timing, Clock::system());
+}
 
-    let state = Arc::new(AppState {
-        cache: cache.clone(),
-        token,
-        default_role: config.server.default_role.clone(),
-        session_tokens: SessionTokens::new().map_err(|e| format!("no randomness: {e}"))?,
-        imdsv1: config.server.imdsv1,
-        metrics: config.server.metrics && server::metrics::install().is_some(),
-        allowed_hosts: server::guard::AllowedHosts::new(&config.server.allowed_hosts),
-        region: config
-            .source
-            .region
-            .clone()
-            .unwrap_or_else(|| FALLBACK_REGION.into()),
-    });
-    let main_router = server::router(state.clone());
-    let mut routed = Vec::new();
-    for listener in server::bind(&config.server.listen)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        routed.push((listener, main_router.clone()));
+fn prefetch<'a>(config: &Config, cache: &Cache, names: impl IntoIterator<Item = &'a String>) {
+    for name in names {
+        if config.roles.get(name).is_some_and(|role| role.prefetch) {
+            cache.prefetch(name);
+        }
     }
+}
+
+/// The main listeners (passed by socket activation, else bound from
+/// `listen`) and one IMDS-only listener per `imds_listen` role.
+async fn listeners(
+    config: &Config,
+    state: &Arc<AppState>,
+) -> Result<Vec<(TcpListener, Router)>, String> {
+    let main_router = server::router(state.clone());
+    let inherited = service::inherited_listeners()
+        .map_err(|e| format!("cannot use the sockets passed by the service manager: {e}"))?;
+    let main = if inherited.is_empty() {
+        server::bind(&config.server.listen)
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        tracing::info!(
+            sockets = inherited.len(),
+            "using sockets from the service manager instead of listen"
+        );
+        inherited
+    };
+    let mut routed: Vec<(TcpListener, Router)> =
+        main.into_iter().map(|l| (l, main_router.clone())).collect();
     for (name, role) in &config.roles {
         if let Some(address) = role.imds_listen {
             let mut bound = server::bind(&[address]).await.map_err(|e| e.to_string())?;
@@ -164,33 +259,94 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         }
     }
-    tracing::info!(token_file = %token_path.display(), roles = config.roles.len(), "ready");
-    for (name, role) in &config.roles {
-        if role.prefetch {
-            cache.prefetch(name);
-        }
-    }
-
-    server::serve(routed, shutdown_signal()).await;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(routed)
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
+/// What the main loop owns while serving.
+struct Running {
+    config: Config,
+    config_arg: Option<PathBuf>,
+    state: Arc<AppState>,
+}
+
+impl Running {
+    /// Re-reads the config (SIGHUP, `assumed reload`). A config that does not
+    /// validate changes nothing: the old one keeps serving.
+    async fn reload(&mut self) -> Result<String, String> {
+        service::reloading();
+        let outcome = self.apply_new_config().await;
+        match &outcome {
+            Ok(summary) => tracing::info!("reloaded the config: {summary}"),
+            Err(errors) => {
+                for line in errors.lines() {
+                    tracing::error!("reload refused, still serving the previous config: {line}");
+                }
             }
-            Err(_) => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
+        service::ready(&status_line(&self.state.cache));
+        outcome
     }
-    tracing::info!("shutting down: finishing requests in flight");
+
+    async fn apply_new_config(&mut self) -> Result<String, String> {
+        let new = config::load_or_default(self.config_arg.as_deref()).map_err(|d| d.to_string())?;
+        for (what, changed) in [
+            ("listen", new.server.listen != self.config.server.listen),
+            (
+                "token_file",
+                new.server.token_file != self.config.server.token_file,
+            ),
+            ("[source]", new.source != self.config.source),
+            ("metrics", new.server.metrics != self.config.server.metrics),
+            (
+                "imds_listen",
+                imds_listeners(&new) != imds_listeners(&self.config),
+            ),
+        ] {
+            if changed {
+                tracing::warn!("{what} changed: that takes effect at the next restart");
+            }
+        }
+        warn_about_clamped_sessions(&new);
+        let state = &self.state;
+        state.sts.forget_profiles().await;
+        let changes = state.cache.replace_roles(role_specs(&new));
+        *write(&state.default_role) = new.server.default_role.clone();
+        state.imdsv1.store(new.server.imdsv1, Ordering::Release);
+        state.allowed_hosts.replace(&new.server.allowed_hosts);
+        prefetch(
+            &new,
+            &state.cache,
+            changes.added.iter().chain(&changes.changed),
+        );
+        self.config = new;
+        Ok(format!(
+            "{} added, {} changed, {} removed",
+            describe(&changes.added),
+            describe(&changes.changed),
+            describe(&changes.removed)
+        ))
+    }
+}
+
+fn imds_listeners(config: &Config) -> Vec<(String, SocketAddr)> {
+    config
+        .roles
+        .iter()
+        .filter_map(|(name, role)| role.imds_listen.map(|a| (name.clone(), a)))
+        .collect()
+}
+
+fn describe(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -15,12 +15,27 @@ pub struct Reply {
 }
 
 pub fn get(address: SocketAddr, path: &str, authorization: &str) -> io::Result<Reply> {
+    request(address, "GET", path, authorization, &[])
+}
+
+/// One request without a body; `headers` are extra `(name, value)` pairs.
+pub fn request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Reply> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: {authorization}\r\n\
-         User-Agent: assumed-cli\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: {authorization}\r\n\
+         {extra}User-Agent: assumed-cli\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();

@@ -15,16 +15,18 @@ const HELD_AT_INFO: [&str; 6] = [
     "hyper_util",
 ];
 
-pub fn init() {
+pub fn init(format: crate::cli::LogFormat) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     for target in HELD_AT_INFO {
         if let Ok(directive) = format!("{target}=info").parse() {
             filter = filter.add_directive(directive);
         }
     }
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        crate::cli::LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        crate::cli::LogFormat::Json => builder.json().init(),
+    }
 }

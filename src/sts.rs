@@ -13,7 +13,7 @@ use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use tokio::sync::Mutex;
 
-use crate::cache::{FetchError, FetchFuture, Fetcher, RoleSpec};
+use crate::cache::{FetchError, FetchFuture, Fetcher, Permanence, RoleSpec};
 use crate::config::SourceConfig;
 use crate::credentials::{Issued, Secret};
 
@@ -24,11 +24,37 @@ pub const CHAINED_SESSION_LIMIT: Duration = Duration::from_secs(3600);
 /// global endpoint lives there.
 pub const FALLBACK_REGION: &str = "us-east-1";
 
+/// MFA sessions last this long unless `[source] mfa_session` says otherwise.
+const DEFAULT_MFA_SESSION: Duration = Duration::from_secs(12 * 3600);
+/// An MFA session this close to its end is not used to start a role session.
+const MFA_SESSION_MARGIN: Duration = Duration::from_secs(5 * 60);
+
 pub struct Sts {
     source: SourceConfig,
     /// aws-config is loaded once per source profile (`None` is the default
     /// chain) and reused: it caches its own credentials and SSO tokens.
     loaded: Mutex<HashMap<Option<String>, SdkConfig>>,
+    mfa: std::sync::Mutex<MfaGrants>,
+}
+
+/// What `assumed mfa` left for roles with `mfa_serial`.
+#[derive(Default)]
+struct MfaGrants {
+    /// GetSessionToken sessions, per (source profile, MFA serial): one code
+    /// unlocks every role behind the same source and device, like aws-vault.
+    sessions: HashMap<(Option<String>, String), Issued>,
+    /// One-time codes for roles whose source is already temporary: each is
+    /// passed to exactly one AssumeRole.
+    codes: HashMap<String, Secret>,
+}
+
+/// How `assumed mfa` was put to use.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MfaUse {
+    /// An MFA session until this time; the role refreshes from it without codes.
+    Session { until: SystemTime },
+    /// The code goes into the next AssumeRole.
+    OneTimeCode,
 }
 
 impl Sts {
@@ -36,6 +62,122 @@ impl Sts {
         Sts {
             source,
             loaded: Mutex::new(HashMap::new()),
+            mfa: std::sync::Mutex::new(MfaGrants::default()),
+        }
+    }
+
+    /// Forgets loaded profiles, so a reload sees `~/.aws/config` as it is now.
+    pub async fn forget_profiles(&self) {
+        self.loaded.lock().await.clear();
+    }
+
+    fn source_profile<'a>(&'a self, role: &'a RoleSpec) -> Option<&'a str> {
+        role.config
+            .source_profile
+            .as_deref()
+            .or(self.source.profile.as_deref())
+    }
+
+    fn grants(&self) -> std::sync::MutexGuard<'_, MfaGrants> {
+        self.mfa
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes an MFA code for `role`. With long-lived source keys it opens an
+    /// MFA session (GetSessionToken) that later refreshes use without a new
+    /// code; otherwise the code is kept for the role's next AssumeRole.
+    pub async fn provide_mfa(&self, role: &RoleSpec, code: &str) -> Result<MfaUse, FetchError> {
+        let Some(serial) = role.config.mfa_serial.clone() else {
+            return Err(FetchError::permanent(
+                "NoMfaSerial",
+                format!("role {} has no mfa_serial; it needs no MFA code", role.name),
+            ));
+        };
+        let profile = self.source_profile(role).map(str::to_owned);
+        let long_lived =
+            role.config.via.is_none() && self.source_is_long_lived(profile.as_deref()).await;
+        if !long_lived {
+            self.grants()
+                .codes
+                .insert(role.name.clone(), Secret::new(code));
+            return Ok(MfaUse::OneTimeCode);
+        }
+        let sdk = self.sdk_config(profile.as_deref()).await;
+        let client = self.client_from(&sdk, None, None);
+        let duration = self.source.mfa_session.unwrap_or(DEFAULT_MFA_SESSION);
+        let started = std::time::Instant::now();
+        let sent = client
+            .get_session_token()
+            .serial_number(&serial)
+            .token_code(code)
+            .duration_seconds(duration.as_secs() as i32)
+            .send()
+            .await;
+        record_call(&role.name, "GetSessionToken", started, sent.as_ref().err());
+        let output = sent.map_err(classify)?;
+        let creds = output.credentials().ok_or_else(|| {
+            FetchError::transient("EmptyResponse", "STS answered without credentials")
+        })?;
+        let until = SystemTime::try_from(*creds.expiration()).map_err(|_| {
+            FetchError::transient("BadExpiration", "STS answered an unusable Expiration")
+        })?;
+        let session = Issued {
+            access_key_id: creds.access_key_id().to_owned(),
+            secret_access_key: Secret::new(creds.secret_access_key()),
+            session_token: Secret::new(creds.session_token()),
+            expiration: until,
+            role_arn: String::new(),
+            assumed_role_arn: String::new(),
+            account_id: String::new(),
+        };
+        self.grants().sessions.insert((profile, serial), session);
+        Ok(MfaUse::Session { until })
+    }
+
+    /// Long-lived IAM user keys have no session token.
+    async fn source_is_long_lived(&self, profile: Option<&str>) -> bool {
+        use aws_credential_types::provider::ProvideCredentials;
+        let sdk = self.sdk_config(profile).await;
+        let Some(provider) = sdk.credentials_provider() else {
+            return false;
+        };
+        match provider.provide_credentials().await {
+            Ok(creds) => creds.session_token().is_none(),
+            Err(_) => false,
+        }
+    }
+
+    /// For a role with `mfa_serial`: the MFA session to sign with, or the
+    /// one-time code to send; `MfaRequired` when there is neither.
+    fn mfa_for(&self, role: &RoleSpec) -> Result<Option<MfaProof>, FetchError> {
+        let Some(serial) = role.config.mfa_serial.clone() else {
+            return Ok(None);
+        };
+        let mut grants = self.grants();
+        let key = (self.source_profile(role).map(str::to_owned), serial.clone());
+        let usable_until = SystemTime::now() + MFA_SESSION_MARGIN;
+        if role.config.via.is_none() {
+            match grants.sessions.get(&key) {
+                Some(session) if session.expiration > usable_until => {
+                    return Ok(Some(MfaProof::Session(session.clone())));
+                }
+                Some(_) => {
+                    grants.sessions.remove(&key);
+                }
+                None => {}
+            }
+        }
+        match grants.codes.remove(&role.name) {
+            Some(code) => Ok(Some(MfaProof::Code { serial, code })),
+            None => Err(FetchError {
+                permanence: Permanence::NeedsUser,
+                code: "MfaRequired".into(),
+                message: format!(
+                    "role {} needs an MFA code; run: assumed mfa {} <code>",
+                    role.name, role.name
+                ),
+            }),
         }
     }
 
@@ -57,26 +199,28 @@ impl Sts {
         config
     }
 
-    async fn client(&self, role: &RoleSpec, upstream: Option<&Issued>) -> aws_sdk_sts::Client {
-        let source_profile = role
-            .config
-            .source_profile
-            .as_deref()
-            .or(self.source.profile.as_deref());
-        let sdk = self.sdk_config(source_profile).await;
-        let region = role
-            .config
-            .region
-            .clone()
-            .map(Region::new)
+    async fn client(&self, role: &RoleSpec, signer: Option<&Issued>) -> aws_sdk_sts::Client {
+        let sdk = self.sdk_config(self.source_profile(role)).await;
+        self.client_from(&sdk, role.config.region.as_deref(), signer)
+    }
+
+    /// An STS client for `sdk`'s source, in `region` (else the source's),
+    /// signed by `signer` when given (an upstream role or an MFA session).
+    fn client_from(
+        &self,
+        sdk: &SdkConfig,
+        region: Option<&str>,
+        signer: Option<&Issued>,
+    ) -> aws_sdk_sts::Client {
+        let region = region
+            .map(|r| Region::new(r.to_owned()))
             .or_else(|| sdk.region().cloned())
             .unwrap_or_else(|| Region::new(FALLBACK_REGION));
-        let mut builder = aws_sdk_sts::config::Builder::from(&sdk).region(region);
+        let mut builder = aws_sdk_sts::config::Builder::from(sdk).region(region);
         if let Some(endpoint) = &self.source.sts_endpoint {
             builder = builder.endpoint_url(endpoint);
         }
-        if let Some(upstream) = upstream {
-            // Role chaining: the upstream role's session signs this call.
+        if let Some(upstream) = signer {
             builder = builder.credentials_provider(aws_credential_types::Credentials::new(
                 upstream.access_key_id.clone(),
                 upstream.secret_access_key.expose(),
@@ -100,7 +244,12 @@ impl Sts {
                 format!("role {} has no role_arn", role.name),
             ));
         };
-        let client = self.client(role, upstream).await;
+        let mfa = self.mfa_for(role)?;
+        let signer = match &mfa {
+            Some(MfaProof::Session(session)) => Some(session),
+            _ => upstream,
+        };
+        let client = self.client(role, signer).await;
         let mut request = client
             .assume_role()
             .role_arn(role_arn)
@@ -122,6 +271,9 @@ impl Sts {
         }
         for key in &config.transitive_tag_keys {
             request = request.transitive_tag_keys(key);
+        }
+        if let Some(MfaProof::Code { serial, code }) = &mfa {
+            request = request.serial_number(serial).token_code(code.expose());
         }
         let started = std::time::Instant::now();
         let sent = request.send().await;
@@ -150,6 +302,12 @@ impl Sts {
             assumed_role_arn,
         })
     }
+}
+
+/// What proves MFA for one AssumeRole.
+enum MfaProof {
+    Session(Issued),
+    Code { serial: String, code: Secret },
 }
 
 impl Fetcher for Sts {

@@ -34,6 +34,8 @@ use crate::credentials::{Credentials, Issued, format_expiration};
 const EXPIRY_FLOOR: Duration = Duration::from_secs(60);
 /// How long a permanent refusal (AccessDenied, a malformed ARN) is remembered.
 const PERMANENT_FAILURE_HOLD: Duration = Duration::from_secs(30);
+/// How long "a person must act" is remembered before looking again.
+const NEEDS_USER_HOLD: Duration = Duration::from_secs(5);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
@@ -82,6 +84,10 @@ pub enum Permanence {
     Transient,
     /// STS said no (AccessDenied, invalid parameters): held for a while.
     Permanent,
+    /// A person must act first (an MFA code, an SSO login). No STS call is
+    /// made for these, so they are held only briefly: the fix should take
+    /// effect at once.
+    NeedsUser,
 }
 
 /// Why credentials could not be had. `message` is shown to clients: it must
@@ -214,6 +220,14 @@ impl Held {
     }
 }
 
+/// What a reload changed, by role name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RoleChanges {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
 /// A role's state as `assumed status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -222,6 +236,8 @@ pub enum State {
     Warm,
     Refreshing,
     Failing,
+    NeedsMfa,
+    NeedsLogin,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -353,11 +369,62 @@ impl Cache {
     }
 
     fn insert(&self, spec: RoleSpec) {
-        let slot = Arc::new(Slot::new(spec.clone(), self.shared.clock.now()));
-        tokio::spawn(drive(self.clone(), slot.clone()));
-        if let Some(old) = write(&self.shared.slots).insert(spec.name, slot) {
+        let slot = self.new_slot(spec);
+        if let Some(old) = write(&self.shared.slots).insert(slot.spec.name.clone(), slot) {
             close(&old);
         }
+    }
+
+    fn new_slot(&self, spec: RoleSpec) -> Arc<Slot> {
+        let slot = Arc::new(Slot::new(spec, self.shared.clock.now()));
+        tokio::spawn(drive(self.clone(), slot.clone()));
+        slot
+    }
+
+    /// Makes the cache serve exactly `roles` (a config reload): unchanged
+    /// roles keep their slot and warm credentials, changed ones start cold,
+    /// missing ones are dropped. Returns the names added, changed, removed.
+    pub fn replace_roles(&self, roles: Vec<RoleSpec>) -> RoleChanges {
+        let mut changes = RoleChanges::default();
+        let mut slots = write(&self.shared.slots);
+        let wanted: std::collections::HashSet<String> =
+            roles.iter().map(|spec| spec.name.clone()).collect();
+        slots.retain(|name, slot| {
+            let keep = wanted.contains(name);
+            if !keep {
+                close(slot);
+                changes.removed.push(name.clone());
+            }
+            keep
+        });
+        for spec in roles {
+            match slots.get(&spec.name) {
+                Some(slot) if slot.spec == spec => {}
+                existing => {
+                    let list = if existing.is_some() {
+                        &mut changes.changed
+                    } else {
+                        &mut changes.added
+                    };
+                    list.push(spec.name.clone());
+                    let slot = self.new_slot(spec);
+                    if let Some(old) = slots.insert(slot.spec.name.clone(), slot) {
+                        close(&old);
+                    }
+                }
+            }
+        }
+        changes
+    }
+
+    /// Fetches a role now, whatever its backoff says: a person just acted
+    /// (gave an MFA code, logged in), so the remembered failure is stale.
+    pub async fn refresh_now(&self, name: &str) -> Result<Arc<Credentials>, CacheError> {
+        let slot = self.slot(name).ok_or(CacheError::UnknownRole)?;
+        slot.touch(self.shared.clock.now());
+        slot.record().retry_at = None;
+        let seen = slot.attempts.load(Ordering::Acquire);
+        self.attempt_in_task(slot, seen).await
     }
 
     fn slot(&self, name: &str) -> Option<Arc<Slot>> {
@@ -407,8 +474,16 @@ impl Cache {
             return Err(CacheError::Unavailable(error));
         }
         count_lookup("wait");
-        // The attempt runs in its own task so that a caller who disconnects
-        // does not cancel the fetch everyone else is waiting for.
+        self.attempt_in_task(slot, seen).await
+    }
+
+    /// Runs an attempt in its own task, so that a caller who disconnects
+    /// does not cancel the fetch everyone else is waiting for.
+    async fn attempt_in_task(
+        &self,
+        slot: Arc<Slot>,
+        seen: u64,
+    ) -> Result<Arc<Credentials>, CacheError> {
         let attempt = tokio::spawn({
             let cache = self.clone();
             async move { cache.attempt(&slot, seen).await }
@@ -562,8 +637,12 @@ impl Cache {
                 let record = slot.record();
                 let state = if slot.in_flight.load(Ordering::Acquire) {
                     State::Refreshing
-                } else if record.last_error.is_some() {
-                    State::Failing
+                } else if let Some(error) = &record.last_error {
+                    match (error.permanence, error.code.as_str()) {
+                        (Permanence::NeedsUser, "MfaRequired") => State::NeedsMfa,
+                        (Permanence::NeedsUser, _) => State::NeedsLogin,
+                        _ => State::Failing,
+                    }
                 } else if held.is_some() {
                     State::Warm
                 } else {
@@ -635,6 +714,7 @@ fn close(slot: &Slot) {
 fn backoff(permanence: Permanence, failures: u32) -> Duration {
     match permanence {
         Permanence::Permanent => PERMANENT_FAILURE_HOLD,
+        Permanence::NeedsUser => NEEDS_USER_HOLD,
         Permanence::Transient => {
             let exponent = failures.saturating_sub(1).min(16);
             let ceiling = BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_CAP);

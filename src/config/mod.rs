@@ -67,6 +67,9 @@ pub struct SourceConfig {
     pub profile: Option<String>,
     pub region: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// How long an MFA session (GetSessionToken) lasts when the source is
+    /// long-lived keys; `None` means the default, 12h.
+    pub mfa_session: Option<Duration>,
 }
 
 #[derive(Clone, PartialEq, Default)]

@@ -219,6 +219,18 @@ pub(super) fn session_duration(duration: &Duration) -> Checked {
     ))
 }
 
+/// GetSessionToken grants 15 minutes to 36 hours.
+pub(super) fn mfa_session(duration: &Duration) -> Checked {
+    let range = Duration::from_secs(15 * 60)..=Duration::from_secs(36 * 3600);
+    if range.contains(duration) {
+        return Ok(());
+    }
+    Err(format!(
+        "mfa_session {} is outside 15m..36h, the range STS accepts",
+        humantime::format_duration(*duration)
+    ))
+}
+
 /// A listening address and the key that asked for it.
 pub(super) struct Listener {
     pub(super) addr: SocketAddr,

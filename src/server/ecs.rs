@@ -29,14 +29,14 @@ pub async fn default_role(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state.token, &headers)?;
-    let name = state.default_role.as_deref().ok_or_else(|| {
+    let name = state.default_role().ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             "NoDefaultRole",
             "no default_role is configured; use /role/NAME",
         )
     })?;
-    answer(&state, name).await
+    answer(&state, &name).await
 }
 
 async fn answer(state: &AppState, name: &str) -> Result<Response, ApiError> {

@@ -5,7 +5,7 @@
 //! request bodies. `authorize` is the token check on the container endpoint.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -17,14 +17,29 @@ use super::listener::Connection;
 use crate::token::Token;
 
 /// Host names accepted besides loopback and the listener's own address.
-pub struct AllowedHosts(Vec<String>);
+pub struct AllowedHosts(RwLock<Vec<String>>);
 
 impl AllowedHosts {
     pub fn new(names: &[String]) -> Arc<Self> {
-        Arc::new(AllowedHosts(
-            names.iter().map(|name| name.to_ascii_lowercase()).collect(),
-        ))
+        Arc::new(AllowedHosts(RwLock::new(lowercase(names))))
     }
+
+    /// A reload's new `allowed_hosts`.
+    pub fn replace(&self, names: &[String]) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = lowercase(names);
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|allowed| allowed == name)
+    }
+}
+
+fn lowercase(names: &[String]) -> Vec<String> {
+    names.iter().map(|name| name.to_ascii_lowercase()).collect()
 }
 
 pub async fn screen(
@@ -49,7 +64,7 @@ fn check(
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    if !host_allowed(host, local, &allowed.0) {
+    if !host_allowed(host, local, allowed) {
         return Err(refuse("HostNotAllowed", "this Host is not served here"));
     }
     if looks_like_a_browser(headers) || method == Method::OPTIONS {
@@ -91,7 +106,7 @@ fn looks_like_a_browser(headers: &HeaderMap) -> bool {
 /// Loopback literals, `localhost`, the address the connection came in on
 /// (e.g. `169.254.170.2` on a compose network), and configured names. A
 /// rebinding attacker's own name never matches.
-fn host_allowed(host: &str, local: Option<SocketAddr>, allowed: &[String]) -> bool {
+fn host_allowed(host: &str, local: Option<SocketAddr>, allowed: &AllowedHosts) -> bool {
     let Some(name) = host_name(host) else {
         return false;
     };
@@ -142,7 +157,11 @@ mod tests {
 
     fn allowed(host: &str) -> bool {
         let local = "169.254.170.2:80".parse().ok();
-        host_allowed(host, local, &["host.docker.internal".to_owned()])
+        host_allowed(
+            host,
+            local,
+            &AllowedHosts::new(&["host.docker.internal".to_owned()]),
+        )
     }
 
     #[test]

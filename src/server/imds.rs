@@ -27,7 +27,24 @@ const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 #[derive(Clone)]
 pub struct Imds {
     pub app: Arc<AppState>,
-    pub role: Option<String>,
+    pub role: ImdsRole,
+}
+
+#[derive(Clone)]
+pub enum ImdsRole {
+    /// The main listener: whatever `default_role` is now (a reload may change it).
+    Default,
+    /// An `imds_listen` listener: its own role.
+    Fixed(String),
+}
+
+impl Imds {
+    fn role(&self) -> Option<String> {
+        match &self.role {
+            ImdsRole::Default => self.app.default_role(),
+            ImdsRole::Fixed(name) => Some(name.clone()),
+        }
+    }
 }
 
 pub fn router(imds: Imds) -> Router {
@@ -106,7 +123,7 @@ fn require_session(imds: &Imds, headers: &HeaderMap) -> Result<(), ApiError> {
             "InvalidToken",
             "the IMDS session token is not valid or has expired; PUT /latest/api/token again",
         )),
-        None if imds.app.imdsv1 => Ok(()),
+        None if imds.app.imdsv1.load(std::sync::atomic::Ordering::Acquire) => Ok(()),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "MissingToken",
@@ -115,8 +132,8 @@ fn require_session(imds: &Imds, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn role_of(imds: &Imds) -> Result<&str, ApiError> {
-    imds.role.as_deref().ok_or_else(|| {
+fn role_of(imds: &Imds) -> Result<String, ApiError> {
+    imds.role().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "NoDefaultRole",
@@ -148,7 +165,7 @@ fn json(body: &impl Serialize) -> Response {
 /// Exactly the role name, no trailing newline (Python and Rust do not trim).
 async fn role_name(State(imds): State<Imds>, headers: HeaderMap) -> Result<Response, ApiError> {
     require_session(&imds, &headers)?;
-    Ok(text(role_of(&imds)?.to_owned()))
+    Ok(text(role_of(&imds)?))
 }
 
 async fn credentials(
@@ -194,7 +211,7 @@ async fn answer(
     if name != role {
         return Err(ApiError::unknown_role());
     }
-    match imds.app.cache.get(role).await {
+    match imds.app.cache.get(&role).await {
         Ok(creds) => Ok(json(&ImdsCredentials::new(&creds, extended))),
         Err(CacheError::UnknownRole) => Err(ApiError::unknown_role()),
         Err(CacheError::Unavailable(error)) => Err(ApiError::unavailable(
@@ -241,10 +258,7 @@ impl<'a> ImdsCredentials<'a> {
 /// The account and region of the role, from the config alone: these answers
 /// must not wait for STS.
 fn placement(imds: &Imds) -> (String, String) {
-    let role = imds
-        .role
-        .as_deref()
-        .and_then(|name| imds.app.cache.role(name));
+    let role = imds.role().and_then(|name| imds.app.cache.role(&name));
     let account = role
         .as_ref()
         .and_then(|spec| spec.config.role_arn.as_deref())

@@ -1,6 +1,7 @@
 //! HTTP: one router serves every endpoint on every listener. Handlers never
 //! call STS; they ask the cache, which answers from memory when it can.
 
+pub mod admin;
 mod ecs;
 pub mod error;
 pub mod guard;
@@ -11,7 +12,8 @@ pub mod session_token;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,11 +21,14 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::cache::Cache;
+use crate::daemon::Control;
+use crate::sts::Sts;
 use crate::token::Token;
 use error::ApiError;
 use session_token::SessionTokens;
@@ -34,29 +39,47 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a shutdown waits for requests in flight.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
+/// What every handler can reach. The settings a reload may change sit
+/// behind locks or atomics; the rest is fixed for the process's life.
 pub struct AppState {
     pub cache: Cache,
+    /// For `assumed mfa`, which hands codes to STS rather than to the cache.
+    pub sts: Arc<Sts>,
     pub token: Token,
-    pub default_role: Option<String>,
+    pub default_role: RwLock<Option<String>>,
     pub session_tokens: SessionTokens,
     /// Allow token-less IMDS GETs.
-    pub imdsv1: bool,
+    pub imdsv1: AtomicBool,
     /// Region IMDS reports for roles that set none.
     pub region: String,
     /// Serve `/metrics`.
     pub metrics: bool,
     pub allowed_hosts: Arc<guard::AllowedHosts>,
+    /// The admin endpoints' line to the main loop (reload).
+    pub control: mpsc::Sender<Control>,
+}
+
+impl AppState {
+    pub fn default_role(&self) -> Option<String> {
+        self.default_role
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
 }
 
 /// The main listener: container endpoint, IMDS for the default role, health.
 pub fn router(state: Arc<AppState>) -> Router {
     let imds = imds::router(imds::Imds {
-        role: state.default_role.clone(),
+        role: imds::ImdsRole::Default,
         app: state.clone(),
     });
     let mut main = Router::new()
         .route("/role/{name}", get(ecs::role))
         .route("/creds", get(ecs::default_role))
+        .route("/admin/status", get(admin::status))
+        .route("/admin/reload", put(admin::reload))
+        .route("/admin/mfa/{name}", put(admin::mfa))
         .with_state(state.clone());
     if state.metrics {
         main = main.route(
@@ -71,7 +94,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub fn imds_router(state: Arc<AppState>, role: &str) -> Router {
     let imds = imds::router(imds::Imds {
         app: state.clone(),
-        role: Some(role.to_owned()),
+        role: imds::ImdsRole::Fixed(role.to_owned()),
     });
     finish(imds, &state)
 }

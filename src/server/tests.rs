@@ -49,10 +49,12 @@ fn state() -> Arc<AppState> {
     };
     Arc::new(AppState {
         cache: Cache::new(roles, Arc::new(AlwaysIssues), timing, Clock::system()),
+        sts: Arc::new(Sts::new(crate::config::SourceConfig::default())),
         token: Token::generate().expect("token"),
-        default_role: Some("dev".into()),
+        default_role: RwLock::new(Some("dev".into())),
         session_tokens: SessionTokens::new().expect("key"),
-        imdsv1: false,
+        imdsv1: AtomicBool::new(false),
+        control: mpsc::channel(1).0,
         region: "us-east-1".into(),
         metrics: false,
         allowed_hosts: guard::AllowedHosts::new(&[]),

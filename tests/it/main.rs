@@ -10,3 +10,4 @@ mod container;
 mod imds;
 mod sdk_matrix;
 mod security;
+mod service;

@@ -24,6 +24,8 @@ pub struct Options {
     pub rust_log: String,
     /// A second `listen` address besides the loopback port the harness picks.
     pub extra_listen: Option<String>,
+    /// Extra environment for the daemon (NOTIFY_SOCKET, AWS_SESSION_TOKEN…).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -34,12 +36,35 @@ impl Options {
             sts_endpoint: sts_endpoint.to_owned(),
             rust_log: "info".into(),
             extra_listen: None,
+            env: Vec::new(),
         }
     }
 
     pub fn server(mut self, lines: &str) -> Self {
         self.server = lines.to_owned();
         self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The config file this daemon runs with.
+    pub fn config_text(&self, port: u16, token_path: &Path) -> String {
+        let extra = self
+            .extra_listen
+            .as_ref()
+            .map(|address| format!(", \"{address}\""))
+            .unwrap_or_default();
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"{extra}]\ntoken_file = \"{}\"\n{}\n\n\
+             [source]\nregion = \"{REGION}\"\nsts_endpoint = \"{}\"\n\n{}\n",
+            token_path.display(),
+            self.server,
+            self.sts_endpoint,
+            self.roles
+        )
     }
 }
 
@@ -63,20 +88,7 @@ impl Daemon {
         let port = super::free_port();
         let token_path = dir.path().join("run/token");
         let config_path = dir.path().join("config.toml");
-        let extra = options
-            .extra_listen
-            .as_ref()
-            .map(|address| format!(", \"{address}\""))
-            .unwrap_or_default();
-        let config = format!(
-            "[server]\nlisten = [\"127.0.0.1:{port}\"{extra}]\ntoken_file = \"{}\"\n{}\n\n\
-             [source]\nregion = \"{REGION}\"\nsts_endpoint = \"{}\"\n\n{}\n",
-            token_path.display(),
-            options.server,
-            options.sts_endpoint,
-            options.roles
-        );
-        std::fs::write(&config_path, config).expect("write config");
+        std::fs::write(&config_path, options.config_text(port, &token_path)).expect("write config");
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(binary());
@@ -89,6 +101,7 @@ impl Daemon {
             .env("AWS_ACCESS_KEY_ID", SOURCE_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", "source-secret")
             .env("RUST_LOG", &options.rust_log)
+            .envs(options.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -225,6 +238,21 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id().expect("daemon is running")
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        let sent = unsafe { libc::kill(self.pid() as i32, signal) };
+        assert_eq!(sent, 0, "kill({signal})");
+    }
+
+    /// Waits (bounded) for the daemon to exit and returns its exit code.
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the daemon exits within 30 s")
+            .expect("wait");
+        status.code()
     }
 }
 
