@@ -1,5 +1,6 @@
 //! Command-line interface: parses arguments and runs one command.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,8 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::client_env::{self, Format};
-use crate::config::{self, Config};
+use crate::config::{self, Config, RoleConfig};
 use crate::daemon;
+use crate::profiles::AwsProfiles;
 
 /// Exit status for a config that does not validate (`assumed check`).
 const EXIT_INVALID_CONFIG: u8 = 2;
@@ -118,14 +120,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             match command {
                 Command::Serve => serve(config, cli.config, cli.log_format),
                 Command::Roles => {
-                    print!("{}", roles_table(&config));
+                    print!("{}", roles_table(&config, &known_roles(&config)));
                     Ok(ExitCode::SUCCESS)
                 }
                 Command::Env { role, format, imds } => {
+                    let roles = known_roles(&config);
                     let env = if imds {
-                        imds_env_for(&config, &role)?
+                        imds_env_for(&config, &roles, &role)?
                     } else {
-                        client_env_for(&config, &role)?
+                        client_env_for(&config, &roles, &role)?
                     };
                     print!("{}", client_env::render(&env, format));
                     Ok(ExitCode::SUCCESS)
@@ -150,7 +153,11 @@ fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<PathBuf>)
                 .map(|p| p.display().to_string())
                 .or(explicit.map(|p| p.display().to_string()))
                 .unwrap_or_else(|| "defaults (no config file)".into());
-            println!("{source}: ok, {} role(s)", config.roles.len());
+            let imported = known_roles(&config).len() - config.roles.len();
+            println!(
+                "{source}: ok, {} role(s) configured, {imported} more from ~/.aws/config",
+                config.roles.len()
+            );
             ExitCode::SUCCESS
         }
         Err(diagnostics) => {
@@ -176,44 +183,54 @@ fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-fn roles_table(config: &Config) -> String {
-    let width = config
-        .roles
-        .keys()
-        .map(String::len)
-        .max()
-        .unwrap_or(4)
-        .max(4);
+/// `[roles]` plus the profiles imported from `~/.aws/config`, as the daemon
+/// serves them.
+fn known_roles(config: &Config) -> BTreeMap<String, RoleConfig> {
+    let profiles = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| runtime.block_on(AwsProfiles::load()))
+        .unwrap_or_else(|problem| {
+            eprintln!("assumed: {problem}; showing only [roles]");
+            AwsProfiles::default()
+        });
+    daemon::all_roles(config, &profiles)
+}
+
+fn roles_table(config: &Config, roles: &BTreeMap<String, RoleConfig>) -> String {
+    let width = roles.keys().map(String::len).max().unwrap_or(4).max(4);
     let mut out = format!("{:width$}  SOURCE\n", "ROLE");
-    for (name, role) in &config.roles {
+    for (name, role) in roles {
         let source = match (&role.role_arn, &role.profile, &role.via) {
             (Some(arn), _, Some(via)) => format!("{arn} (via {via})"),
             (Some(arn), _, None) => arn.clone(),
             (None, Some(profile), _) => format!("profile {profile}"),
             (None, None, _) => "-".into(),
         };
-        let marker = if config.server.default_role.as_deref() == Some(name) {
-            " (default)"
-        } else {
-            ""
-        };
+        let mut marker = String::new();
+        if let Some(imported) = &role.imported {
+            marker.push_str(&format!(" [~/.aws/config profile {}]", imported.profile));
+        }
+        if config.server.default_role.as_deref() == Some(name) {
+            marker.push_str(" (default)");
+        }
         out.push_str(&format!("{name:width$}  {source}{marker}\n"));
     }
     out
 }
 
-fn client_env_for(config: &Config, role: &str) -> Result<client_env::ClientEnv, String> {
-    if !config.roles.contains_key(role) {
+fn client_env_for(
+    config: &Config,
+    roles: &BTreeMap<String, RoleConfig>,
+    role: &str,
+) -> Result<client_env::ClientEnv, String> {
+    if !roles.contains_key(role) {
         return Err(format!(
             "no role named {role:?} in the config (see `assumed roles`)"
         ));
     }
-    let listen = config
-        .server
-        .listen
-        .first()
-        .copied()
-        .ok_or("the config has no listen address")?;
+    let listen = main_listener(config)?;
     Ok(client_env::container_env(
         listen,
         role,
@@ -223,9 +240,12 @@ fn client_env_for(config: &Config, role: &str) -> Result<client_env::ClientEnv, 
 
 /// IMDS serves one role per listener: the default role on the main one, or
 /// the role an `imds_listen` listener belongs to.
-fn imds_env_for(config: &Config, role: &str) -> Result<client_env::ClientEnv, String> {
-    let settings = config
-        .roles
+fn imds_env_for(
+    config: &Config,
+    roles: &BTreeMap<String, RoleConfig>,
+    role: &str,
+) -> Result<client_env::ClientEnv, String> {
+    let settings = roles
         .get(role)
         .ok_or_else(|| format!("no role named {role:?} in the config (see `assumed roles`)"))?;
     let listen = match settings.imds_listen {
@@ -417,7 +437,7 @@ fn install(
 fn exec(config: &Config, role: &str, command: Vec<OsString>) -> Result<ExitCode, String> {
     use std::os::unix::process::CommandExt;
 
-    let env = client_env_for(config, role)?;
+    let env = client_env_for(config, &known_roles(config), role)?;
     let token_file = daemon::token_path(config);
     let token = crate::token::read(&token_file).map_err(|e| {
         format!(

@@ -1,6 +1,7 @@
 //! `assumed serve`: wires config, token, STS, cache and HTTP together and
 //! runs until told to stop.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::{Cache, Clock, RoleSpec, Timing};
-use crate::config::{self, Config};
+use crate::config::{self, Config, RoleConfig};
+use crate::profiles::AwsProfiles;
 use crate::server::session_token::SessionTokens;
 use crate::server::{self, AppState};
 use crate::service::{self, Signalled, Signals};
@@ -48,6 +50,16 @@ pub fn strip_self_pointing_env(listen: &[SocketAddr]) {
             unsafe { std::env::remove_var(name) };
         }
     }
+    // Likewise IMDS (`credential_source = Ec2InstanceMetadata` would read it).
+    let imds_is_us = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .ok()
+        .as_deref()
+        .and_then(uri_authority)
+        .is_some_and(|authority| is_own_address(&authority, listen));
+    if imds_is_us {
+        // SAFETY: as above.
+        unsafe { std::env::remove_var("AWS_EC2_METADATA_SERVICE_ENDPOINT") };
+    }
 }
 
 fn uri_authority(uri: &str) -> Option<String> {
@@ -71,15 +83,32 @@ fn is_own_address(authority: &str, listen: &[SocketAddr]) -> bool {
     })
 }
 
-pub fn role_specs(config: &Config) -> Vec<RoleSpec> {
-    config
-        .roles
-        .iter()
-        .map(|(name, role)| RoleSpec {
-            name: name.clone(),
-            config: role.clone(),
-        })
+/// The roles to serve: `[roles]`, plus every `~/.aws/config` profile with a
+/// `role_arn` (unless `import_profiles = false`); `[roles]` wins a name clash.
+pub fn all_roles(config: &Config, profiles: &AwsProfiles) -> BTreeMap<String, RoleConfig> {
+    let mut roles = if config.server.import_profiles {
+        profiles.roles()
+    } else {
+        BTreeMap::new()
+    };
+    roles.extend(config.roles.clone());
+    roles
+}
+
+pub fn role_specs(config: &Config, profiles: &AwsProfiles) -> Vec<RoleSpec> {
+    all_roles(config, profiles)
+        .into_iter()
+        .map(|(name, config)| RoleSpec { name, config })
         .collect()
+}
+
+/// Reads `~/.aws/config` (also needed without importing: source profiles'
+/// keys and kinds); one that cannot be read imports nothing, loudly.
+pub async fn load_profiles() -> AwsProfiles {
+    AwsProfiles::load().await.unwrap_or_else(|problem| {
+        tracing::warn!("{problem}; no profiles imported");
+        AwsProfiles::default()
+    })
 }
 
 pub fn token_path(config: &Config) -> PathBuf {
@@ -120,13 +149,17 @@ pub async fn run(config: Config, config_arg: Option<PathBuf>) -> Result<(), Stri
     let token = token::install(&token_path, config.server.token_file.is_some())
         .map_err(|e| format!("cannot set up the token file {}: {e}", token_path.display()))?;
 
-    warn_about_clamped_sessions(&config);
+    let profiles = Arc::new(load_profiles().await);
+    let specs = role_specs(&config, &profiles);
+    warn_about_clamped_sessions(&specs);
+    check_default_role(&config, &specs);
     let sts = Arc::new(Sts::new(config.source.clone()));
+    sts.set_profiles(profiles).await;
     let timing = Timing {
         refresh_before: config.server.refresh_before,
         idle_timeout: config.server.idle_timeout,
     };
-    let cache = Cache::new(role_specs(&config), sts.clone(), timing, Clock::system());
+    let cache = Cache::new(specs, sts.clone(), timing, Clock::system());
     let (control, mut requests) = mpsc::channel(4);
     let state = Arc::new(AppState {
         cache: cache.clone(),
@@ -150,7 +183,7 @@ pub async fn run(config: Config, config_arg: Option<PathBuf>) -> Result<(), Stri
     let server = tokio::spawn(server::serve(routed, async {
         let _ = stopped.await;
     }));
-    prefetch(&config, &cache, config.roles.keys());
+    prefetch(&cache, cache.role_names());
     tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
     service::ready(&status_line(&cache));
 
@@ -197,8 +230,20 @@ fn status_line(cache: &Cache) -> String {
     format!("{} roles, {warm} warm", roles.len())
 }
 
-fn warn_about_clamped_sessions(config: &Config) {
-    for spec in role_specs(config) {
+/// `assumed check` cannot see imported profiles, so a `default_role` naming
+/// neither a role nor a profile is only found here.
+fn check_default_role(config: &Config, specs: &[RoleSpec]) {
+    if let Some(name) = &config.server.default_role {
+        if !specs.iter().any(|spec| &spec.name == name) {
+            tracing::warn!(
+                "default_role {name:?} names neither a [roles] entry nor a ~/.aws/config profile with role_arn; /creds and IMDS will answer 404"
+            );
+        }
+    }
+}
+
+fn warn_about_clamped_sessions(specs: &[RoleSpec]) {
+    for spec in specs {
         if spec.config.via.is_some()
             && spec
                 .config
@@ -210,9 +255,10 @@ fn warn_about_clamped_sessions(config: &Config) {
     }
 }
 
-fn prefetch<'a>(config: &Config, cache: &Cache, names: impl IntoIterator<Item = &'a String>) {
+fn prefetch(cache: &Cache, names: impl IntoIterator<Item = impl AsRef<str>>) {
     for name in names {
-        if config.roles.get(name).is_some_and(|role| role.prefetch) {
+        let name = name.as_ref();
+        if cache.role(name).is_some_and(|spec| spec.config.prefetch) {
             cache.prefetch(name);
         }
     }
@@ -306,18 +352,17 @@ impl Running {
                 tracing::warn!("{what} changed: that takes effect at the next restart");
             }
         }
-        warn_about_clamped_sessions(&new);
+        let profiles = Arc::new(load_profiles().await);
+        let specs = role_specs(&new, &profiles);
+        warn_about_clamped_sessions(&specs);
+        check_default_role(&new, &specs);
         let state = &self.state;
-        state.sts.forget_profiles().await;
-        let changes = state.cache.replace_roles(role_specs(&new));
+        state.sts.set_profiles(profiles).await;
+        let changes = state.cache.replace_roles(specs);
         *write(&state.default_role) = new.server.default_role.clone();
         state.imdsv1.store(new.server.imdsv1, Ordering::Release);
         state.allowed_hosts.replace(&new.server.allowed_hosts);
-        prefetch(
-            &new,
-            &state.cache,
-            changes.added.iter().chain(&changes.changed),
-        );
+        prefetch(&state.cache, changes.added.iter().chain(&changes.changed));
         self.config = new;
         Ok(format!(
             "{} added, {} changed, {} removed",

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod install;
 pub mod local_client;
 pub mod logging;
+pub mod profiles;
 pub mod server;
 pub mod service;
 pub mod sts;

@@ -91,29 +91,45 @@ pub enum Permanence {
 }
 
 /// Why credentials could not be had. `message` is shown to clients: it must
-/// say what to do and must never carry a secret.
+/// say what to do and must never carry a secret. `detail` goes to the log
+/// only (a credential_process's stderr, say).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchError {
     pub permanence: Permanence,
     pub code: String,
     pub message: String,
+    pub detail: Option<String>,
 }
 
 impl FetchError {
-    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        permanence: Permanence,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         FetchError {
-            permanence: Permanence::Transient,
+            permanence,
             code: code.into(),
             message: message.into(),
+            detail: None,
         }
     }
 
+    pub fn transient(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Permanence::Transient, code, message)
+    }
+
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
-        FetchError {
-            permanence: Permanence::Permanent,
-            code: code.into(),
-            message: message.into(),
-        }
+        Self::new(Permanence::Permanent, code, message)
+    }
+
+    pub fn needs_user(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Permanence::NeedsUser, code, message)
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 }
 
@@ -615,6 +631,7 @@ impl Cache {
                 role = %slot.spec.name,
                 code = %error.code,
                 retry_in_s = wait.as_secs_f32(),
+                detail = error.detail.as_deref().unwrap_or(""),
                 "could not fetch credentials: {}",
                 error.message
             );

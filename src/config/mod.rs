@@ -90,6 +90,58 @@ pub struct RoleConfig {
     pub region: Option<String>,
     pub prefetch: bool,
     pub imds_listen: Option<SocketAddr>,
+    /// Set only for roles imported from `~/.aws/config`: where they came from.
+    pub imported: Option<ImportedProfile>,
+}
+
+/// What a role imported from `~/.aws/config` carries beyond the TOML keys.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ImportedProfile {
+    /// The profile's name; its own settings (region, `endpoint_url`,
+    /// `services`) shape the STS client that assumes it.
+    pub profile: String,
+    pub credential_source: Option<CredentialSource>,
+    /// `web_identity_token_file`: assume with AssumeRoleWithWebIdentity.
+    pub web_identity_token_file: Option<PathBuf>,
+    /// `sts_regional_endpoints = legacy`: use the global STS endpoint.
+    pub legacy_global_sts: bool,
+}
+
+/// `credential_source` in a profile: where the source credentials come from
+/// instead of another profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    Environment,
+    Ec2InstanceMetadata,
+    EcsContainer,
+}
+
+/// The value checks of the TOML config, for settings that arrive another way
+/// (profiles imported from `~/.aws/config`).
+pub mod checks {
+    pub fn role_arn(arn: &str) -> Result<(), String> {
+        super::validate::role_arn(arn)
+    }
+
+    pub fn session_name(name: &str) -> Result<(), String> {
+        super::validate::session_name(name)
+    }
+
+    pub fn session_duration(duration: &std::time::Duration) -> Result<(), String> {
+        super::validate::session_duration(duration)
+    }
+
+    pub fn mfa_serial(serial: &str) -> Result<(), String> {
+        super::validate::mfa_serial(serial)
+    }
+
+    pub fn external_id(id: &str) -> Result<(), String> {
+        super::validate::external_id(id)
+    }
+
+    pub fn region(region: &str) -> Result<(), String> {
+        super::validate::region(region)
+    }
 }
 
 impl RoleConfig {
@@ -122,6 +174,7 @@ impl fmt::Debug for RoleConfig {
             .field("region", &self.region)
             .field("prefetch", &self.prefetch)
             .field("imds_listen", &self.imds_listen)
+            .field("imported", &self.imported)
             .finish()
     }
 }

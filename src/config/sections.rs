@@ -183,6 +183,7 @@ fn role(
         imds_listen: table
             .socket_addr("imds_listen")
             .map(|addr| listener(addr, "imds_listen", listeners)),
+        imported: None,
     };
     table.finish();
     (role, via)

@@ -26,6 +26,11 @@ pub struct Options {
     pub extra_listen: Option<String>,
     /// Extra environment for the daemon (NOTIFY_SOCKET, AWS_SESSION_TOKEN…).
     pub env: Vec<(String, String)>,
+    /// `~/.aws/config` and `~/.aws/credentials` contents for the daemon's HOME.
+    pub aws_config: String,
+    pub aws_credentials: String,
+    /// Start with no config file at all (defaults: 127.0.0.1:9911, runtime-dir token).
+    pub zero_config: bool,
 }
 
 impl Options {
@@ -37,11 +42,20 @@ impl Options {
             rust_log: "info".into(),
             extra_listen: None,
             env: Vec::new(),
+            aws_config: String::new(),
+            aws_credentials: String::new(),
+            zero_config: false,
         }
     }
 
     pub fn server(mut self, lines: &str) -> Self {
         self.server = lines.to_owned();
+        self
+    }
+
+    pub fn aws_files(mut self, config: &str, credentials: &str) -> Self {
+        self.aws_config = config.to_owned();
+        self.aws_credentials = credentials.to_owned();
         self
     }
 
@@ -85,17 +99,27 @@ impl Daemon {
 
     pub async fn start_with(options: Options) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = super::free_port();
-        let token_path = dir.path().join("run/token");
+        std::fs::write(dir.path().join("aws-config"), &options.aws_config).expect("aws config");
+        std::fs::write(dir.path().join("aws-credentials"), &options.aws_credentials)
+            .expect("aws credentials");
         let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, options.config_text(port, &token_path)).expect("write config");
+        let (port, token_path) = if options.zero_config {
+            (9911, dir.path().join("xdg-run/assumed/token"))
+        } else {
+            (super::free_port(), dir.path().join("run/token"))
+        };
+        if !options.zero_config {
+            std::fs::write(&config_path, options.config_text(port, &token_path))
+                .expect("write config");
+        }
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(binary());
+        command.arg("serve");
+        if !options.zero_config {
+            command.arg("--config").arg(&config_path);
+        }
         command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
             .env_clear()
             .envs(base_env(dir.path()))
             .env("AWS_ACCESS_KEY_ID", SOURCE_KEY_ID)
@@ -210,9 +234,10 @@ impl Daemon {
     /// The `assumed` binary with this daemon's config, for CLI commands.
     pub fn cli(&self) -> Command {
         let mut command = Command::new(binary());
+        if self.config_path.exists() {
+            command.arg("--config").arg(&self.config_path);
+        }
         command
-            .arg("--config")
-            .arg(&self.config_path)
             .env_clear()
             .envs(base_env(self.dir.path()))
             .env("AWS_ENDPOINT_URL_STS", &self.sts_endpoint);

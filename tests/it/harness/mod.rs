@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod moto;
+pub mod sso_stub;
 pub mod sts_proxy;
 
 pub use daemon::{Answer, Daemon, Options};

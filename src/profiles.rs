@@ -1,0 +1,257 @@
+//! `~/.aws/config` and `~/.aws/credentials`, read by aws-config's own parser
+//! (honouring `AWS_CONFIG_FILE` and `AWS_SHARED_CREDENTIALS_FILE`): which
+//! profiles are served as roles, and what kind of source a profile is, so a
+//! failure can say exactly what the user must do.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_config::profile::ProfileSet;
+use aws_runtime::env_config::file::EnvConfigFiles;
+use aws_types::os_shim_internal::{Env, Fs};
+
+use crate::config::{CredentialSource, ImportedProfile, RoleConfig, checks};
+
+#[derive(Debug, Default)]
+pub struct AwsProfiles {
+    set: Option<ProfileSet>,
+}
+
+/// What a source profile is, as far as telling the user what to do goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// IAM Identity Center: `login` is the `aws sso login …` that renews it.
+    Sso {
+        login: String,
+    },
+    CredentialProcess,
+    WebIdentity {
+        token_file: String,
+    },
+    StaticKeys,
+    Other,
+}
+
+impl AwsProfiles {
+    /// Reads the shared config files. Missing files are simply no profiles;
+    /// a file that does not parse is reported and imports nothing.
+    pub async fn load() -> Result<Self, String> {
+        let loaded =
+            aws_config::profile::load(&Fs::real(), &Env::real(), &EnvConfigFiles::default(), None)
+                .await;
+        match loaded {
+            Ok(set) => Ok(AwsProfiles { set: Some(set) }),
+            Err(error) => Err(format!(
+                "cannot read the AWS config files: {}",
+                aws_sdk_sts::error::DisplayErrorContext(&error)
+            )),
+        }
+    }
+
+    fn get(&self, profile: &str, key: &str) -> Option<&str> {
+        self.set
+            .as_ref()?
+            .get_profile(profile)?
+            .get(key)
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.set
+            .as_ref()
+            .map(|set| set.profiles().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every profile with a `role_arn`, as a role. Profiles whose settings
+    /// do not make sense are skipped with a warning: a stray profile in
+    /// `~/.aws/config` must not stop the daemon.
+    pub fn roles(&self) -> BTreeMap<String, RoleConfig> {
+        let mut roles = BTreeMap::new();
+        for name in self.names() {
+            if self.get(&name, "role_arn").is_none() {
+                continue;
+            }
+            match self.role(&name) {
+                Ok(role) => {
+                    roles.insert(name, role);
+                }
+                Err(problem) => {
+                    tracing::warn!(profile = %name, "not serving this profile: {problem}")
+                }
+            }
+        }
+        drop_broken_chains(&mut roles);
+        roles
+    }
+
+    fn role(&self, name: &str) -> Result<RoleConfig, String> {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.@+=,-".contains(c))
+        {
+            return Err("its name cannot be used in a URL path".into());
+        }
+        let get = |key| self.get(name, key).map(str::to_owned);
+        let role_arn = get("role_arn").ok_or("no role_arn")?;
+        checks::role_arn(&role_arn)?;
+        let mut role = RoleConfig {
+            role_arn: Some(role_arn),
+            session_name: get("role_session_name"),
+            external_id: get("external_id"),
+            mfa_serial: get("mfa_serial"),
+            region: get("region"),
+            ..RoleConfig::default()
+        };
+        if let Some(seconds) = get("duration_seconds") {
+            let duration = seconds
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| format!("duration_seconds {seconds:?} is not a number"))?;
+            checks::session_duration(&duration)?;
+            role.duration = Some(duration);
+        }
+        for (value, check) in [
+            (
+                &role.session_name,
+                checks::session_name as fn(&str) -> Result<(), String>,
+            ),
+            (&role.external_id, checks::external_id),
+            (&role.mfa_serial, checks::mfa_serial),
+            (&role.region, checks::region),
+        ] {
+            if let Some(value) = value {
+                check(value)?;
+            }
+        }
+        let mut imported = ImportedProfile {
+            profile: name.to_owned(),
+            legacy_global_sts: get("sts_regional_endpoints").as_deref() == Some("legacy"),
+            ..ImportedProfile::default()
+        };
+        match (
+            get("source_profile"),
+            get("credential_source"),
+            get("web_identity_token_file"),
+        ) {
+            (_, _, Some(token_file)) => {
+                imported.web_identity_token_file = Some(PathBuf::from(token_file))
+            }
+            (Some(_), Some(_), _) => {
+                return Err("source_profile and credential_source are mutually exclusive".into());
+            }
+            (Some(source), None, _)
+                if source != name && self.get(&source, "role_arn").is_some() =>
+            {
+                // The source is itself a role: chain through the cache, so
+                // each hop is assumed, cached and refreshed on its own.
+                role.via = Some(source);
+            }
+            (Some(source), None, _) => role.source_profile = Some(source),
+            (None, Some(source), _) => {
+                imported.credential_source = Some(match source.as_str() {
+                    "Environment" => CredentialSource::Environment,
+                    "Ec2InstanceMetadata" => CredentialSource::Ec2InstanceMetadata,
+                    "EcsContainer" => CredentialSource::EcsContainer,
+                    other => return Err(format!("credential_source {other:?} is not supported")),
+                })
+            }
+            (None, None, None) => {
+                return Err(
+                    "role_arn without source_profile, credential_source or web_identity_token_file"
+                        .into(),
+                );
+            }
+        }
+        role.imported = Some(imported);
+        Ok(role)
+    }
+
+    pub fn source_kind(&self, profile: &str) -> SourceKind {
+        if let Some(session) = self.get(profile, "sso_session") {
+            return SourceKind::Sso {
+                login: format!("aws sso login --sso-session {session}"),
+            };
+        }
+        if self.get(profile, "sso_start_url").is_some() {
+            return SourceKind::Sso {
+                login: format!("aws sso login --profile {profile}"),
+            };
+        }
+        if self.get(profile, "credential_process").is_some() {
+            return SourceKind::CredentialProcess;
+        }
+        if let Some(token_file) = self.get(profile, "web_identity_token_file") {
+            return SourceKind::WebIdentity {
+                token_file: token_file.to_owned(),
+            };
+        }
+        if self.static_keys(profile).is_some() {
+            return SourceKind::StaticKeys;
+        }
+        SourceKind::Other
+    }
+
+    /// `aws_access_key_id`/`aws_secret_access_key` (and a session token) set
+    /// directly in the profile, as the AWS CLI reads them for a profile that
+    /// is its own `source_profile`.
+    pub fn static_keys(&self, profile: &str) -> Option<aws_credential_types::Credentials> {
+        let key = self.get(profile, "aws_access_key_id")?;
+        let secret = self.get(profile, "aws_secret_access_key")?;
+        let token = self.get(profile, "aws_session_token").map(str::to_owned);
+        Some(aws_credential_types::Credentials::new(
+            key, secret, token, None, "profile",
+        ))
+    }
+
+    /// The account and role an SSO profile stands for, for `RoleArn` in answers.
+    pub fn sso_role_arn(&self, profile: &str) -> Option<String> {
+        let account = self.get(profile, "sso_account_id")?;
+        let role = self.get(profile, "sso_role_name")?;
+        Some(format!("arn:aws:iam::{account}:role/{role}"))
+    }
+}
+
+/// Skips roles whose `source_profile` chain loops (a → b → a would recurse
+/// forever) or leads to a profile that was skipped.
+fn drop_broken_chains(roles: &mut BTreeMap<String, RoleConfig>) {
+    loop {
+        let dangling: Vec<String> = roles
+            .iter()
+            .filter(|(_, role)| {
+                role.via
+                    .as_ref()
+                    .is_some_and(|via| !roles.contains_key(via))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if dangling.is_empty() {
+            break;
+        }
+        for name in dangling {
+            tracing::warn!(profile = %name, "not serving this profile: its source_profile was not imported");
+            roles.remove(&name);
+        }
+    }
+    let looping: Vec<String> = roles
+        .keys()
+        .filter(|start| {
+            let mut seen = HashSet::new();
+            let mut current = start.as_str();
+            while let Some(next) = roles.get(current).and_then(|r| r.via.as_deref()) {
+                if !seen.insert(current.to_owned()) {
+                    return true;
+                }
+                current = next;
+            }
+            false
+        })
+        .cloned()
+        .collect();
+    for name in looping {
+        tracing::warn!(profile = %name, "not serving this profile: its source_profile chain loops");
+        roles.remove(&name);
+    }
+}

@@ -1,0 +1,145 @@
+//! The STS calls that make a role's session: `AssumeRole` with every
+//! per-role parameter, and `AssumeRoleWithWebIdentity` for web-identity
+//! profiles.
+
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
+
+use super::mfa::MfaProof;
+use super::{Sts, account_of, classify, record_call, session_duration, signing};
+use crate::cache::{FetchError, RoleSpec};
+use crate::credentials::{Issued, Secret};
+
+impl Sts {
+    pub(super) async fn assume_role(
+        &self,
+        role: &RoleSpec,
+        upstream: Option<&Issued>,
+    ) -> Result<Issued, FetchError> {
+        let config = &role.config;
+        let role_arn = config.role_arn.as_deref().unwrap_or_default();
+        let mfa = self.mfa_for(role)?;
+        let signer = match (&mfa, upstream) {
+            (Some(MfaProof::Session(session)), _) => signing(session),
+            (_, Some(upstream)) => signing(upstream),
+            (_, None) => self.source_credentials(role).await?,
+        };
+        let client = self.client(role, Some(signer)).await;
+        let mut request = client
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(role.session_name())
+            .set_duration_seconds(session_duration(role).map(|d| d.as_secs() as i32))
+            .set_external_id(config.external_id.clone())
+            .set_policy(config.policy.clone())
+            .set_source_identity(config.source_identity.clone());
+        for arn in &config.policy_arns {
+            request = request.policy_arns(PolicyDescriptorType::builder().arn(arn).build());
+        }
+        for (key, value) in &config.tags {
+            let tag = Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(|e| FetchError::permanent("InvalidTag", format!("tag {key}: {e}")))?;
+            request = request.tags(tag);
+        }
+        for key in &config.transitive_tag_keys {
+            request = request.transitive_tag_keys(key);
+        }
+        if let Some(MfaProof::Code { serial, code }) = &mfa {
+            request = request.serial_number(serial).token_code(code.expose());
+        }
+        let started = Instant::now();
+        let sent = request.send().await;
+        record_call(&role.name, "AssumeRole", started, sent.as_ref().err());
+        let output = sent.map_err(classify)?;
+        let creds = output.credentials().ok_or_else(empty_answer)?;
+        let assumed = output.assumed_role_user().map(|user| user.arn().to_owned());
+        issued(
+            creds,
+            role_arn.to_owned(),
+            assumed.unwrap_or_default(),
+            String::new(),
+        )
+    }
+
+    pub(super) async fn assume_role_with_web_identity(
+        &self,
+        role: &RoleSpec,
+        token_file: &Path,
+    ) -> Result<Issued, FetchError> {
+        let token = tokio::fs::read_to_string(token_file)
+            .await
+            .map_err(|error| {
+                FetchError::needs_user(
+                    "WebIdentityTokenUnavailable",
+                    format!(
+                        "role {}: the web identity token file {} cannot be read ({})",
+                        role.name,
+                        token_file.display(),
+                        error.kind()
+                    ),
+                )
+            })?;
+        let role_arn = role.config.role_arn.as_deref().unwrap_or_default();
+        // AssumeRoleWithWebIdentity is unsigned: the token is the proof.
+        let client = self.client(role, None).await;
+        let started = Instant::now();
+        let sent = client
+            .assume_role_with_web_identity()
+            .role_arn(role_arn)
+            .role_session_name(role.session_name())
+            .web_identity_token(token.trim())
+            .set_duration_seconds(session_duration(role).map(|d| d.as_secs() as i32))
+            .send()
+            .await;
+        record_call(
+            &role.name,
+            "AssumeRoleWithWebIdentity",
+            started,
+            sent.as_ref().err(),
+        );
+        let output = sent.map_err(classify)?;
+        let creds = output.credentials().ok_or_else(empty_answer)?;
+        let assumed = output.assumed_role_user().map(|user| user.arn().to_owned());
+        issued(
+            creds,
+            role_arn.to_owned(),
+            assumed.unwrap_or_default(),
+            String::new(),
+        )
+    }
+}
+
+fn empty_answer() -> FetchError {
+    FetchError::transient("EmptyResponse", "STS answered without credentials")
+}
+
+/// STS's credentials as the cache holds them. The account comes from the
+/// assumed-role ARN STS returned, else from the role's own ARN.
+pub(super) fn issued(
+    creds: &aws_sdk_sts::types::Credentials,
+    role_arn: String,
+    assumed_role_arn: String,
+    account_id: String,
+) -> Result<Issued, FetchError> {
+    let expiration = SystemTime::try_from(*creds.expiration()).map_err(|_| {
+        FetchError::transient("BadExpiration", "STS answered an unusable Expiration")
+    })?;
+    let account_id = account_of(&assumed_role_arn)
+        .or_else(|| account_of(&role_arn))
+        .map(str::to_owned)
+        .unwrap_or(account_id);
+    Ok(Issued {
+        access_key_id: creds.access_key_id().to_owned(),
+        secret_access_key: Secret::new(creds.secret_access_key()),
+        session_token: Secret::new(creds.session_token()),
+        expiration,
+        role_arn,
+        assumed_role_arn,
+        account_id,
+    })
+}

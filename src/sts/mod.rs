@@ -1,0 +1,255 @@
+//! Talking to STS: the daemon's own source credentials (through aws-config,
+//! so every source it knows works: env, static, SSO, credential_process, web
+//! identity), then `AssumeRole` with every per-role parameter.
+//!
+//! This module knows nothing about caching; the cache calls [`Sts::fetch`]
+//! and decides when.
+//!
+//! * `source.rs` — where the credentials that sign an AssumeRole come from,
+//!   and what to tell the user when they cannot be had;
+//! * `assume.rs` — the STS calls themselves;
+//! * `mfa.rs` — what `assumed mfa` hands over.
+
+mod assume;
+mod mfa;
+mod source;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use tokio::sync::Mutex;
+
+pub use mfa::MfaUse;
+
+use crate::cache::{FetchError, FetchFuture, Fetcher, RoleSpec};
+use crate::config::SourceConfig;
+use crate::credentials::Issued;
+use crate::profiles::AwsProfiles;
+
+/// STS refuses role-chained sessions longer than an hour.
+pub const CHAINED_SESSION_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Region used when neither the config nor the environment names one: STS's
+/// global endpoint lives there.
+pub const FALLBACK_REGION: &str = "us-east-1";
+
+/// What `sts_regional_endpoints = legacy` means.
+const GLOBAL_STS_ENDPOINT: &str = "https://sts.amazonaws.com";
+
+pub struct Sts {
+    source: SourceConfig,
+    /// aws-config is loaded once per profile (`None` is the default chain)
+    /// and reused: it caches its own SSO tokens.
+    loaded: Mutex<HashMap<Option<String>, SdkConfig>>,
+    /// `~/.aws/config` as last read, for static keys and for messages.
+    profiles: RwLock<Arc<AwsProfiles>>,
+    mfa: std::sync::Mutex<mfa::MfaGrants>,
+}
+
+impl Sts {
+    pub fn new(source: SourceConfig) -> Self {
+        Sts {
+            source,
+            loaded: Mutex::new(HashMap::new()),
+            profiles: RwLock::new(Arc::new(AwsProfiles::default())),
+            mfa: std::sync::Mutex::new(mfa::MfaGrants::default()),
+        }
+    }
+
+    /// A (re)read `~/.aws/config`: loaded profiles are forgotten so they are
+    /// read again as they are now.
+    pub async fn set_profiles(&self, profiles: Arc<AwsProfiles>) {
+        *self.profiles.write().unwrap_or_else(|p| p.into_inner()) = profiles;
+        self.loaded.lock().await.clear();
+    }
+
+    fn profiles(&self) -> Arc<AwsProfiles> {
+        self.profiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The profile whose credentials sign for `role` (`None`: the default chain).
+    fn source_profile<'a>(&'a self, role: &'a RoleSpec) -> Option<&'a str> {
+        role.config
+            .source_profile
+            .as_deref()
+            .or(self.source.profile.as_deref())
+    }
+
+    async fn sdk_config(&self, profile: Option<&str>) -> SdkConfig {
+        let key = profile.map(str::to_owned);
+        let mut loaded = self.loaded.lock().await;
+        if let Some(config) = loaded.get(&key) {
+            return config.clone();
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(profile) = profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &self.source.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let config = loader.load().await;
+        loaded.insert(key, config.clone());
+        config
+    }
+
+    /// The STS client that assumes `role`, signed by `signer`. An imported
+    /// profile's own settings (region, `endpoint_url`, `services`,
+    /// `sts_regional_endpoints`) shape it, as they do in the AWS CLI.
+    async fn client(&self, role: &RoleSpec, signer: Option<Credentials>) -> aws_sdk_sts::Client {
+        let imported = role.config.imported.as_ref();
+        let settings_from = imported
+            .map(|i| i.profile.as_str())
+            .or(self.source_profile(role));
+        let sdk = self.sdk_config(settings_from).await;
+        let legacy_global = imported.is_some_and(|i| i.legacy_global_sts)
+            && self.source.sts_endpoint.is_none()
+            && sdk.endpoint_url().is_none();
+        if legacy_global {
+            let mut builder = self.client_builder(&sdk, Some(FALLBACK_REGION), signer);
+            builder = builder.endpoint_url(GLOBAL_STS_ENDPOINT);
+            return aws_sdk_sts::Client::from_conf(builder.build());
+        }
+        let builder = self.client_builder(&sdk, role.config.region.as_deref(), signer);
+        aws_sdk_sts::Client::from_conf(builder.build())
+    }
+
+    /// STS client settings from `sdk`, in `region` (else the profile's),
+    /// signed by `signer` when given (a source, an upstream role or an MFA
+    /// session); `[source] sts_endpoint` wins over every other endpoint.
+    fn client_builder(
+        &self,
+        sdk: &SdkConfig,
+        region: Option<&str>,
+        signer: Option<Credentials>,
+    ) -> aws_sdk_sts::config::Builder {
+        let region = region
+            .map(|r| Region::new(r.to_owned()))
+            .or_else(|| sdk.region().cloned())
+            .unwrap_or_else(|| Region::new(FALLBACK_REGION));
+        let mut builder = aws_sdk_sts::config::Builder::from(sdk).region(region);
+        if let Some(endpoint) = &self.source.sts_endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        if let Some(signer) = signer {
+            builder = builder.credentials_provider(signer);
+        }
+        builder
+    }
+
+    async fn fetch_role(
+        &self,
+        role: &RoleSpec,
+        upstream: Option<&Issued>,
+    ) -> Result<Issued, FetchError> {
+        let imported = role.config.imported.as_ref();
+        if let Some(token_file) = imported.and_then(|i| i.web_identity_token_file.as_ref()) {
+            return self.assume_role_with_web_identity(role, token_file).await;
+        }
+        match (&role.config.role_arn, &role.config.profile) {
+            (Some(_), _) => self.assume_role(role, upstream).await,
+            (None, Some(profile)) => self.profile_credentials(role, profile).await,
+            (None, None) => Err(FetchError::permanent(
+                "NotARole",
+                format!("role {} has neither role_arn nor profile", role.name),
+            )),
+        }
+    }
+}
+
+impl Fetcher for Sts {
+    fn fetch<'a>(&'a self, role: &'a RoleSpec, upstream: Option<&'a Issued>) -> FetchFuture<'a> {
+        Box::pin(self.fetch_role(role, upstream))
+    }
+}
+
+/// Credentials a session of ours signs with (an upstream role, an MFA session).
+fn signing(issued: &Issued) -> Credentials {
+    Credentials::new(
+        issued.access_key_id.clone(),
+        issued.secret_access_key.expose(),
+        Some(issued.session_token.expose().to_owned()),
+        Some(issued.expiration),
+        "assumed",
+    )
+}
+
+/// The session length to ask for: as configured, but never more than STS
+/// grants a chained session.
+pub fn session_duration(role: &RoleSpec) -> Option<Duration> {
+    let wanted = role.config.duration?;
+    if role.config.via.is_some() {
+        Some(wanted.min(CHAINED_SESSION_LIMIT))
+    } else {
+        Some(wanted)
+    }
+}
+
+/// The account id inside an IAM or STS ARN (`arn:aws:sts::123456789012:…`).
+fn account_of(arn: &str) -> Option<&str> {
+    let account = arn.split(':').nth(4)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
+}
+
+fn record_call<E>(role: &str, operation: &'static str, started: Instant, error: Option<&E>) {
+    let outcome = if error.is_some() { "error" } else { "success" };
+    metrics::histogram!("assumed_sts_call_duration_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "assumed_sts_calls_total",
+        "role" => role.to_owned(),
+        "operation" => operation,
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
+/// Sorts an STS failure into what the cache needs to know: may it retry soon,
+/// or is this an answer (AccessDenied, a malformed ARN) that retrying cannot change.
+fn classify<E>(error: SdkError<E, aws_sdk_sts::config::http::HttpResponse>) -> FetchError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if let SdkError::ServiceError(context) = &error {
+        let status = context.raw().status().as_u16();
+        let code = context.err().code().unwrap_or("Unknown").to_owned();
+        let message = context.err().message().unwrap_or_default().to_owned();
+        let retryable = status >= 500
+            || code.contains("Throttl")
+            || code == "RequestLimitExceeded"
+            || code == "IDPCommunicationError";
+        let text = format!("STS {code}: {message}");
+        return if retryable {
+            FetchError::transient(code, text)
+        } else {
+            FetchError::permanent(code, text)
+        };
+    }
+    // Timeouts and network failures: not an answer from STS, worth retrying.
+    FetchError::transient(
+        "StsUnavailable",
+        format!("could not reach STS: {}", DisplayErrorContext(&error)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_comes_from_the_arn() {
+        assert_eq!(
+            account_of("arn:aws:sts::123456789012:assumed-role/dev/alice"),
+            Some("123456789012")
+        );
+        assert_eq!(account_of("arn:aws:iam::12345:role/x"), None);
+        assert_eq!(account_of("nonsense"), None);
+    }
+}
