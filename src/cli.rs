@@ -41,7 +41,12 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the daemon in the foreground (what a service manager starts)
-    Serve,
+    Serve {
+        /// For scripts/bench: also serve a fixed body at /__bench/static, the
+        /// baseline the credential endpoint is compared with
+        #[arg(long, hide = true)]
+        bench_static: bool,
+    },
     /// Validate the config: exit 0, or print every error with file:line:column and exit 2
     Check,
     /// List configured roles and their ARNs
@@ -118,7 +123,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let config =
                 loaded.map_err(|diagnostics| format!("the config is not valid:\n{diagnostics}"))?;
             match command {
-                Command::Serve => serve(config, cli.config, cli.log_format),
+                Command::Serve { bench_static } => serve(
+                    config,
+                    daemon::ServeOptions {
+                        config_arg: cli.config,
+                        bench_static,
+                    },
+                    cli.log_format,
+                ),
                 Command::Roles => {
                     print!("{}", roles_table(&config, &known_roles(&config)));
                     Ok(ExitCode::SUCCESS)
@@ -153,7 +165,12 @@ fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<PathBuf>)
                 .map(|p| p.display().to_string())
                 .or(explicit.map(|p| p.display().to_string()))
                 .unwrap_or_else(|| "defaults (no config file)".into());
-            let imported = known_roles(&config).len() - config.roles.len();
+            let roles = known_roles(&config);
+            if let Some(problem) = default_role_problem(&config, &roles, &source) {
+                eprintln!("{problem}");
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
+            let imported = roles.len() - config.roles.len();
             println!(
                 "{source}: ok, {} role(s) configured, {imported} more from ~/.aws/config",
                 config.roles.len()
@@ -167,9 +184,31 @@ fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<PathBuf>)
     }
 }
 
+/// `default_role` may name an imported profile, which the config parser
+/// cannot see; checked here against everything the daemon would serve.
+fn default_role_problem(
+    config: &Config,
+    roles: &BTreeMap<String, RoleConfig>,
+    source: &str,
+) -> Option<String> {
+    let name = config.server.default_role.as_ref()?;
+    if roles.contains_key(name) {
+        return None;
+    }
+    let text = config
+        .path
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default();
+    let (line, column) = config::locate_value(&text, "default_role").unwrap_or((1, 1));
+    Some(format!(
+        "{source}:{line}:{column}: default_role \"{name}\" names neither a [roles] entry nor a ~/.aws/config profile with role_arn"
+    ))
+}
+
 fn serve(
     config: Config,
-    config_arg: Option<PathBuf>,
+    options: daemon::ServeOptions,
     log_format: LogFormat,
 ) -> Result<ExitCode, String> {
     crate::logging::init(log_format);
@@ -179,7 +218,7 @@ fn serve(
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(daemon::run(config, config_arg))?;
+    runtime.block_on(daemon::run(config, options))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -142,7 +142,15 @@ pub enum Control {
     Reload(oneshot::Sender<Result<String, String>>),
 }
 
-pub async fn run(config: Config, config_arg: Option<PathBuf>) -> Result<(), String> {
+/// How `serve` was asked to run, beyond the config.
+pub struct ServeOptions {
+    /// `--config` as given (reloads read the same file).
+    pub config_arg: Option<PathBuf>,
+    /// Serve the benchmark's baseline route.
+    pub bench_static: bool,
+}
+
+pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     raise_open_file_limit();
     let mut signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
     let token_path = token_path(&config);
@@ -176,6 +184,7 @@ pub async fn run(config: Config, config_arg: Option<PathBuf>) -> Result<(), Stri
             .clone()
             .unwrap_or_else(|| FALLBACK_REGION.into()),
         control,
+        bench_static: options.bench_static,
     });
 
     let routed = listeners(&config, &state).await?;
@@ -189,7 +198,7 @@ pub async fn run(config: Config, config_arg: Option<PathBuf>) -> Result<(), Stri
 
     let mut running = Running {
         config,
-        config_arg,
+        config_arg: options.config_arg,
         state,
     };
     let mut status_tick = tokio::time::interval(STATUS_INTERVAL);

@@ -116,6 +116,17 @@ pub enum CredentialSource {
     EcsContainer,
 }
 
+/// Where `key = value` first stands in `source`, as 1-based line and column
+/// of the value: for checks made after parsing (e.g. against imported profiles).
+pub fn locate_value(source: &str, key: &str) -> Option<(usize, usize)> {
+    source.lines().enumerate().find_map(|(index, line)| {
+        let rest = line.trim_start().strip_prefix(key)?;
+        let after_equals = rest.trim_start().strip_prefix('=')?;
+        let value_at = line.len() - after_equals.trim_start().len();
+        Some((index + 1, line[..value_at].chars().count() + 1))
+    })
+}
+
 /// The value checks of the TOML config, for settings that arrive another way
 /// (profiles imported from `~/.aws/config`).
 pub mod checks {

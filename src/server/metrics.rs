@@ -36,12 +36,13 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 }
 
 /// Counts every request by route template (never the raw path, which could
-/// carry anything) and status, and times it.
+/// carry anything) and status, and times it. Templates are written
+/// `/role/:name`: braces in label values trip up simple parsers.
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+        .map_or_else(|| "unmatched".to_owned(), |path| route_label(path.as_str()));
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -50,6 +51,10 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::counter!("assumed_http_requests_total", "route" => route, "status" => status)
         .increment(1);
     response
+}
+
+fn route_label(template: &str) -> String {
+    template.replace('{', ":").replace('}', "")
 }
 
 pub async fn render(State(cache): State<Cache>) -> Response {

@@ -57,6 +57,8 @@ pub struct AppState {
     pub allowed_hosts: Arc<guard::AllowedHosts>,
     /// The admin endpoints' line to the main loop (reload).
     pub control: mpsc::Sender<Control>,
+    /// Serve `/__bench/static` (scripts/bench's baseline).
+    pub bench_static: bool,
 }
 
 impl AppState {
@@ -81,6 +83,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/reload", put(admin::reload))
         .route("/admin/mfa/{name}", put(admin::mfa))
         .with_state(state.clone());
+    if state.bench_static {
+        main = main.route("/__bench/static", get(bench_static));
+    }
     if state.metrics {
         main = main.route(
             "/metrics",
@@ -126,6 +131,24 @@ fn finish(router: Router, state: &AppState) -> Router {
             )
             .into_response()
         }))
+}
+
+/// A fixed answer the size of a credentials answer, through the same listener
+/// and layers: what the credential endpoint costs on top is the benchmark's figure.
+async fn bench_static() -> impl IntoResponse {
+    const BODY: &str = concat!(
+        r#"{"AccessKeyId":"ASIAEXAMPLEEXAMPLE00","SecretAccessKey":"0000000000000000000000000000000000000000","#,
+        r#""Token":""#,
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        r#"","Expiration":"2026-01-01T00:00:00Z","RoleArn":"arn:aws:iam::111111111111:role/dev","AccountId":"111111111111"}"#
+    );
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        BODY,
+    )
 }
 
 /// Cuts off a request that takes too long, with the usual JSON error.

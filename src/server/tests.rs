@@ -55,6 +55,7 @@ fn state() -> Arc<AppState> {
         session_tokens: SessionTokens::new().expect("key"),
         imdsv1: AtomicBool::new(false),
         control: mpsc::channel(1).0,
+        bench_static: false,
         region: "us-east-1".into(),
         metrics: false,
         allowed_hosts: guard::AllowedHosts::new(&[]),

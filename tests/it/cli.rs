@@ -9,7 +9,12 @@ async fn check(config: &str) -> (Option<i32>, String) {
     let output = run(tokio::process::Command::new(binary())
         .arg("check")
         .arg("--config")
-        .arg(&path))
+        .arg(&path)
+        .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-aws-credentials"),
+        ))
     .await;
     let text = String::from_utf8_lossy(&output.stderr).to_string()
         + &String::from_utf8_lossy(&output.stdout);
@@ -73,6 +78,11 @@ async fn check_names_each_error_with_its_line_and_exits_2() {
             "default role",
             "[server]\nimport_profiles = false\ndefault_role = \"nope\"\n",
             "config.toml:3:16",
+        ),
+        (
+            "default role among imported profiles too",
+            "[server]\ndefault_role = \"nope\"\n",
+            "config.toml:2:16: default_role \"nope\" names neither",
         ),
         (
             "exposed listen",

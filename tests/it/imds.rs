@@ -330,7 +330,7 @@ async fn botocore_does_not_refetch_on_every_call() {
         String::from_utf8_lossy(&output.stderr)
     );
     let fetches = daemon
-        .metric("assumed_http_requests_total", &[("route", "/role/{name}")])
+        .metric("assumed_http_requests_total", &[("route", "/role/:name")])
         .await;
     assert!(
         (1.0..=2.0).contains(&fetches),

@@ -8,6 +8,7 @@ mod caching;
 mod cli;
 mod container;
 mod imds;
+mod metrics;
 mod profiles;
 mod sdk_matrix;
 mod security;

@@ -1,0 +1,230 @@
+"""The benchmark behind scripts/bench. Starts moto and the release binary on
+loopback, measures, and prints a Markdown table with the targets of
+docs/performance.md. Everything it starts, it stops."""
+
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+
+BINARY = os.path.abspath(sys.argv[1])
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,"p50":%d,"p99":%d,"p999":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, headers=None, timeout=5):
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def wait_for(url, limit=30):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            return get(url)
+        except OSError:
+            time.sleep(0.005)
+    raise SystemExit(f"{url} did not answer within {limit} s")
+
+
+@contextmanager
+def moto():
+    port = free_port()
+    process = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(url + "/")
+        auth = "AWS4-HMAC-SHA256 Credential=AKIDWARMUP/20250101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0"
+        warm = urllib.request.Request(url + "/", data=b"Action=GetCallerIdentity&Version=2011-06-15",
+                                      headers={"Authorization": auth})
+        urllib.request.urlopen(warm, timeout=30).read()
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+class Daemon:
+    def __init__(self, sts, roles, workdir, extra_args=()):
+        self.port = free_port()
+        self.token_file = os.path.join(workdir, f"run-{self.port}", "token")
+        config = os.path.join(workdir, f"config-{self.port}.toml")
+        role_tables = "".join(
+            f'[roles.{name}]\nrole_arn = "arn:aws:iam::111111111111:role/{name}"\n' for name in roles)
+        with open(config, "w") as f:
+            f.write(f'[server]\nlisten = ["127.0.0.1:{self.port}"]\ntoken_file = "{self.token_file}"\n'
+                    f'import_profiles = false\n[source]\nregion = "us-east-1"\nsts_endpoint = "{sts}"\n{role_tables}')
+        env = {"PATH": os.environ["PATH"], "HOME": workdir, "AWS_ACCESS_KEY_ID": "AKIABENCH",
+               "AWS_SECRET_ACCESS_KEY": "bench", "AWS_CONFIG_FILE": os.path.join(workdir, "none"),
+               "AWS_SHARED_CREDENTIALS_FILE": os.path.join(workdir, "none"), "RUST_LOG": "warn"}
+        self.started = time.monotonic()
+        self.process = subprocess.Popen([BINARY, "serve", "--config", config, *extra_args], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.url("/healthz"))
+        self.ready_after = time.monotonic() - self.started
+        with open(self.token_file) as f:
+            self.token = f.read()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def rss_mib(self):
+        with open(f"/proc/{self.process.pid}/status") as f:
+            kib = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        return kib / 1024
+
+    def metric(self, name):
+        _, body = get(self.url("/metrics"))
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+def wrk(url, connections, token=None):
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    threads = min(2, connections)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{SECONDS}s", "-s", script.name, url]
+    if token:
+        command[1:1] = ["-H", f"Authorization: {token}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+    result = json.loads(output.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+async def one_request(port, path, token):
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {token}\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    await writer.drain()
+    status_line = await reader.readline()
+    await reader.read()
+    writer.close()
+    return int(status_line.split()[1]), (time.perf_counter() - started) * 1000
+
+
+async def burst(port, path, token, count):
+    return await asyncio.gather(*(one_request(port, path, token) for _ in range(count)))
+
+
+async def sequential_fill(port, names, token, concurrency=50):
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(name):
+        async with semaphore:
+            return await one_request(port, f"/role/{name}", token)
+
+    return await asyncio.gather(*(one(name) for name in names))
+
+
+def check(value, target, higher_is_better=True):
+    ok = value >= target if higher_is_better else value <= target
+    return "✓" if ok else "✗"
+
+
+def main():
+    rows = []
+    with moto() as sts, tempfile.TemporaryDirectory() as workdir:
+        # Warm throughput, against the static baseline of the same build.
+        daemon = Daemon(sts, ["dev"], workdir, ["--bench-static"])
+        status, _ = get(daemon.url("/role/dev"), {"Authorization": daemon.token})
+        assert status == 200
+        warm = {}
+        for connections in (1, 64, 512):
+            creds = wrk(daemon.url("/role/dev"), connections, daemon.token)
+            static = wrk(daemon.url("/__bench/static"), connections)
+            warm[connections] = (creds, static)
+            for name, result in (("GET /role/dev", creds), ("static baseline", static)):
+                rows.append((f"{name}, {connections} conn",
+                             f"{result['rps']:,.0f} req/s; p50 {result['p50']} µs, p99 {result['p99']} µs, "
+                             f"p99.9 {result['p999']} µs; errors {result['errors'] + result['non2xx']}", ""))
+        creds64, static64 = warm[64]
+        rows.append(("warm throughput at 64 conn", f"{creds64['rps']:,.0f} req/s",
+                     f"≥ 50,000 {check(creds64['rps'], 50_000)}"))
+        ratio = creds64["rps"] / static64["rps"]
+        rows.append(("…relative to the static baseline", f"{ratio:.2f}", f"≥ 0.80 {check(ratio, 0.8)}"))
+        rows.append(("p99 at 64 conn", f"{creds64['p99'] / 1000:.2f} ms",
+                     f"≤ 1 ms {check(creds64['p99'] / 1000, 1.0, False)}"))
+        daemon.stop()
+
+        # Cold path: 1,000 concurrent first requests for one role.
+        daemon = Daemon(sts, ["cold"], workdir)
+        results = asyncio.run(burst(daemon.port, "/role/cold", daemon.token, 1000))
+        statuses = {status for status, _ in results}
+        latencies = sorted(ms for _, ms in results)
+        calls = daemon.metric("assumed_sts_calls_total")
+        sts_ms = daemon.metric("assumed_sts_call_duration_seconds_sum") * 1000
+        added = statistics.median(latencies) - sts_ms
+        rows.append(("cold: STS calls for 1,000 concurrent first requests", f"{calls:.0f} (statuses {sorted(statuses)})",
+                     f"= 1 {check(calls, 1, False) if calls >= 1 else '✗'}"))
+        rows.append(("cold: STS round trip / client p50 / max", f"{sts_ms:.1f} ms / {statistics.median(latencies):.1f} ms / {latencies[-1]:.1f} ms", ""))
+        rows.append(("cold: added over the STS round trip (client p50 − STS)", f"{added:.1f} ms",
+                     f"≤ 2 ms {check(added, 2.0, False)}"))
+        daemon.stop()
+
+        # Memory: idle, then 1,000 roles assumed and served.
+        daemon = Daemon(sts, ["dev"], workdir)
+        idle = daemon.rss_mib()
+        rows.append(("RSS idle after start", f"{idle:.1f} MiB", f"≤ 10 MiB {check(idle, 10, False)}"))
+        daemon.stop()
+        names = [f"r{i:04d}" for i in range(1000)]
+        daemon = Daemon(sts, names, workdir)
+        filled = asyncio.run(sequential_fill(daemon.port, names, daemon.token))
+        assert all(status == 200 for status, _ in filled), "every role served"
+        full = daemon.rss_mib()
+        rows.append(("RSS with 1,000 roles assumed and served", f"{full:.1f} MiB", f"≤ 32 MiB {check(full, 32, False)}"))
+        daemon.stop()
+
+        # Start-up: process start to the first /healthz 200, no prefetch.
+        starts = []
+        for _ in range(10):
+            daemon = Daemon(sts, ["dev"], workdir)
+            starts.append(daemon.ready_after * 1000)
+            daemon.stop()
+        start_ms = statistics.median(starts)
+        rows.append(("start to first /healthz 200 (median of 10)", f"{start_ms:.1f} ms", f"≤ 50 ms {check(start_ms, 50, False)}"))
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
+          f"wrk on the same machine, {SECONDS} s per run; {time.strftime('%Y-%m-%d')}\n")
+    print("| measure | result | target |")
+    print("|---|---|---|")
+    for row in rows:
+        print(f"| {row[0]} | {row[1]} | {row[2]} |")
+
+
+if __name__ == "__main__":
+    main()
