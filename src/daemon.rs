@@ -178,6 +178,7 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
         imdsv1: AtomicBool::new(config.server.imdsv1),
         metrics: config.server.metrics && server::metrics::install().is_some(),
         allowed_hosts: server::guard::AllowedHosts::new(&config.server.allowed_hosts),
+        trust_subnet: RwLock::new(config.server.trust_subnet),
         region: config
             .source
             .region
@@ -193,6 +194,9 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
         let _ = stopped.await;
     }));
     prefetch(&cache, cache.role_names());
+    if config.server.trust_subnet.is_some() {
+        announce_trust_subnet(config.server.trust_subnet);
+    }
     tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
     service::ready(&status_line(&cache));
 
@@ -371,6 +375,11 @@ impl Running {
         *write(&state.default_role) = new.server.default_role.clone();
         state.imdsv1.store(new.server.imdsv1, Ordering::Release);
         state.allowed_hosts.replace(&new.server.allowed_hosts);
+        // Reloaded, not deferred to a restart: revoking token-less access must not wait.
+        *write(&state.trust_subnet) = new.server.trust_subnet;
+        if new.server.trust_subnet != self.config.server.trust_subnet {
+            announce_trust_subnet(new.server.trust_subnet);
+        }
         prefetch(&state.cache, changes.added.iter().chain(&changes.changed));
         self.config = new;
         Ok(format!(
@@ -379,6 +388,18 @@ impl Running {
             describe(&changes.changed),
             describe(&changes.removed)
         ))
+    }
+}
+
+/// Token-less access deserves a line in the log when it is on at start, and
+/// whenever a reload changes it.
+fn announce_trust_subnet(subnet: Option<crate::subnet::Subnet>) {
+    match subnet {
+        Some(subnet) => tracing::warn!(
+            %subnet,
+            "trust_subnet: peers in this subnet get credentials without the token"
+        ),
+        None => tracing::info!("trust_subnet removed: every peer needs the token again"),
     }
 }
 

@@ -14,4 +14,5 @@ pub mod profiles;
 pub mod server;
 pub mod service;
 pub mod sts;
+pub mod subnet;
 pub mod token;

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     /// A role nobody asked for this long stops being refreshed.
     pub idle_timeout: Duration,
     pub expose: bool,
+    /// Container-endpoint requests from peers inside this subnet need no token.
+    pub trust_subnet: Option<crate::subnet::Subnet>,
     pub imdsv1: bool,
     pub import_profiles: bool,
     /// Serve Prometheus metrics at /metrics.
@@ -55,6 +57,7 @@ impl Default for ServerConfig {
             refresh_before: Duration::from_secs(30 * 60),
             idle_timeout: Duration::from_secs(60 * 60),
             expose: false,
+            trust_subnet: None,
             imdsv1: false,
             import_profiles: true,
             metrics: true,

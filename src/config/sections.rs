@@ -10,6 +10,7 @@ use super::diagnostic::Problems;
 use super::reader::TableReader;
 use super::validate::{self, Listener, anything, not_empty};
 use super::{Config, RoleConfig, ServerConfig, SourceConfig};
+use crate::subnet::Subnet;
 
 /// Keys that only mean something when the role is assumed through STS.
 const ASSUME_ROLE_ONLY: [&str; 11] = [
@@ -88,6 +89,9 @@ fn server(
     let allowed_hosts = strings(table.string_list("allowed_hosts", &validate::host_name));
     let refresh_before = table.duration("refresh_before", &validate::positive("refresh_before"));
     let idle_timeout = table.duration("idle_timeout", &validate::positive("idle_timeout"));
+    let trust_subnet = table.string("trust_subnet", &|text| {
+        Subnet::parse_trusted(text).map(drop)
+    });
     let server = ServerConfig {
         listen,
         default_role: default_role.as_ref().map(|name| name.get_ref().clone()),
@@ -96,12 +100,20 @@ fn server(
         refresh_before: refresh_before.map_or(defaults.refresh_before, Spanned::into_inner),
         idle_timeout: idle_timeout.map_or(defaults.idle_timeout, Spanned::into_inner),
         expose: table.bool("expose").unwrap_or(defaults.expose),
+        trust_subnet: trust_subnet
+            .as_ref()
+            .and_then(|text| Subnet::parse_trusted(text.get_ref()).ok()),
         imdsv1: table.bool("imdsv1").unwrap_or(defaults.imdsv1),
         import_profiles: table
             .bool("import_profiles")
             .unwrap_or(defaults.import_profiles),
         metrics: table.bool("metrics").unwrap_or(defaults.metrics),
     };
+    if let Some(subnet) = trust_subnet.filter(|_| !server.expose) {
+        let message =
+            "trust_subnet needs expose = true in [server]: it is for a listener other hosts reach";
+        table.report(subnet.span(), message);
+    }
     table.finish();
     (server, default_role)
 }

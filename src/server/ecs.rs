@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -10,15 +11,23 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use super::guard::authorize;
+use super::guard::authorize_peer;
+use super::listener::Connection;
 use crate::cache::CacheError;
 
 pub async fn role(
     State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state.token, &headers)?;
+    let trusted = state.trust_subnet();
+    authorize_peer(
+        &state.token,
+        trusted.as_ref(),
+        connection.as_deref(),
+        &headers,
+    )?;
     let Path(name) =
         name.map_err(|_| ApiError::bad_request("the role name in the path is not valid"))?;
     answer(&state, &name).await
@@ -26,9 +35,16 @@ pub async fn role(
 
 pub async fn default_role(
     State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state.token, &headers)?;
+    let trusted = state.trust_subnet();
+    authorize_peer(
+        &state.token,
+        trusted.as_ref(),
+        connection.as_deref(),
+        &headers,
+    )?;
     let name = state.default_role().ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::NOT_FOUND,

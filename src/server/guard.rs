@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::listener::Connection;
+use crate::subnet::Subnet;
 use crate::token::Token;
 
 /// Host names accepted besides loopback and the listener's own address.
@@ -151,6 +152,25 @@ pub fn authorize(token: &Token, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// `authorize`, except that a peer inside `trust_subnet` (set explicitly, for
+/// a compose network) needs no token; what it sends in `Authorization` is
+/// then not looked at. Without a known peer the token is required.
+pub fn authorize_peer(
+    token: &Token,
+    trusted: Option<&Subnet>,
+    connection: Option<&Connection>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let peer = connection.map(|connection| connection.peer.ip());
+    if trusted
+        .zip(peer)
+        .is_some_and(|(subnet, peer)| subnet.contains(peer))
+    {
+        return Ok(());
+    }
+    authorize(token, headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +217,35 @@ mod tests {
         ] {
             assert!(!allowed(host), "{host}");
         }
+    }
+
+    #[test]
+    fn only_peers_inside_the_trusted_subnet_skip_the_token() {
+        let token = Token::generate().expect("token");
+        let subnet: Subnet = "169.254.170.128/25".parse().expect("subnet");
+        let from = |peer: &str| Connection {
+            local: "169.254.170.2:80".parse().expect("addr"),
+            peer: peer.parse().expect("addr"),
+        };
+        let none = HeaderMap::new();
+        let mut wrong = HeaderMap::new();
+        wrong.insert(header::AUTHORIZATION, "wrong".parse().expect("header"));
+        let trusted = from("169.254.170.130:40000");
+        assert!(authorize_peer(&token, Some(&subnet), Some(&trusted), &none).is_ok());
+        assert!(authorize_peer(&token, Some(&subnet), Some(&trusted), &wrong).is_ok());
+        let gateway = from("169.254.170.1:40000");
+        assert_eq!(
+            authorize_peer(&token, Some(&subnet), Some(&gateway), &none)
+                .map_err(|e| e.into_response().status()),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            authorize_peer(&token, None, Some(&trusted), &wrong)
+                .map_err(|e| e.into_response().status()),
+            Err(StatusCode::FORBIDDEN),
+            "no trust_subnet: the token as always"
+        );
+        assert!(authorize_peer(&token, Some(&subnet), None, &none).is_err());
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct AppState {
     pub region: String,
     /// Serve `/metrics`.
     pub metrics: bool,
+    /// `[server] trust_subnet`: peers inside need no token on the container endpoint.
+    pub trust_subnet: RwLock<Option<crate::subnet::Subnet>>,
     pub allowed_hosts: Arc<guard::AllowedHosts>,
     /// The admin endpoints' line to the main loop (reload).
     pub control: mpsc::Sender<Control>,
@@ -67,6 +69,13 @@ impl AppState {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    pub fn trust_subnet(&self) -> Option<crate::subnet::Subnet> {
+        *self
+            .trust_subnet
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -59,6 +59,7 @@ fn state() -> Arc<AppState> {
         region: "us-east-1".into(),
         metrics: false,
         allowed_hosts: guard::AllowedHosts::new(&[]),
+        trust_subnet: RwLock::new(None),
     })
 }
 
