@@ -59,7 +59,13 @@ enum Command {
         /// Point the SDK at the IMDS emulation instead of the container endpoint
         #[arg(long)]
         imds: bool,
+        /// For a compose service: the daemon at 169.254.170.2 (or its configured network
+        /// address) and the token at /run/assumed/token (see docs/docker-compose.md)
+        #[arg(long, conflicts_with = "imds")]
+        compose: bool,
     },
+    /// Exit 0 if the daemon answers /healthz on its first listen address (container HEALTHCHECK)
+    Healthcheck,
     /// Print ROLE's credentials as `credential_process` JSON (Version 1), fetched from the daemon
     CredentialProcess { role: String },
     /// Ask the running daemon how each role is doing
@@ -135,9 +141,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     print!("{}", roles_table(&config, &known_roles(&config)));
                     Ok(ExitCode::SUCCESS)
                 }
-                Command::Env { role, format, imds } => {
+                Command::Healthcheck => crate::healthcheck::run(&config),
+                Command::Env {
+                    role,
+                    format,
+                    imds,
+                    compose,
+                } => {
                     let roles = known_roles(&config);
-                    let env = if imds {
+                    let env = if compose {
+                        crate::compose::env_for(&config, &roles, &role)?
+                    } else if imds {
                         imds_env_for(&config, &roles, &role)?
                     } else {
                         client_env_for(&config, &roles, &role)?

@@ -4,9 +4,11 @@
 pub mod cache;
 pub mod cli;
 pub mod client_env;
+pub mod compose;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod healthcheck;
 pub mod install;
 pub mod local_client;
 pub mod logging;
