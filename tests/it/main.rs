@@ -6,6 +6,7 @@ mod harness;
 
 mod caching;
 mod cli;
+mod compose;
 mod container;
 mod imds;
 mod metrics;

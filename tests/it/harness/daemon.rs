@@ -31,6 +31,9 @@ pub struct Options {
     pub aws_credentials: String,
     /// Start with no config file at all (defaults: 127.0.0.1:9911, runtime-dir token).
     pub zero_config: bool,
+    /// Run inside this network namespace (see `netns.rs`). Readiness is then
+    /// checked from inside it; `url`, `get` and `cli` do not reach such a daemon.
+    pub netns: Option<String>,
 }
 
 impl Options {
@@ -45,6 +48,7 @@ impl Options {
             aws_config: String::new(),
             aws_credentials: String::new(),
             zero_config: false,
+            netns: None,
         }
     }
 
@@ -90,6 +94,7 @@ pub struct Daemon {
     pub token_path: PathBuf,
     log_path: PathBuf,
     sts_endpoint: String,
+    netns: Option<String>,
 }
 
 impl Daemon {
@@ -114,7 +119,14 @@ impl Daemon {
         }
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let mut command = Command::new(binary());
+        let mut command = match &options.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, binary()]);
+                command
+            }
+            None => Command::new(binary()),
+        };
         command.arg("serve");
         if !options.zero_config {
             command.arg("--config").arg(&config_path);
@@ -139,6 +151,7 @@ impl Daemon {
             token_path,
             log_path,
             sts_endpoint: options.sts_endpoint,
+            netns: options.netns,
         };
         daemon.wait_ready().await;
         daemon
@@ -155,12 +168,21 @@ impl Daemon {
                     self.log()
                 );
             }
-            let answer = client
-                .get(self.url("/healthz"))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await;
-            if answer.is_ok_and(|r| r.status() == 200) {
+            let healthy = match &self.netns {
+                None => client
+                    .get(self.url("/healthz"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200),
+                Some(netns) => {
+                    let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+                    super::netns::http_get(netns, address, "/healthz", &[])
+                        .await
+                        .is_ok_and(|(status, _)| status == 200)
+                }
+            };
+            if healthy {
                 return;
             }
             assert!(

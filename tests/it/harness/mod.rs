@@ -7,11 +7,13 @@
 
 pub mod daemon;
 pub mod moto;
+pub mod netns;
 pub mod sso_stub;
 pub mod sts_proxy;
 
 pub use daemon::{Answer, Daemon, Options};
 pub use moto::{fake_sigv4, moto_url};
+pub use netns::Netns;
 pub use sts_proxy::{Fault, StsCall, StsProxy};
 
 use std::process::{Output, Stdio};

@@ -2,6 +2,7 @@
 //! moto. It forwards STS query-protocol calls, records each one, and can
 //! inject errors, shorten `<Expiration>` and delay answers.
 
+use super::netns::Netns;
 use super::{moto_url, utc_timestamp};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -113,6 +114,26 @@ impl StsProxy {
 
     /// A proxy in front of any STS base URL (`http://host:port`).
     pub async fn with_upstream(upstream: &str) -> StsProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the STS proxy on 127.0.0.1:0");
+        StsProxy::serve(upstream, listener)
+    }
+
+    /// A proxy in front of moto that listens on `127.0.0.1` *inside* `netns`
+    /// (for a daemon or client there) and still reaches moto from here.
+    pub async fn start_in(netns: &Netns) -> StsProxy {
+        let listener = netns
+            .bind("127.0.0.1:0")
+            .and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(listener)
+            })
+            .unwrap_or_else(|e| panic!("bind the STS proxy in {}: {e}", netns.name()));
+        StsProxy::serve(&moto_url().await, listener)
+    }
+
+    fn serve(upstream: &str, listener: tokio::net::TcpListener) -> StsProxy {
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::new(),
@@ -121,9 +142,6 @@ impl StsProxy {
             knobs: Mutex::new(Knobs::default()),
             request_ids: AtomicU64::new(1),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the STS proxy on 127.0.0.1:0");
         let url = format!(
             "http://{}",
             listener.local_addr().expect("proxy listener address")
