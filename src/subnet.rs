@@ -32,7 +32,9 @@ impl Subnet {
     /// would hand credentials to every local user and process without the
     /// token, and a /0 would trust everyone.
     pub fn parse_trusted(text: &str) -> Result<Subnet, String> {
-        let subnet: Subnet = text.parse()?;
+        let subnet: Subnet = text
+            .parse()
+            .map_err(|error| format!("trust_subnet {error}"))?;
         let loopback = match subnet.network {
             IpAddr::V4(_) => Subnet {
                 network: Ipv4Addr::new(127, 0, 0, 0).into(),
@@ -232,7 +234,7 @@ mod tests {
             ),
             (
                 "[server]\nexpose = true\ntrust_subnet = \"169.254.170.9/24\"\n",
-                "c.toml:3:16: \"169.254.170.9/24\" has host bits set",
+                "c.toml:3:16: trust_subnet \"169.254.170.9/24\" has host bits set",
             ),
             (
                 "[server]\nexpose = true\ntrust_subnet = \"127.0.0.0/8\"\n",
