@@ -1,18 +1,21 @@
 //! The admin endpoints the CLI uses (`assumed status`, `reload`, `mfa`): on
-//! the same listener, behind the same token as credentials.
+//! the same listener, behind the same token as credentials, and only for
+//! callers on this machine — a container that was given the token to read
+//! credentials must not also reload the config or feed MFA codes.
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use tokio::sync::oneshot;
 
 use super::AppState;
 use super::error::ApiError;
 use super::guard::authorize;
+use super::listener::Connection;
 use crate::cache::CacheError;
 use crate::credentials::format_expiration;
 use crate::daemon::Control;
@@ -21,11 +24,28 @@ use crate::sts::MfaUse;
 /// The header that carries an MFA code (no endpoint takes a body).
 pub const MFA_CODE_HEADER: &str = "x-assumed-mfa-code";
 
+/// The token, from a loopback peer.
+fn admit(
+    state: &AppState,
+    connection: Option<&Connection>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if !connection.is_some_and(|c| c.peer.ip().is_loopback()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AdminFromLoopbackOnly",
+            "the admin endpoints answer only callers on the daemon's own machine",
+        ));
+    }
+    authorize(&state.token, headers)
+}
+
 pub async fn status(
     State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state.token, &headers)?;
+    admit(&state, connection.as_deref(), &headers)?;
     let roles = state.cache.status();
     Ok(
         Json(serde_json::json!({ "default_role": state.default_role(), "roles": roles }))
@@ -35,9 +55,10 @@ pub async fn status(
 
 pub async fn reload(
     State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state.token, &headers)?;
+    admit(&state, connection.as_deref(), &headers)?;
     let (reply, outcome) = oneshot::channel();
     let unavailable = || ApiError::unavailable("ShuttingDown", "the daemon is shutting down");
     state
@@ -57,10 +78,11 @@ pub async fn reload(
 
 pub async fn mfa(
     State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state.token, &headers)?;
+    admit(&state, connection.as_deref(), &headers)?;
     let Ok(Path(name)) = name else {
         return Err(ApiError::unknown_role());
     };

@@ -257,6 +257,11 @@ async fn compose_network_serves_boto3_and_both_aws_clis_with_the_token() {
         status(outsider, "/role/dev", &[("Authorization", &token)]).await,
         200
     );
+    // A container holding the token gets credentials, not the admin endpoints.
+    assert_eq!(
+        status(app, "/admin/status", &[("Authorization", &token)]).await,
+        403
+    );
     // A service name as Host is refused (DNS rebinding guard): reach the
     // daemon by address, or list the name in allowed_hosts.
     assert_eq!(status(outsider, "/healthz", &[]).await, 200);
