@@ -331,6 +331,17 @@ fn main_listener(config: &Config) -> Result<std::net::SocketAddr, String> {
         .ok_or_else(|| "the config has no listen address".to_owned())
 }
 
+/// The token the running daemon wrote.
+fn daemon_token(config: &Config) -> Result<crate::token::Token, String> {
+    let token_file = daemon::token_path(config);
+    crate::token::read(&token_file).map_err(|e| {
+        format!(
+            "cannot read the token at {} ({e}); is `assumed serve` running?",
+            token_file.display()
+        )
+    })
+}
+
 /// One request to the running daemon, with the token; the JSON answer, or
 /// the daemon's own message when it says no.
 fn ask_daemon(
@@ -339,13 +350,7 @@ fn ask_daemon(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<serde_json::Value, String> {
-    let token_file = daemon::token_path(config);
-    let token = crate::token::read(&token_file).map_err(|e| {
-        format!(
-            "cannot read the token at {} ({e}); is `assumed serve` running?",
-            token_file.display()
-        )
-    })?;
+    let token = daemon_token(config)?;
     let address = client_env::client_address(main_listener(config)?);
     let reply = crate::local_client::request(address, method, path, token.expose(), headers)
         .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
@@ -491,13 +496,7 @@ fn exec(config: &Config, role: &str, command: Vec<OsString>) -> Result<ExitCode,
     use std::os::unix::process::CommandExt;
 
     let env = client_env_for(config, &known_roles(config), role)?;
-    let token_file = daemon::token_path(config);
-    let token = crate::token::read(&token_file).map_err(|e| {
-        format!(
-            "cannot read the token at {} ({e}); is `assumed serve` running?",
-            token_file.display()
-        )
-    })?;
+    let token = daemon_token(config)?;
     let (program, args) = command.split_first().ok_or("no command given")?;
     let mut child = std::process::Command::new(program);
     child.args(args);

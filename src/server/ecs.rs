@@ -21,13 +21,7 @@ pub async fn role(
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let trusted = state.trust_subnet();
-    authorize_peer(
-        &state.token,
-        trusted.as_ref(),
-        connection.as_deref(),
-        &headers,
-    )?;
+    admit(&state, connection.as_deref(), &headers)?;
     let Path(name) =
         name.map_err(|_| ApiError::bad_request("the role name in the path is not valid"))?;
     answer(&state, &name).await
@@ -38,13 +32,7 @@ pub async fn default_role(
     connection: Option<Extension<Connection>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let trusted = state.trust_subnet();
-    authorize_peer(
-        &state.token,
-        trusted.as_ref(),
-        connection.as_deref(),
-        &headers,
-    )?;
+    admit(&state, connection.as_deref(), &headers)?;
     let name = state.default_role().ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
@@ -53,6 +41,20 @@ pub async fn default_role(
         )
     })?;
     answer(&state, &name).await
+}
+
+/// The token, unless the peer is inside `trust_subnet`.
+fn admit(
+    state: &AppState,
+    connection: Option<&Connection>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    authorize_peer(
+        &state.token,
+        state.trust_subnet().as_ref(),
+        connection,
+        headers,
+    )
 }
 
 async fn answer(state: &AppState, name: &str) -> Result<Response, ApiError> {

@@ -56,14 +56,8 @@ impl Sts {
         let sent = request.send().await;
         record_call(&role.name, "AssumeRole", started, sent.as_ref().err());
         let output = sent.map_err(classify)?;
-        let creds = output.credentials().ok_or_else(empty_answer)?;
-        let assumed = output.assumed_role_user().map(|user| user.arn().to_owned());
-        issued(
-            creds,
-            role_arn.to_owned(),
-            assumed.unwrap_or_default(),
-            String::new(),
-        )
+        let assumed = output.assumed_role_user().map(|user| user.arn());
+        issued(output.credentials(), role_arn, assumed.unwrap_or_default())
     }
 
     pub(super) async fn assume_role_with_web_identity(
@@ -103,14 +97,8 @@ impl Sts {
             sent.as_ref().err(),
         );
         let output = sent.map_err(classify)?;
-        let creds = output.credentials().ok_or_else(empty_answer)?;
-        let assumed = output.assumed_role_user().map(|user| user.arn().to_owned());
-        issued(
-            creds,
-            role_arn.to_owned(),
-            assumed.unwrap_or_default(),
-            String::new(),
-        )
+        let assumed = output.assumed_role_user().map(|user| user.arn());
+        issued(output.credentials(), role_arn, assumed.unwrap_or_default())
     }
 }
 
@@ -121,25 +109,25 @@ fn empty_answer() -> FetchError {
 /// STS's credentials as the cache holds them. The account comes from the
 /// assumed-role ARN STS returned, else from the role's own ARN.
 pub(super) fn issued(
-    creds: &aws_sdk_sts::types::Credentials,
-    role_arn: String,
-    assumed_role_arn: String,
-    account_id: String,
+    creds: Option<&aws_sdk_sts::types::Credentials>,
+    role_arn: &str,
+    assumed_role_arn: &str,
 ) -> Result<Issued, FetchError> {
+    let creds = creds.ok_or_else(empty_answer)?;
     let expiration = SystemTime::try_from(*creds.expiration()).map_err(|_| {
         FetchError::transient("BadExpiration", "STS answered an unusable Expiration")
     })?;
-    let account_id = account_of(&assumed_role_arn)
-        .or_else(|| account_of(&role_arn))
-        .map(str::to_owned)
-        .unwrap_or(account_id);
+    let account_id = account_of(assumed_role_arn)
+        .or_else(|| account_of(role_arn))
+        .unwrap_or_default()
+        .to_owned();
     Ok(Issued {
         access_key_id: creds.access_key_id().to_owned(),
         secret_access_key: Secret::new(creds.secret_access_key()),
         session_token: Secret::new(creds.session_token()),
         expiration,
-        role_arn,
-        assumed_role_arn,
+        role_arn: role_arn.to_owned(),
+        assumed_role_arn: assumed_role_arn.to_owned(),
         account_id,
     })
 }

@@ -76,10 +76,7 @@ impl Sts {
             .await;
         record_call(&role.name, "GetSessionToken", started, sent.as_ref().err());
         let output = sent.map_err(classify)?;
-        let creds = output.credentials().ok_or_else(|| {
-            FetchError::transient("EmptyResponse", "STS answered without credentials")
-        })?;
-        let session = super::assume::issued(creds, String::new(), String::new(), String::new())?;
+        let session = super::assume::issued(output.credentials(), "", "")?;
         let until = session.expiration;
         let key = (self.source_profile(role).map(str::to_owned), serial);
         self.grants().sessions.insert(key, session);

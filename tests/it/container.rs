@@ -10,10 +10,6 @@ role_arn = "arn:aws:iam::111111111111:role/dev"
 session_name = "alice"
 "#;
 
-fn clients_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
-}
-
 fn is_whole_second_utc(text: &str) -> bool {
     let b = text.as_bytes();
     text.len() == 20
@@ -133,18 +129,7 @@ async fn token_and_role_errors_are_json_with_honest_statuses() {
 async fn boto3_gets_the_role_through_full_uri_and_token_file() {
     let proxy = StsProxy::start().await;
     let daemon = Daemon::start(&proxy.url(), DEV).await;
-    let output = run(tokio::process::Command::new(python())
-        .arg(clients_dir().join("whoami.py"))
-        .env_clear()
-        .envs(daemon.client_env("dev")))
-    .await;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "boto3 failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_str(&stdout).expect("whoami JSON");
+    let result = daemon.boto3_whoami("dev", 1).await;
     assert_eq!(
         result["arn"],
         "arn:aws:sts::111111111111:assumed-role/dev/alice"

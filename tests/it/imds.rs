@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{Answer, Daemon, Options, StsProxy, free_port, python, run};
+use crate::harness::{Answer, Daemon, Options, StsProxy, free_port, run};
 
 const ROLES: &str = r#"
 [roles.dev]
@@ -315,20 +315,7 @@ async fn env_imds_adds_no_proxy_when_a_proxy_is_set() {
 async fn botocore_does_not_refetch_on_every_call() {
     let proxy = StsProxy::start().await;
     let daemon = daemon_with(&proxy, "default_role = \"dev\"", ROLES).await;
-    let output = run(tokio::process::Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/whoami.py"
-        ))
-        .arg("50")
-        .env_clear()
-        .envs(daemon.client_env("dev")))
-    .await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    daemon.boto3_whoami("dev", 50).await;
     let fetches = daemon
         .metric("assumed_http_requests_total", &[("route", "/role/:name")])
         .await;

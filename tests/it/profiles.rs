@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use crate::harness::sso_stub::{SSO_ACCESS_KEY_ID, SsoStub};
-use crate::harness::{Daemon, Options, StsProxy, python, run};
+use crate::harness::{Daemon, Options, StsProxy, run};
 
 const BASE_KEY: &str = "AKIAPROFILEBASE";
 
@@ -56,21 +56,7 @@ async fn zero_config_serves_every_role_profile_to_boto3() {
     let mut options = options(&proxy, PROFILES, &credentials());
     options.zero_config = true;
     let daemon = Daemon::start_with(options).await;
-    let output = run(tokio::process::Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/whoami.py"
-        ))
-        .env_clear()
-        .envs(daemon.client_env("p1")))
-    .await;
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        daemon.log()
-    );
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let result = daemon.boto3_whoami("p1", 1).await;
     assert_eq!(
         result["arn"],
         "arn:aws:sts::111111111111:assumed-role/p1/carol"

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Daemon, Options, StsProxy, daemon::binary, python, raw_request, run};
+use crate::harness::{Daemon, Options, StsProxy, daemon::binary, raw_request, run};
 
 const DEV: &str = r#"
 [roles.dev]
@@ -204,19 +204,7 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     let mut options = Options::new(&proxy.url(), DEV);
     options.rust_log = "trace".into();
     let daemon = Daemon::start_with(options).await;
-    let output = run(tokio::process::Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/whoami.py"
-        ))
-        .env_clear()
-        .envs(daemon.client_env("dev")))
-    .await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    daemon.boto3_whoami("dev", 1).await;
     let creds = daemon.get("/role/dev").await.json();
     let log = daemon.log();
     assert!(log.len() > 1000, "trace logging is on: {} bytes", log.len());

@@ -253,6 +253,28 @@ impl Daemon {
         env
     }
 
+    /// Runs boto3 (tests/clients/whoami.py) against `role` through the
+    /// container endpoint, making `calls` STS calls; its JSON answer
+    /// (`arn`, `method`). Panics with boto3's and the daemon's output if it fails.
+    pub async fn boto3_whoami(&self, role: &str, calls: u32) -> serde_json::Value {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/whoami.py");
+        let output = super::run(
+            Command::new(super::python())
+                .arg(script)
+                .arg(calls.to_string())
+                .env_clear()
+                .envs(self.client_env(role)),
+        )
+        .await;
+        assert!(
+            output.status.success(),
+            "boto3 failed: {}\n--- daemon log ---\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&output.stdout).expect("whoami JSON")
+    }
+
     /// The `assumed` binary with this daemon's config, for CLI commands.
     pub fn cli(&self) -> Command {
         let mut command = Command::new(binary());
