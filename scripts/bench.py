@@ -17,6 +17,7 @@ import urllib.request
 from contextlib import contextmanager
 
 BINARY = os.path.abspath(sys.argv[1])
+COLD_BURST = os.path.join(os.path.dirname(BINARY), "examples", "cold_burst")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WRK_SCRIPT = """
 done = function(summary, latency, requests)
@@ -124,20 +125,21 @@ def wrk(url, connections, token=None):
     return result
 
 
+def request_bytes(port, path, token):
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {token}\r\n"
+            "Connection: close\r\n\r\n").encode()
+
+
 async def one_request(port, path, token):
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {token}\r\n"
-                 "Connection: close\r\n\r\n".encode())
+    writer.write(request_bytes(port, path, token))
     await writer.drain()
     status_line = await reader.readline()
     await reader.read()
     writer.close()
     return int(status_line.split()[1]), (time.perf_counter() - started) * 1000
 
-
-async def burst(port, path, token, count):
-    return await asyncio.gather(*(one_request(port, path, token) for _ in range(count)))
 
 
 async def sequential_fill(port, names, token, concurrency=50):
@@ -180,20 +182,41 @@ def main():
                      f"≤ 1 ms {check(creds64['p99'] / 1000, 1.0, False)}"))
         daemon.stop()
 
-        # Cold path: 1,000 concurrent first requests for one role.
-        daemon = Daemon(sts, ["cold"], workdir)
-        results = asyncio.run(burst(daemon.port, "/role/cold", daemon.token, 1000))
-        statuses = {status for status, _ in results}
-        latencies = sorted(ms for _, ms in results)
-        calls = daemon.metric("assumed_sts_calls_total")
-        sts_ms = daemon.metric("assumed_sts_call_duration_seconds_sum") * 1000
-        added = statistics.median(latencies) - sts_ms
-        rows.append(("cold: STS calls for 1,000 concurrent first requests", f"{calls:.0f} (statuses {sorted(statuses)})",
-                     f"= 1 {check(calls, 1, False) if calls >= 1 else '✗'}"))
-        rows.append(("cold: STS round trip / client p50 / max", f"{sts_ms:.1f} ms / {statistics.median(latencies):.1f} ms / {latencies[-1]:.1f} ms", ""))
-        rows.append(("cold: added over the STS round trip (client p50 − STS)", f"{added:.1f} ms",
-                     f"≤ 2 ms {check(added, 2.0, False)}"))
+        # Cold path: 1,000 concurrent first requests for one role, five
+        # times (a fresh role each time; the median is reported, since the
+        # client, the daemon and moto share two cores). Another role is
+        # fetched first, so what is timed is a cold role, not the process's
+        # first use of the SDK.
+        rounds = 5
+        daemon = Daemon(sts, ["warmup"] + [f"cold{i}" for i in range(rounds)], workdir)
+        get(daemon.url("/role/warmup"), {"Authorization": daemon.token})
+        bursts = []
+        for i in range(rounds):
+            calls_before = daemon.metric("assumed_sts_calls_total")
+            sts_before = daemon.metric("assumed_sts_call_duration_seconds_sum")
+            output = subprocess.run([COLD_BURST, str(daemon.port), f"/role/cold{i}", daemon.token, "1000"],
+                                    capture_output=True, text=True, check=True).stdout
+            result = json.loads(output)
+            result["calls"] = daemon.metric("assumed_sts_calls_total") - calls_before
+            result["sts_ms"] = (daemon.metric("assumed_sts_call_duration_seconds_sum") - sts_before) * 1000
+            # The first request sent starts the STS call: what it waits beyond
+            # the call itself is the daemon's cold-path cost.
+            result["added_ms"] = result["first_ms"] - result["sts_ms"]
+            bursts.append(result)
         daemon.stop()
+        calls = sorted({b["calls"] for b in bursts})
+        statuses = sorted({s for b in bursts for s in b["statuses"]})
+        median = lambda key: statistics.median(b[key] for b in bursts)
+        p50_all = statistics.median(statistics.median(b["latencies_ms"]) for b in bursts)
+        added = median("added_ms")
+        rows.append(("cold: STS calls per 1,000 concurrent first requests (5 rounds)",
+                     f"{', '.join(f'{c:.0f}' for c in calls)} (statuses {statuses})",
+                     f"= 1 {'✓' if calls == [1] else '✗'}"))
+        rows.append(("cold: STS round trip / first request / p50 of all 1,000 (medians)",
+                     f"{median('sts_ms'):.1f} ms / {median('first_ms'):.1f} ms / {p50_all:.1f} ms", ""))
+        rows.append(("cold: added over the STS round trip (first request − STS, median; range)",
+                     f"{added:.1f} ms ({min(b['added_ms'] for b in bursts):.1f} … {max(b['added_ms'] for b in bursts):.1f})",
+                     f"≤ 2 ms {check(added, 2.0, False)}"))
 
         # Memory: idle, then 1,000 roles assumed and served.
         daemon = Daemon(sts, ["dev"], workdir)

@@ -282,12 +282,14 @@ struct Slot {
     spec: RoleSpec,
     held: RwLock<Option<Held>>,
     record: Mutex<Record>,
-    /// Serialises fetches: the heart of single flight.
-    flight: tokio::sync::Mutex<()>,
-    /// Counts finished fetch attempts, so a caller that waited on `flight`
-    /// can tell that somebody else's attempt ended and adopt its outcome.
-    attempts: AtomicU64,
+    /// Set while a fetch runs: whoever sets it fetches, everyone else waits
+    /// on `done`. The heart of single flight.
     in_flight: AtomicBool,
+    /// Woken, all at once, when a fetch ends.
+    done: Notify,
+    /// Counts finished fetch attempts, so a caller that waited can tell that
+    /// somebody else's attempt ended and adopt its outcome.
+    attempts: AtomicU64,
     last_used: Mutex<SystemTime>,
     wake: Notify,
     closed: AtomicBool,
@@ -299,9 +301,9 @@ impl Slot {
             spec,
             held: RwLock::new(None),
             record: Mutex::new(Record::default()),
-            flight: tokio::sync::Mutex::new(()),
-            attempts: AtomicU64::new(0),
             in_flight: AtomicBool::new(false),
+            done: Notify::new(),
+            attempts: AtomicU64::new(0),
             last_used: Mutex::new(now),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
@@ -500,6 +502,20 @@ impl Cache {
         slot: Arc<Slot>,
         seen: u64,
     ) -> Result<Arc<Credentials>, CacheError> {
+        // Joining a fetch already under way needs no task of its own: wait
+        // right here, and a thousand callers cost a thousand wake-ups, not a
+        // thousand spawned tasks.
+        loop {
+            let ended = slot.done.notified();
+            if slot.attempts.load(Ordering::Acquire) != seen {
+                let outcome = slot.outcome(self.shared.clock.now());
+                return outcome.map_err(CacheError::Unavailable);
+            }
+            if !slot.in_flight.load(Ordering::Acquire) {
+                break;
+            }
+            ended.await;
+        }
         let attempt = tokio::spawn({
             let cache = self.clone();
             async move { cache.attempt(&slot, seen).await }
@@ -533,23 +549,38 @@ impl Cache {
         }
     }
 
-    /// One fetch, unless another finished while we waited for our turn.
+    /// One fetch, unless one that ended since `seen` already answered: then
+    /// its outcome. Waiters are woken together when the fetch ends, so a
+    /// thousand of them do not queue behind a lock one by one.
     async fn attempt(&self, slot: &Slot, seen: u64) -> Result<Arc<Credentials>, FetchError> {
-        let _flight = slot.flight.lock().await;
-        if slot.attempts.load(Ordering::Acquire) != seen {
-            return slot.outcome(self.shared.clock.now());
+        loop {
+            // Registered before looking, so an end in between is not missed.
+            let ended = slot.done.notified();
+            if slot.attempts.load(Ordering::Acquire) != seen {
+                return slot.outcome(self.shared.clock.now());
+            }
+            if slot
+                .in_flight
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                ended.await;
+                continue;
+            }
+            let _flight = Flight(slot);
+            if slot.attempts.load(Ordering::Acquire) != seen {
+                return slot.outcome(self.shared.clock.now());
+            }
+            let started = self.shared.clock.now();
+            let result = self.fetch(slot).await;
+            let now = self.shared.clock.now();
+            let outcome = match result {
+                Ok(issued) => self.store(slot, Credentials::new(issued, now), started, now),
+                Err(error) => Err(self.fail(slot, error, now)),
+            };
+            slot.attempts.fetch_add(1, Ordering::AcqRel);
+            return outcome;
         }
-        slot.in_flight.store(true, Ordering::Release);
-        let started = self.shared.clock.now();
-        let result = self.fetch(slot).await;
-        let now = self.shared.clock.now();
-        let outcome = match result {
-            Ok(issued) => self.store(slot, Credentials::new(issued, now), started, now),
-            Err(error) => Err(self.fail(slot, error, now)),
-        };
-        slot.in_flight.store(false, Ordering::Release);
-        slot.attempts.fetch_add(1, Ordering::AcqRel);
-        outcome
     }
 
     async fn fetch(&self, slot: &Slot) -> Result<Issued, FetchError> {
@@ -714,6 +745,18 @@ async fn sleep_until(clock: Clock, at: Option<SystemTime>) {
     match at {
         Some(at) => tokio::time::sleep(clock.until(at)).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Ends a fetch however it ends (even if the future is dropped mid-way):
+/// clears `in_flight` and wakes every waiter, who then adopt the outcome or,
+/// if there was none, start the next attempt.
+struct Flight<'a>(&'a Slot);
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.store(false, Ordering::Release);
+        self.0.done.notify_waiters();
     }
 }
 
