@@ -3,6 +3,7 @@
 //! things happen (`metrics::counter!` is a no-op until a recorder exists);
 //! this module installs the recorder and renders it.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -42,19 +43,36 @@ pub async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| route_label(path.as_str()));
+        .map_or("unmatched", |path| route_label(path.as_str()));
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::histogram!("assumed_http_request_duration_seconds", "route" => route.clone())
+    metrics::histogram!("assumed_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("assumed_http_requests_total", "route" => route, "status" => status)
         .increment(1);
     response
 }
 
-fn route_label(template: &str) -> String {
-    template.replace('{', ":").replace('}', "")
+/// The label for a route template, made once per template: this runs on
+/// every request, and the templates are the router's few fixed strings.
+fn route_label(template: &str) -> &'static str {
+    static LABELS: OnceLock<std::sync::RwLock<HashMap<String, &'static str>>> = OnceLock::new();
+    let labels = LABELS.get_or_init(Default::default);
+    if let Some(label) = labels
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(template)
+    {
+        return label;
+    }
+    let label: &'static str =
+        Box::leak(template.replace('{', ":").replace('}', "").into_boxed_str());
+    labels
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(template.to_owned())
+        .or_insert(label)
 }
 
 pub async fn render(State(cache): State<Cache>) -> Response {

@@ -275,6 +275,17 @@ impl Daemon {
         serde_json::from_slice(&output.stdout).expect("whoami JSON")
     }
 
+    /// `assumed reload`, which must succeed; what it printed.
+    pub async fn reload(&self) -> String {
+        let output = super::run(self.cli().arg("reload")).await;
+        assert!(
+            output.status.success(),
+            "assumed reload: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// The `assumed` binary with this daemon's config, for CLI commands.
     pub fn cli(&self) -> Command {
         let mut command = Command::new(binary());
