@@ -1,6 +1,7 @@
 //! `assumed`: a local AWS credential-vending daemon. See ARCHITECTURE.md for
 //! the map; `cli` is the entry point.
 
+pub mod aws_files;
 pub mod cache;
 pub mod cli;
 pub mod client_env;
@@ -8,6 +9,7 @@ pub mod compose;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
+pub mod doctor;
 pub mod healthcheck;
 pub mod install;
 pub mod local_client;

@@ -8,9 +8,11 @@
 //! * `source.rs` — where the credentials that sign an AssumeRole come from,
 //!   and what to tell the user when they cannot be had;
 //! * `assume.rs` — the STS calls themselves;
-//! * `mfa.rs` — what `assumed mfa` hands over.
+//! * `mfa.rs` — what `assumed mfa` hands over;
+//! * `check.rs` — `assumed doctor`'s check of the source and the clock.
 
 mod assume;
+mod check;
 mod mfa;
 mod source;
 
@@ -23,6 +25,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 
+pub use check::{Identity, SourceReport};
 pub use mfa::MfaUse;
 
 use crate::cache::{FetchError, FetchFuture, Fetcher, RoleSpec};

@@ -102,7 +102,7 @@ impl Sts {
     }
 
     /// What to tell the user when a source cannot give credentials.
-    fn explain(
+    pub(super) fn explain(
         &self,
         role: &RoleSpec,
         profile: Option<&str>,
@@ -148,7 +148,7 @@ impl Sts {
 /// A named profile's own credentials. Not aws-config's default chain with a
 /// profile name: that chain looks at environment variables first, and the
 /// daemon's environment is not the profile.
-fn profile_provider(profile: &str) -> SharedCredentialsProvider {
+pub(super) fn profile_provider(profile: &str) -> SharedCredentialsProvider {
     SharedCredentialsProvider::new(
         ProfileFileCredentialsProvider::builder()
             .profile_name(profile)
