@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cli;
 pub mod client_env;
 pub mod compose;
+pub mod console;
 pub mod config;
 pub mod credentials;
 pub mod daemon;

@@ -8,10 +8,12 @@
 //! * `source.rs` — where the credentials that sign an AssumeRole come from,
 //!   and what to tell the user when they cannot be had;
 //! * `assume.rs` — the STS calls themselves;
-//! * `mfa.rs` — what `assumed mfa` hands over.
+//! * `mfa.rs` — what `assumed mfa` hands over;
+//! * `origin.rs` — whether a role's session is one AssumeRole or a chain.
 
 mod assume;
 mod mfa;
+mod origin;
 mod source;
 
 use std::collections::HashMap;
@@ -24,6 +26,7 @@ use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 
 pub use mfa::MfaUse;
+pub use origin::Origin;
 
 use crate::cache::{FetchError, FetchFuture, Fetcher, RoleSpec};
 use crate::config::SourceConfig;
