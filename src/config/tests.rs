@@ -354,7 +354,8 @@ fn federation_endpoint_is_checked() {
         "[source]\nfederation_endpoint = \"https://signin.example/federation?Action=login\"\n",
         "2:23: federation_endpoint \"https://signin.example/federation?Action=login\" must not carry a query",
     );
-    let config = expect_ok("[source]\nfederation_endpoint = \"http://127.0.0.1:8080/federation\"\n");
+    let config =
+        expect_ok("[source]\nfederation_endpoint = \"http://127.0.0.1:8080/federation\"\n");
     assert_eq!(
         config.source.federation_endpoint.as_deref(),
         Some("http://127.0.0.1:8080/federation")

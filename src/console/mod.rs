@@ -90,7 +90,8 @@ impl Served {
     fn from_answer(answer: &serde_json::Value) -> Result<Served, String> {
         let credentials = &answer["credentials"];
         let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
-        let missing = || "the daemon's answer lacks credentials; is it an older version?".to_owned();
+        let missing =
+            || "the daemon's answer lacks credentials; is it an older version?".to_owned();
         Ok(Served {
             access_key_id: text(&credentials["AccessKeyId"]).ok_or_else(missing)?,
             secret_access_key: Secret::new(

@@ -154,7 +154,10 @@ mod tests {
             partition.service_url("console", "us-gov-east-1"),
             "https://console.amazonaws-us-gov.com/console/home?region=us-gov-east-1"
         );
-        assert_eq!(Partition::of_region("us-gov-east-1"), Ok(Partition::GovCloud));
+        assert_eq!(
+            Partition::of_region("us-gov-east-1"),
+            Ok(Partition::GovCloud)
+        );
     }
 
     #[test]

@@ -42,11 +42,7 @@ impl Session<'_> {
 }
 
 /// The `getSigninToken` request URL (it carries the secret key).
-fn token_request(
-    endpoint: &Url,
-    session: &Session<'_>,
-    duration: Option<Duration>,
-) -> Secret {
+fn token_request(endpoint: &Url, session: &Session<'_>, duration: Option<Duration>) -> Secret {
     let mut url = endpoint.clone();
     {
         let mut query = url.query_pairs_mut();

@@ -42,8 +42,8 @@ pub async fn console(
         .get(&name)
         .await
         .map_err(|error| super::ecs::refusal(&name, error))?;
-    let served: serde_json::Value = serde_json::from_slice(&creds.container_body())
-        .map_err(|_| {
+    let served: serde_json::Value =
+        serde_json::from_slice(&creds.container_body()).map_err(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",

@@ -154,7 +154,10 @@ credential_process = /bin/false
         let plain = role(RoleConfig::default());
         assert_eq!(sts(None).await.origin(&plain), Origin::AssumeRole);
         assert_eq!(sts(Some("keys")).await.origin(&plain), Origin::AssumeRole);
-        assert_eq!(sts(Some("process")).await.origin(&plain), Origin::AssumeRole);
+        assert_eq!(
+            sts(Some("process")).await.origin(&plain),
+            Origin::AssumeRole
+        );
     }
 
     #[tokio::test]
@@ -166,7 +169,10 @@ credential_process = /bin/false
         });
         let origin = sts.origin(&via);
         assert_eq!(origin.kind(), "role-chain");
-        assert!(origin.explanation("dev").contains("via = \"hub\""), "{origin:?}");
+        assert!(
+            origin.explanation("dev").contains("via = \"hub\""),
+            "{origin:?}"
+        );
 
         let imported = role(RoleConfig {
             via: Some("hop".into()),

@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
+pub mod federation_stub;
 pub mod moto;
 pub mod netns;
 pub mod sso_stub;
