@@ -195,6 +195,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         region,
                         duration,
                     },
+                    |path| ask_daemon(&config, "GET", path, &[]),
                 ),
                 Command::Check | Command::Install { .. } => unreachable!("handled above"),
             }
@@ -376,7 +377,7 @@ fn daemon_token(config: &Config) -> Result<crate::token::Token, String> {
 
 /// One request to the running daemon, with the token; the JSON answer, or
 /// the daemon's own message when it says no.
-pub(crate) fn ask_daemon(
+fn ask_daemon(
     config: &Config,
     method: &str,
     path: &str,

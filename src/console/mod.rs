@@ -54,11 +54,11 @@ impl Destination {
             }
             return Ok(Destination::Url(text.to_owned()));
         }
-        let service = text.trim_matches('/');
+        let service = text;
         let valid = !service.is_empty()
             && service
                 .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_/".contains(c));
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !valid {
             return Err(format!(
                 "--destination {text:?} is neither a service name (s3, ec2, cloudwatch…) nor an https:// console URL"
@@ -106,8 +106,23 @@ impl Served {
     }
 }
 
-pub fn run(config: &Config, request: Request) -> Result<ExitCode, String> {
+/// Runs the command; `ask_daemon` GETs a path from the running daemon (the
+/// CLI's own, with the token) and returns its JSON or its message.
+pub fn run(
+    config: &Config,
+    request: Request,
+    ask_daemon: impl FnOnce(&str) -> Result<serde_json::Value, String>,
+) -> Result<ExitCode, String> {
     // Everything the user typed is checked before anything is asked for.
+    // Role names are URL-safe (config and profile import make sure of it), so
+    // anything else names no role and must not reach the request line.
+    let url_safe = |c: char| c.is_ascii_alphanumeric() || "_.@+=,-".contains(c);
+    if request.role.is_empty() || !request.role.chars().all(url_safe) {
+        return Err(format!(
+            "no role named {:?} (see `assumed roles`)",
+            request.role
+        ));
+    }
     if let Some(duration) = request.duration {
         if !(MIN_DURATION..=MAX_DURATION).contains(&duration) {
             return Err(format!(
@@ -131,12 +146,7 @@ pub fn run(config: &Config, request: Request) -> Result<ExitCode, String> {
         .map(|text| Url::parse(text).map_err(|e| format!("federation_endpoint {text:?}: {e}")))
         .transpose()?;
 
-    let answer = crate::cli::ask_daemon(
-        config,
-        "GET",
-        &format!("/admin/console/{}", request.role),
-        &[],
-    )?;
+    let answer = ask_daemon(&format!("/admin/console/{}", request.role))?;
     let served = Served::from_answer(&answer)?;
     if request.duration.is_some() && served.origin_kind != "assume-role" {
         return Err(format!(
@@ -266,5 +276,6 @@ mod tests {
         );
         assert!(Destination::parse("http://console.aws.amazon.com/").is_err());
         assert!(Destination::parse("S3 buckets").is_err());
+        assert!(Destination::parse("iam/home#/roles").is_err());
     }
 }

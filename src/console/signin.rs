@@ -226,6 +226,30 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_endpoint_is_an_error_that_quotes_no_secret() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let secret = Secret::new("the-secret-key");
+        let token = Secret::new("the-session-token");
+        let session = Session {
+            access_key_id: "ASIAEXAMPLE",
+            secret_access_key: &secret,
+            session_token: &token,
+        };
+        for scheme in ["http", "https"] {
+            let endpoint = Url::parse(&format!("{scheme}://127.0.0.1:{port}/federation")).unwrap();
+            let error = signin_token(&endpoint, &session, None).unwrap_err();
+            assert!(error.contains(endpoint.as_str()), "{error}");
+            assert!(
+                !error.contains("the-secret") && !error.contains("Session"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn a_refusal_is_told_by_its_message() {
         assert_eq!(
             refusal_message(br#"{"message":"session duration not allowed"}"#),

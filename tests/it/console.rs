@@ -269,6 +269,23 @@ async fn console_without_a_browser_prints_the_url_and_says_so() {
 }
 
 #[tokio::test]
+async fn console_for_a_role_that_needs_mfa_says_what_to_run() {
+    let proxy = StsProxy::start().await;
+    let stub = FederationStub::start().await;
+    let roles = format!("{DIRECT}mfa_serial = \"arn:aws:iam::111111111111:mfa/alice\"\n");
+    let daemon = start(&proxy, &stub, &roles).await;
+    let output = console(&daemon, &["dev", "--print"]).await;
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("needs an MFA code; run: assumed mfa dev <code>"),
+        "{stderr}"
+    );
+    assert!(stub.calls().is_empty());
+    assert_eq!(proxy.count("AssumeRole"), 0);
+}
+
+#[tokio::test]
 async fn console_reports_unknown_roles_refusals_and_bad_input() {
     let proxy = StsProxy::start().await;
     let stub = FederationStub::start().await;
@@ -286,6 +303,7 @@ async fn console_reports_unknown_roles_refusals_and_bad_input() {
     );
 
     for (args, expected) in [
+        (&["dev/../x"][..], "no role named \"dev/../x\""),
         (
             &["dev", "--duration", "5m"][..],
             "outside what the console accepts",
