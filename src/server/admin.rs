@@ -1,8 +1,7 @@
 //! The admin endpoints the CLI uses (`assumed status`, `reload`, `mfa`,
-//! `console`): on
-//! the same listener, behind the same token as credentials, and only for
-//! callers on this machine — a container that was given the token to read
-//! credentials must not also reload the config or feed MFA codes.
+//! `console`): on the same listener, behind the same token as credentials,
+//! and only for callers on this machine — a container that was given the
+//! token to read credentials must not also reload the config or feed MFA codes.
 
 use std::sync::Arc;
 
