@@ -5,9 +5,14 @@
 
 use std::time::Duration;
 
+use axum::http::{Request, Uri, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioExecutor;
 use url::Url;
 
@@ -103,23 +108,59 @@ pub fn signin_token(
 }
 
 /// One GET, over HTTPS with the system's roots (or plain HTTP for a local
-/// stand-in); the status and at most `MAX_ANSWER` bytes of body.
+/// stand-in), through the proxy `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` name
+/// unless `NO_PROXY` exempts the host, as curl and aws-vault do; the status
+/// and at most `MAX_ANSWER` bytes of body.
 async fn get(url: Secret) -> Result<(u16, Bytes), String> {
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .map_err(|e| format!("no TLS root certificates: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let request = axum::http::Request::get(url.expose())
+    let uri: Uri = url
+        .expose()
+        .parse()
+        .map_err(|_| "the request URL is not valid".to_owned())?;
+    let request = Request::get(uri.clone())
         .header(
-            axum::http::header::USER_AGENT,
+            header::USER_AGENT,
             concat!("assumed/", env!("CARGO_PKG_VERSION")),
         )
         .body(Empty::new())
         .map_err(|_| "the request could not be built".to_owned())?;
+    let mut direct = HttpConnector::new();
+    direct.enforce_http(false);
+    match Matcher::from_env().intercept(&uri) {
+        None => send(tls(direct)?, request).await,
+        Some(proxy) if proxy.uri().scheme_str() != Some("http") => Err(format!(
+            "the proxy {} from the environment is not an http:// proxy, the only kind this command speaks",
+            proxy.uri()
+        )),
+        Some(proxy) => {
+            // A CONNECT tunnel for http:// too: the query holds the secret
+            // key, and a proxy must not read it.
+            let mut tunnel = Tunnel::new(proxy.uri().clone(), direct);
+            if let Some(auth) = proxy.basic_auth() {
+                tunnel = tunnel.with_auth(auth.clone());
+            }
+            send(tls(tunnel)?, request)
+                .await
+                .map_err(|problem| format!("{problem} (through the proxy {})", proxy.uri()))
+        }
+    }
+}
+
+/// `connector` with TLS on top for https:// (aws-lc-rs, the system's roots).
+fn tls<C>(connector: C) -> Result<HttpsConnector<C>, String> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider)
+        .map_err(|e| format!("no TLS root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector))
+}
+
+async fn send<C>(connector: C, request: Request<Empty<Bytes>>) -> Result<(u16, Bytes), String>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let client: Client<C, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let response = client
         .request(request)
         .await

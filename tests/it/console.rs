@@ -268,6 +268,69 @@ async fn console_without_a_browser_prints_the_url_and_says_so() {
     );
 }
 
+/// A CONNECT proxy on loopback that records the targets it was asked for
+/// and relays the bytes.
+async fn connect_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let address = listener.local_addr().expect("address");
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = targets.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let mut client = BufReader::new(client);
+                let mut line = String::new();
+                client.read_line(&mut line).await.expect("request line");
+                let target = line.split(' ').nth(1).unwrap_or_default().to_owned();
+                loop {
+                    let mut header = String::new();
+                    client.read_line(&mut header).await.expect("header");
+                    if header == "\r\n" || header.is_empty() {
+                        break;
+                    }
+                }
+                recorded.lock().expect("lock").push(line.trim().to_owned());
+                let mut upstream = tokio::net::TcpStream::connect(&target)
+                    .await
+                    .expect("connect upstream");
+                let mut client = client.into_inner();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .expect("answer CONNECT");
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (format!("http://{address}"), targets)
+}
+
+#[tokio::test]
+async fn console_reaches_the_federation_endpoint_through_a_proxy_from_the_environment() {
+    let proxy = StsProxy::start().await;
+    let stub = FederationStub::start().await;
+    let daemon = start(&proxy, &stub, DIRECT).await;
+    let (proxy_url, targets) = connect_proxy().await;
+    let output = run(daemon
+        .cli()
+        .args(["console", "dev", "--print"])
+        .env("HTTP_PROXY", &proxy_url)
+        .env("NO_PROXY", ""))
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stub_authority = stub.url().replace("http://", "").replace("/federation", "");
+    assert_eq!(
+        *targets.lock().expect("lock"),
+        vec![format!("CONNECT {stub_authority} HTTP/1.1")],
+        "one tunnel, to the federation endpoint only"
+    );
+    assert_eq!(stub.calls().len(), 1);
+}
+
 #[tokio::test]
 async fn console_for_a_role_that_needs_mfa_says_what_to_run() {
     let proxy = StsProxy::start().await;
