@@ -146,7 +146,13 @@ pub fn run(
         .map(|text| Url::parse(text).map_err(|e| format!("federation_endpoint {text:?}: {e}")))
         .transpose()?;
 
-    let answer = ask_daemon(&format!("/admin/console/{}", request.role))?;
+    let answer = ask_daemon(&format!("/admin/console/{}", request.role)).map_err(|message| {
+        if message == "no such endpoint" {
+            "the running daemon predates `assumed console`; restart it with this version".into()
+        } else {
+            message
+        }
+    })?;
     let served = Served::from_answer(&answer)?;
     if request.duration.is_some() && served.origin_kind != "assume-role" {
         return Err(format!(
