@@ -101,6 +101,22 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Open the AWS console as ROLE (a federation sign-in URL, from the daemon's credentials)
+    Console {
+        role: String,
+        /// Print the sign-in URL instead of opening a browser
+        #[arg(long)]
+        print: bool,
+        /// Where to land: a service name (s3, ec2, cloudwatch…) or an https:// console URL
+        #[arg(long, value_name = "SERVICE_OR_URL")]
+        destination: Option<String>,
+        /// Console region (and regional sign-in host); default: the role's region
+        #[arg(long)]
+        region: Option<String>,
+        /// Console session length (15m..12h); only for a role assumed with one AssumeRole
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
     /// Run CMD with ROLE's credentials from the daemon; exits with CMD's status
     Exec {
         role: String,
@@ -180,6 +196,23 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 Command::Status { json } => status(&config, json),
                 Command::Mfa { role, code } => mfa(&config, &role, &code),
                 Command::Reload => reload(&config),
+                Command::Console {
+                    role,
+                    print,
+                    destination,
+                    region,
+                    duration,
+                } => crate::console::run(
+                    &config,
+                    crate::console::Request {
+                        role,
+                        print,
+                        destination,
+                        region,
+                        duration,
+                    },
+                    |path| ask_daemon(&config, "GET", path, &[]),
+                ),
                 Command::Check | Command::Install { .. } | Command::Doctor { .. } => {
                     unreachable!("handled above")
                 }

@@ -369,7 +369,14 @@ impl Running {
                 "token_file",
                 new.server.token_file != self.config.server.token_file,
             ),
-            ("[source]", new.source != self.config.source),
+            // federation_endpoint is read by `assumed console`, not the daemon.
+            (
+                "[source]",
+                config::SourceConfig {
+                    federation_endpoint: self.config.source.federation_endpoint.clone(),
+                    ..new.source.clone()
+                } != self.config.source,
+            ),
             ("metrics", new.server.metrics != self.config.server.metrics),
             (
                 "imds_listen",

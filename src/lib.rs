@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client_env;
 pub mod compose;
 pub mod config;
+pub mod console;
 pub mod credentials;
 pub mod daemon;
 pub mod doctor;

@@ -1,7 +1,7 @@
-//! The admin endpoints the CLI uses (`assumed status`, `reload`, `mfa`): on
-//! the same listener, behind the same token as credentials, and only for
-//! callers on this machine — a container that was given the token to read
-//! credentials must not also reload the config or feed MFA codes.
+//! The admin endpoints the CLI uses (`assumed status`, `reload`, `mfa`,
+//! `console`): on the same listener, behind the same token as credentials,
+//! and only for callers on this machine — a container that was given the
+//! token to read credentials must not also reload the config or feed MFA codes.
 
 use std::sync::Arc;
 
@@ -20,6 +20,47 @@ use crate::cache::{CacheError, RoleSpec};
 use crate::credentials::format_expiration;
 use crate::daemon::Control;
 use crate::sts::MfaUse;
+
+/// `assumed console`: ROLE's credentials exactly as `/role/ROLE` serves
+/// them, plus what the CLI cannot know itself: how they were obtained (the
+/// federation endpoint takes `SessionDuration` only for one AssumeRole) and
+/// the role's region.
+pub async fn console(
+    State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    admit(&state, connection.as_deref(), &headers)?;
+    let Ok(Path(name)) = name else {
+        return Err(ApiError::unknown_role());
+    };
+    let role = state.cache.role(&name).ok_or_else(ApiError::unknown_role)?;
+    let creds = state
+        .cache
+        .get(&name)
+        .await
+        .map_err(|error| super::ecs::refusal(&name, error))?;
+    let served: serde_json::Value =
+        serde_json::from_slice(&creds.container_body()).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "the credentials did not serialise",
+            )
+        })?;
+    let origin = state.sts.origin(&role);
+    let answer = serde_json::json!({
+        "credentials": served,
+        "region": role.config.region,
+        "origin": { "kind": origin.kind(), "explanation": origin.explanation(&name) },
+    });
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(answer),
+    )
+        .into_response())
+}
 
 /// The header that carries an MFA code (no endpoint takes a body).
 pub const MFA_CODE_HEADER: &str = "x-assumed-mfa-code";

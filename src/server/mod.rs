@@ -93,6 +93,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/source/{name}", get(admin::source_of_role))
         .route("/admin/reload", put(admin::reload))
         .route("/admin/mfa/{name}", put(admin::mfa))
+        .route("/admin/console/{name}", get(admin::console))
         .with_state(state.clone());
     if state.bench_static {
         main = main.route("/__bench/static", get(bench_static));

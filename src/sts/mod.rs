@@ -9,11 +9,13 @@
 //!   and what to tell the user when they cannot be had;
 //! * `assume.rs` — the STS calls themselves;
 //! * `mfa.rs` — what `assumed mfa` hands over;
-//! * `check.rs` — `assumed doctor`'s check of the source and the clock.
+//! * `check.rs` — `assumed doctor`'s check of the source and the clock;
+//! * `origin.rs` — whether a role's session is one AssumeRole or a chain.
 
 mod assume;
 mod check;
 mod mfa;
+mod origin;
 mod source;
 
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use tokio::sync::Mutex;
 
 pub use check::{Identity, SourceReport};
 pub use mfa::MfaUse;
+pub use origin::Origin;
 
 use crate::cache::{FetchError, FetchFuture, Fetcher, RoleSpec};
 use crate::config::SourceConfig;

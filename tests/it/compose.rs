@@ -248,6 +248,11 @@ async fn compose_network_serves_boto3_and_both_aws_clis_with_the_token() {
         status(app, "/admin/status", &[("Authorization", &token)]).await,
         403
     );
+    assert_eq!(
+        status(app, "/admin/console/dev", &[("Authorization", &token)]).await,
+        403,
+        "nor the console's credentials"
+    );
     // A service name as Host is refused (DNS rebinding guard): reach the
     // daemon by address, or list the name in allowed_hosts.
     assert_eq!(status(outsider, "/healthz", &[]).await, 200);

@@ -7,6 +7,7 @@ mod harness;
 mod caching;
 mod cli;
 mod compose;
+mod console;
 mod container;
 mod doctor;
 mod imds;

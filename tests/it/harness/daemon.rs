@@ -20,6 +20,8 @@ pub fn binary() -> &'static str {
 pub struct Options {
     pub roles: String,
     pub server: String,
+    /// Extra `[source]` lines.
+    pub source: String,
     pub sts_endpoint: String,
     pub rust_log: String,
     /// A second `listen` address besides the loopback port the harness picks.
@@ -41,6 +43,7 @@ impl Options {
         Options {
             roles: roles.to_owned(),
             server: String::new(),
+            source: String::new(),
             sts_endpoint: sts_endpoint.to_owned(),
             rust_log: "info".into(),
             extra_listen: None,
@@ -54,6 +57,11 @@ impl Options {
 
     pub fn server(mut self, lines: &str) -> Self {
         self.server = lines.to_owned();
+        self
+    }
+
+    pub fn source(mut self, lines: &str) -> Self {
+        self.source = lines.to_owned();
         self
     }
 
@@ -77,10 +85,11 @@ impl Options {
             .unwrap_or_default();
         format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"{extra}]\ntoken_file = \"{}\"\n{}\n\n\
-             [source]\nregion = \"{REGION}\"\nsts_endpoint = \"{}\"\n\n{}\n",
+             [source]\nregion = \"{REGION}\"\nsts_endpoint = \"{}\"\n{}\n\n{}\n",
             token_path.display(),
             self.server,
             self.sts_endpoint,
+            self.source,
             self.roles
         )
     }

@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod daemon;
+pub mod federation_stub;
 pub mod moto;
 pub mod netns;
 pub mod sso_stub;
