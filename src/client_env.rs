@@ -158,11 +158,14 @@ pub fn render(env: &ClientEnv, format: Format) -> String {
             // dotenv cannot unset. Empty keys count as unset in every SDK,
             // and naming the copy's one profile beats any other choice; for
             // the rest (an empty RELATIVE_URI still wins in botocore), say so.
+            // A compose service's environment starts empty: there the
+            // comment is all it takes.
+            let local = names_copy(env);
             let mut others = Vec::new();
             for name in &env.unset {
-                if EMPTY_IS_UNSET.contains(name) {
+                if local && EMPTY_IS_UNSET.contains(name) {
                     out.push_str(&format!("{name}=\n"));
-                } else if PROFILE_CHOICE.contains(name) && names_copy(env) {
+                } else if local && PROFILE_CHOICE.contains(name) {
                     out.push_str(&format!("{name}=default\n"));
                 } else {
                     others.push(*name);
