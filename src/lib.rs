@@ -1,6 +1,7 @@
 //! `assumed`: a local AWS credential-vending daemon. See ARCHITECTURE.md for
 //! the map; `cli` is the entry point.
 
+pub mod attention;
 pub mod aws_files;
 pub mod cache;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod healthcheck;
 pub mod install;
 pub mod local_client;
 pub mod logging;
+pub mod notify;
 pub mod profiles;
 pub mod server;
 pub mod service;

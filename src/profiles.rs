@@ -26,6 +26,10 @@ pub enum SourceKind {
         login: String,
     },
     CredentialProcess,
+    /// `aws login` (AWS CLI 2.32+): `login` is the command that renews it.
+    Login {
+        login: String,
+    },
     WebIdentity {
         token_file: String,
     },
@@ -116,6 +120,8 @@ impl AwsProfiles {
             session_name: get("role_session_name"),
             external_id: get("external_id"),
             mfa_serial: get("mfa_serial"),
+            // The convention of the maintained aws-vault fork.
+            mfa_process: get("mfa_process"),
             region: get("region"),
             ..RoleConfig::default()
         };
@@ -202,6 +208,11 @@ impl AwsProfiles {
         }
         if self.get(profile, "credential_process").is_some() {
             return SourceKind::CredentialProcess;
+        }
+        if self.get(profile, "login_session").is_some() {
+            return SourceKind::Login {
+                login: format!("aws login --profile {profile}"),
+            };
         }
         if let Some(token_file) = self.get(profile, "web_identity_token_file") {
             return SourceKind::WebIdentity {

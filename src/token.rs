@@ -114,7 +114,7 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     refuse_if_shared(dir, &metadata, 0o077)
 }
 
-fn refuse_if_shared(path: &Path, metadata: &fs::Metadata, forbidden: u32) -> io::Result<()> {
+pub(crate) fn refuse_if_shared(path: &Path, metadata: &fs::Metadata, forbidden: u32) -> io::Result<()> {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     if metadata.uid() != uid {
@@ -137,7 +137,7 @@ fn refuse_if_shared(path: &Path, metadata: &fs::Metadata, forbidden: u32) -> io:
     Ok(())
 }
 
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     let temp = path.with_extension(format!("tmp{}", std::process::id()));
     let _ = fs::remove_file(&temp);
     let mut file = OpenOptions::new()

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub import_profiles: bool,
     /// Serve Prometheus metrics at /metrics.
     pub metrics: bool,
+    /// Desktop notifications when a person must act; `None`: on when a
+    /// graphical session is present (see `crate::attention::notify_by_default`).
+    pub notify: Option<bool>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             imdsv1: false,
             import_profiles: true,
             metrics: true,
+            notify: None,
         }
     }
 }
@@ -76,6 +80,13 @@ pub struct SourceConfig {
     /// How long an MFA session (GetSessionToken) lasts when the source is
     /// long-lived keys; `None` means the default, 12h.
     pub mfa_session: Option<Duration>,
+    /// How long an `mfa_process` may run before it is killed; `None`: 30s.
+    pub mfa_process_timeout: Option<Duration>,
+    /// Keep MFA sessions across restarts; `None` means yes.
+    pub remember_mfa: Option<bool>,
+    /// Where MFA sessions are kept; `None`: the runtime directory, when the
+    /// system has one (see `crate::sts::mfa_store`).
+    pub mfa_session_file: Option<PathBuf>,
 }
 
 #[derive(Clone, PartialEq, Default)]
@@ -86,6 +97,9 @@ pub struct RoleConfig {
     pub duration: Option<Duration>,
     pub external_id: Option<String>,
     pub mfa_serial: Option<String>,
+    /// A command whose first line of output is the MFA code (a YubiKey, a
+    /// password manager), run by the daemon when a code is needed.
+    pub mfa_process: Option<String>,
     pub source_profile: Option<String>,
     pub via: Option<String>,
     pub policy: Option<String>,
@@ -181,6 +195,7 @@ impl fmt::Debug for RoleConfig {
                 &self.external_id.as_ref().map(|_| "<redacted>"),
             )
             .field("mfa_serial", &self.mfa_serial)
+            .field("mfa_process", &self.mfa_process)
             .field("source_profile", &self.source_profile)
             .field("via", &self.via)
             .field("policy", &self.policy)

@@ -13,11 +13,12 @@ use super::{Config, RoleConfig, ServerConfig, SourceConfig};
 use crate::subnet::Subnet;
 
 /// Keys that only mean something when the role is assumed through STS.
-const ASSUME_ROLE_ONLY: [&str; 11] = [
+const ASSUME_ROLE_ONLY: [&str; 12] = [
     "session_name",
     "duration",
     "external_id",
     "mfa_serial",
+    "mfa_process",
     "source_profile",
     "via",
     "policy",
@@ -108,6 +109,7 @@ fn server(
             .bool("import_profiles")
             .unwrap_or(defaults.import_profiles),
         metrics: table.bool("metrics").unwrap_or(defaults.metrics),
+        notify: table.bool("notify"),
     };
     if let Some(subnet) = trust_subnet.filter(|_| !server.expose) {
         let message =
@@ -127,6 +129,14 @@ fn source(mut table: TableReader<'_>) -> SourceConfig {
             table.string("federation_endpoint", &validate::federation_endpoint),
         ),
         mfa_session: plain(table.duration("mfa_session", &validate::mfa_session)),
+        mfa_process_timeout: plain(table.duration(
+            "mfa_process_timeout",
+            &validate::positive("mfa_process_timeout"),
+        )),
+        remember_mfa: table.bool("remember_mfa"),
+        mfa_session_file: table
+            .string("mfa_session_file", &not_empty)
+            .map(|path| expand_home(path.get_ref())),
     };
     table.finish();
     source
@@ -175,6 +185,14 @@ fn role(
         (None, Some(_)) => assume_role_keys_unused(&table),
         (Some(_), None) => {}
     }
+    let mfa_serial = table.string("mfa_serial", &validate::mfa_serial);
+    let mfa_process = table.string("mfa_process", &not_empty);
+    if let (Some(process), None) = (&mfa_process, &mfa_serial) {
+        table.report(
+            process.span(),
+            "mfa_process needs mfa_serial: the code it prints is for that device",
+        );
+    }
     if let (Some(via), Some(_)) = (&via, &source_profile) {
         table.report(via.span(), "via and source_profile are mutually exclusive: a role is assumed from one or the other");
     }
@@ -185,7 +203,8 @@ fn role(
         session_name: plain(table.string("session_name", &validate::session_name)),
         duration: plain(duration),
         external_id: plain(table.string("external_id", &validate::external_id)),
-        mfa_serial: plain(table.string("mfa_serial", &validate::mfa_serial)),
+        mfa_serial: plain(mfa_serial),
+        mfa_process: plain(mfa_process),
         source_profile: plain(source_profile),
         via: via.as_ref().map(|via| via.get_ref().clone()),
         policy: plain(table.string("policy", &validate::policy)),

@@ -119,6 +119,13 @@ impl Sts {
                     role.name
                 ),
             ),
+            SourceKind::Login { login } => FetchError::needs_user(
+                "LoginRequired",
+                format!(
+                    "the aws login session behind role {} (profile {profile}) has expired or was never started; run: {login}",
+                    role.name
+                ),
+            ),
             SourceKind::CredentialProcess => FetchError::needs_user(
                 "CredentialProcessFailed",
                 format!(
