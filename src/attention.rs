@@ -224,7 +224,9 @@ impl Attention {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -302,7 +304,10 @@ mod tests {
             notice.body.contains("run: assumed mfa dev <code>"),
             "{notice:?}"
         );
-        assert!(notice.body.contains("ends in 10 min (roles dev)"), "{notice:?}");
+        assert!(
+            notice.body.contains("ends in 10 min (roles dev)"),
+            "{notice:?}"
+        );
 
         // A session whose roles went idle reminds nobody.
         in_use.store(false, Ordering::SeqCst);

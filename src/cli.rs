@@ -503,7 +503,9 @@ fn forget_mfa(config: &Config) -> Result<ExitCode, String> {
     }
     match asked {
         Ok(answer) => println!("{}", answer["message"].as_str().unwrap_or("done")),
-        Err(error) => println!("the daemon did not answer ({error}); no MFA session is kept on disk"),
+        Err(error) => {
+            println!("the daemon did not answer ({error}); no MFA session is kept on disk")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

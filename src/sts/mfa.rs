@@ -143,7 +143,8 @@ impl Sts {
             Renew::MfaCode,
             session.expiration,
         );
-        self.attention.session_used(&reminder_key(&device), &role.name);
+        self.attention
+            .session_used(&reminder_key(&device), &role.name);
         self.grants().sessions.insert(
             device,
             Grant {

@@ -161,16 +161,27 @@ mod tests {
 
     #[tokio::test]
     async fn anything_but_six_digits_is_refused_without_echoing_it() {
-        for command in ["echo 12345", "echo 1234567", "echo abcdef", "true", "echo; echo 123456"] {
+        for command in [
+            "echo 12345",
+            "echo 1234567",
+            "echo abcdef",
+            "true",
+            "echo; echo 123456",
+        ] {
             let error = code(command).await.expect_err(command);
-            assert!(error.0.contains("no six-digit code"), "{command}: {error:?}");
+            assert!(
+                error.0.contains("no six-digit code"),
+                "{command}: {error:?}"
+            );
             assert!(!error.0.contains("12345"), "{error:?}");
         }
     }
 
     #[tokio::test]
     async fn a_failing_process_says_how_it_ended() {
-        let error = code("echo 123456; echo locked >&2; exit 3").await.expect_err("fails");
+        let error = code("echo 123456; echo locked >&2; exit 3")
+            .await
+            .expect_err("fails");
         assert!(error.0.contains("exit status: 3"), "{error:?}");
         assert!(!error.0.contains("123456"), "{error:?}");
     }
@@ -178,8 +189,10 @@ mod tests {
     #[tokio::test]
     async fn there_is_no_terminal_and_no_stdin() {
         assert_eq!(
-            code("if [ -t 0 ] || (: </dev/tty) 2>/dev/null; then echo 111111; else echo 222222; fi")
-                .await,
+            code(
+                "if [ -t 0 ] || (: </dev/tty) 2>/dev/null; then echo 111111; else echo 222222; fi"
+            )
+            .await,
             Ok("222222".into())
         );
         // A read from the closed stdin ends at once rather than waiting.
