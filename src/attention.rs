@@ -52,6 +52,7 @@ struct Watched {
     /// What the session is, for the text ("the MFA session of …").
     label: String,
     renew: Renew,
+    ends: SystemTime,
     /// Roles that have used it since the daemon started (or it was opened).
     roles: BTreeSet<String>,
     reminder: Option<JoinHandle<()>>,
@@ -130,7 +131,8 @@ impl Attention {
     }
 
     /// A session (MFA, SSO) that ends at `ends`: remind [`LEAD`] before, if
-    /// roles that use it are in use then. Replaces what was known under `key`.
+    /// roles that use it are in use then. Replaces what was known under `key`
+    /// (telling it again with the same end changes nothing).
     pub fn session_started(
         self: &Arc<Self>,
         key: &str,
@@ -138,6 +140,12 @@ impl Attention {
         renew: Renew,
         ends: SystemTime,
     ) {
+        if lock(&self.sessions)
+            .get(key)
+            .is_some_and(|watched| watched.ends == ends)
+        {
+            return;
+        }
         let left = ends.duration_since(SystemTime::now()).unwrap_or_default();
         let end = Instant::now() + left;
         let at = Instant::now() + left.saturating_sub(LEAD);
@@ -164,6 +172,7 @@ impl Attention {
             Watched {
                 label,
                 renew,
+                ends,
                 roles,
                 reminder: Some(reminder),
             },

@@ -225,6 +225,23 @@ impl AwsProfiles {
         SourceKind::Other
     }
 
+    /// For an SSO profile: the name its token's cache file is keyed by (the
+    /// sso-session's name, or a legacy profile's start URL) and the command
+    /// that renews it.
+    pub fn sso_login(&self, profile: &str) -> Option<(String, String)> {
+        if let Some(session) = self.get(profile, "sso_session") {
+            return Some((
+                session.to_owned(),
+                format!("aws sso login --sso-session {session}"),
+            ));
+        }
+        let start_url = self.get(profile, "sso_start_url")?;
+        Some((
+            start_url.to_owned(),
+            format!("aws sso login --profile {profile}"),
+        ))
+    }
+
     /// `aws_access_key_id`/`aws_secret_access_key` (and a session token) set
     /// directly in the profile, as the AWS CLI reads them for a profile that
     /// is its own `source_profile`.
@@ -284,5 +301,32 @@ fn drop_broken_chains(roles: &mut BTreeMap<String, RoleConfig>) {
     for name in looping {
         tracing::warn!(profile = %name, "not serving this profile: its source_profile chain loops");
         roles.remove(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn mfa_process_and_login_session_are_read_from_profiles() {
+        let profiles = AwsProfiles::from_config_text(
+            "[profile console]\nlogin_session = arn:aws:iam::111111111111:user/alice\n\
+             [profile admin]\nrole_arn = arn:aws:iam::111111111111:role/admin\n\
+             source_profile = console\nmfa_serial = arn:aws:iam::111111111111:mfa/alice\n\
+             mfa_process = ykman oath accounts code --single aws\n",
+        )
+        .await;
+        let roles = profiles.roles();
+        assert_eq!(
+            roles["admin"].mfa_process.as_deref(),
+            Some("ykman oath accounts code --single aws")
+        );
+        assert_eq!(
+            profiles.source_kind("console"),
+            SourceKind::Login {
+                login: "aws login --profile console".into()
+            }
+        );
     }
 }

@@ -254,9 +254,17 @@ impl Sts {
                 grant.verified = true;
             }
         }
-        self.attention
-            .session_used(&reminder_key(device), &role.name);
+        self.note_use(device, role);
         Some(session)
+    }
+
+    /// `role` signs with the device's session: it is reminded before the
+    /// session ends, unless its `mfa_process` renews the session by itself.
+    fn note_use(&self, device: &Device, role: &RoleSpec) {
+        if role.config.mfa_process.is_none() {
+            self.attention
+                .session_used(&reminder_key(device), &role.name);
+        }
     }
 
     /// Reads the MFA sessions a previous run kept (at start).

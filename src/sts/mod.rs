@@ -21,6 +21,7 @@ mod mfa_process;
 pub mod mfa_store;
 mod origin;
 mod source;
+mod sso_session;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -192,10 +193,12 @@ impl Fetcher for Sts {
     fn fetch<'a>(&'a self, role: &'a RoleSpec, upstream: Option<&'a Issued>) -> FetchFuture<'a> {
         Box::pin(async move {
             let fetched = self.fetch_role(role, upstream).await;
-            if let Err(error) = &fetched {
-                if error.permanence == Permanence::NeedsUser {
+            match &fetched {
+                Ok(_) => self.watch_sso_session(role),
+                Err(error) if error.permanence == Permanence::NeedsUser => {
                     self.attention.must_act(&role.name, &error.message);
                 }
+                Err(_) => {}
             }
             fetched
         })
