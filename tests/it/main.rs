@@ -8,6 +8,7 @@ mod caching;
 mod cli;
 mod compose;
 mod container;
+mod docker;
 mod imds;
 mod metrics;
 mod profiles;
