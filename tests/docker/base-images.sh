@@ -57,7 +57,7 @@ rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 echo "base-images: ${PYTHON_PACKAGES[*]} from PyPI" >&2
 # Wheels for the image's CPython 3.11, whatever python3 runs pip here;
 # /usr/local/lib/python3.11/dist-packages is on the sys.path of Debian's python3.
-python3 -m pip install --quiet --disable-pip-version-check --no-compile \
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-compile \
   --only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.11 --implementation cp \
   --target "$root/usr/local/lib/python3.11/dist-packages" "${PYTHON_PACKAGES[@]}"
 # pip --target writes entry points for the interpreter running it; these use the image's.
