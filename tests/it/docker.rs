@@ -378,9 +378,27 @@ impl<'e> Stack<'e> {
         cmd
     }
 
+    /// The container of `service` (not of a `run`), running or exited. Asked
+    /// of the engine by compose's labels: `compose ps` lists exited ones in
+    /// docker-compose 1.x only.
     async fn container_or_none(&self, service: &str) -> Option<String> {
-        let output =
-            run_with_timeout(self.compose().args(["ps", "--quiet", service]), CLIENT).await;
+        let project = format!("label=com.docker.compose.project={}", self.project);
+        let service = format!("label=com.docker.compose.service={service}");
+        let output = run_with_timeout(
+            self.engine.docker().args([
+                "ps",
+                "--all",
+                "--quiet",
+                "--filter",
+                &project,
+                "--filter",
+                &service,
+                "--filter",
+                "label=com.docker.compose.oneoff=False",
+            ]),
+            CLIENT,
+        )
+        .await;
         let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         (output.status.success() && !id.is_empty()).then_some(id)
     }

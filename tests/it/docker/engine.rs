@@ -116,22 +116,23 @@ impl Engine {
     /// tests that were killed before `down`: the lock says none is in use.
     async fn sweep_stale_projects(&self) {
         let label = "{{.ID}} {{.Label \"com.docker.compose.project\"}}";
-        for (list, remove) in [
-            (["ps", "-a", "--format", label], ["rm", "-f", "-v"]),
-            (["network", "ls", "--format", label], ["network", "rm", ""]),
-            (["volume", "ls", "--format", label], ["volume", "rm", "-f"]),
-        ] {
-            let listed = self.ok(&list).await;
-            let stale: Vec<&str> = listed
+        let kinds: [(&[&str], &[&str]); 3] = [
+            (&["ps", "-a", "--format", label], &["rm", "-f", "-v"]),
+            (&["network", "ls", "--format", label], &["network", "rm"]),
+            (
+                &["volume", "ls", "--format", label],
+                &["volume", "rm", "-f"],
+            ),
+        ];
+        for (list, remove) in kinds {
+            let listed = self.ok(list).await;
+            let stale = listed
                 .lines()
                 .filter_map(|line| line.split_once(' '))
                 .filter(|(_, project)| project.starts_with(PROJECT_PREFIX))
-                .map(|(id, _)| id)
-                .collect();
-            if !stale.is_empty() {
-                let mut args: Vec<&str> =
-                    remove.iter().copied().filter(|a| !a.is_empty()).collect();
-                args.extend(stale);
+                .map(|(id, _)| id);
+            let args: Vec<&str> = remove.iter().copied().chain(stale).collect();
+            if args.len() > remove.len() {
                 self.ok(&args).await;
             }
         }
