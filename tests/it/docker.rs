@@ -226,6 +226,84 @@ async fn example_stack_serves_sdks_in_containers() {
     stack.down().await;
 }
 
+/// Where no engine answers, CI fails with the engine's own error (here: no
+/// daemon at that socket) instead of skipping.
+#[tokio::test]
+async fn a_missing_engine_fails_in_ci_with_its_own_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = format!("unix://{}/no-dockerd.sock", dir.path().display());
+    let mut docker = Command::new(engine::docker_cli());
+    docker.env("DOCKER_HOST", &socket);
+    let why = match engine::server_version(&mut docker).await {
+        Ok(version) => panic!("an engine {version} answered at {socket}"),
+        Err(why) if why.starts_with("cannot run docker") => {
+            // No docker CLI: scripts/test installs it; in CI this is a failure.
+            engine::no_engine(&why, "", std::env::var_os("CI").is_some());
+            return;
+        }
+        Err(why) => why,
+    };
+    assert!(why.contains("Cannot connect to the Docker daemon"), "{why}");
+    let failure = std::panic::catch_unwind(|| engine::no_engine(&why, "", true))
+        .expect_err("no engine in CI must fail the test");
+    let message = failure
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(
+        message.contains("which CI must provide") && message.contains(&socket),
+        "{message}"
+    );
+}
+
+/// A plain `docker build .` keeps the documented bases, and nothing in the
+/// Dockerfile needs a registry before they are resolved: the structural
+/// checker (tests/compose/check_compose.py) says so, and catches the opposite.
+#[tokio::test]
+async fn dockerfile_keeps_the_documented_bases_and_no_syntax_line() {
+    let dockerfile = repo_path("Dockerfile");
+    let check = |path: String| async move {
+        run_with_timeout(
+            Command::new(crate::harness::python())
+                .arg(repo_path("tests/compose/check_compose.py"))
+                .arg(repo_path("examples/compose/docker-compose.yml"))
+                .args(["--dockerfile", &path]),
+            CLIENT,
+        )
+        .await
+    };
+    let good = check(dockerfile.clone()).await;
+    assert!(good.status.success(), "{good:?}");
+
+    let original = std::fs::read_to_string(&dockerfile).expect("Dockerfile");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (broken, expected) in [
+        (
+            format!("# syntax=docker/dockerfile:1\n{original}"),
+            "syntax",
+        ),
+        (
+            original.replacen(
+                "ARG RUNTIME_IMAGE=gcr.io/distroless/",
+                "ARG RUNTIME_IMAGE=debian#",
+                1,
+            ),
+            "RUNTIME_IMAGE",
+        ),
+        (
+            original.replacen("ARG BINARY=build", "ARG BINARY=prebuilt", 1),
+            "BINARY",
+        ),
+    ] {
+        assert_ne!(broken, original);
+        let path = dir.path().join("Dockerfile");
+        std::fs::write(&path, broken).expect("write");
+        let output = check(path.to_string_lossy().into_owned()).await;
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{expected}: {text}");
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+}
+
 /// boto3's caller and the credential provider it used, as JSON.
 const BOTO3_WHOAMI: &str = r#"
 import json, boto3

@@ -25,8 +25,7 @@ const SHORT: Duration = Duration::from_secs(120);
 const BASE_IMAGES: Duration = Duration::from_secs(40 * 60);
 
 pub struct Engine {
-    /// Debian's docker CLI (docker.io) when installed: its `docker build`
-    /// has BuildKit built in, where a newer CLI needs the buildx plugin.
+    /// The docker CLI ([`docker_cli`]).
     pub docker: String,
     /// `docker-compose` (Debian's 1.x), else the `docker compose` plugin.
     pub compose: Vec<String>,
@@ -40,42 +39,10 @@ impl Engine {
     /// CI (`CI` set) a missing engine fails the test with the engine's own
     /// error, and dockerd's log when `scripts/test` tried to start it.
     pub async fn connect() -> Option<Engine> {
-        let docker = std::env::var("ASSUMED_TEST_DOCKER").unwrap_or_else(|_| {
-            if Path::new("/usr/bin/docker").exists() {
-                "/usr/bin/docker".into()
-            } else {
-                "docker".into()
-            }
-        });
-        let info = Command::new(&docker)
-            .args(["version", "--format", "{{.Server.Version}}"])
-            .kill_on_drop(true)
-            .output();
-        let why = match tokio::time::timeout(SHORT, info).await {
-            Ok(Ok(out)) if out.status.success() => None,
-            Ok(Ok(out)) => Some(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-            Ok(Err(e)) => Some(format!("cannot run {docker}: {e}")),
-            Err(_) => Some(format!("{docker} version did not answer within {SHORT:?}")),
-        };
-        if let Some(why) = why {
-            let log = std::env::var("ASSUMED_TEST_DOCKERD_LOG")
-                .ok()
-                .and_then(|path| std::fs::read_to_string(path).ok())
-                .map(|log| {
-                    let lines: Vec<&str> = log.lines().collect();
-                    format!(
-                        "\n--- dockerd log (last lines) ---\n{}",
-                        lines[lines.len().saturating_sub(30)..].join("\n")
-                    )
-                })
-                .unwrap_or_default();
-            if std::env::var_os("CI").is_some_and(|ci| !ci.is_empty()) {
-                panic!("the Docker tests need a Docker engine, which CI must provide: {why}{log}");
-            }
-            eprintln!(
-                "NOTICE: Docker tests not run: no Docker engine answers ({why}). \
-                 scripts/test starts one.{log}"
-            );
+        let docker = docker_cli();
+        if let Err(why) = server_version(&mut Command::new(&docker)).await {
+            let in_ci = std::env::var_os("CI").is_some_and(|ci| !ci.is_empty());
+            no_engine(&why, &dockerd_log(), in_ci);
             return None;
         }
         let compose = if which("docker-compose") {
@@ -222,6 +189,62 @@ impl Engine {
             .success()
             .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
+}
+
+/// `ASSUMED_TEST_DOCKER`, else Debian's docker CLI (docker.io) when
+/// installed: its `docker build` has BuildKit built in, where a newer CLI
+/// needs the buildx plugin. Else `docker`.
+pub fn docker_cli() -> String {
+    std::env::var("ASSUMED_TEST_DOCKER").unwrap_or_else(|_| {
+        if Path::new("/usr/bin/docker").exists() {
+            "/usr/bin/docker".into()
+        } else {
+            "docker".into()
+        }
+    })
+}
+
+/// The engine's version from `docker` (a command with any environment the
+/// caller set), or why there is none: the CLI's own error.
+pub async fn server_version(docker: &mut Command) -> Result<String, String> {
+    let info = docker
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(SHORT, info).await {
+        Ok(Ok(out)) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        }
+        Ok(Ok(out)) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        Ok(Err(e)) => Err(format!("cannot run docker: {e}")),
+        Err(_) => Err(format!("docker version did not answer within {SHORT:?}")),
+    }
+}
+
+/// No engine: a failure with `why` and dockerd's log in CI, a notice elsewhere.
+pub fn no_engine(why: &str, dockerd_log: &str, in_ci: bool) {
+    if in_ci {
+        panic!("the Docker tests need a Docker engine, which CI must provide: {why}{dockerd_log}");
+    }
+    eprintln!(
+        "NOTICE: Docker tests not run: no Docker engine answers ({why}). \
+         scripts/test starts one.{dockerd_log}"
+    );
+}
+
+/// The end of the log of the dockerd `scripts/test` started, if it did.
+fn dockerd_log() -> String {
+    std::env::var("ASSUMED_TEST_DOCKERD_LOG")
+        .ok()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|log| {
+            let lines: Vec<&str> = log.lines().collect();
+            format!(
+                "\n--- dockerd log (last lines) ---\n{}",
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            )
+        })
+        .unwrap_or_default()
 }
 
 pub struct BaseImages {
