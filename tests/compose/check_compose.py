@@ -144,7 +144,17 @@ def check_compose(doc, problems):
     return [f"daemon {daemon_name} at {ECS_ADDRESS} on {network} ({SUBNET})"] + summary
 
 
+# What a plain `docker build .` uses; the test suite overrides them with local images.
+DEFAULT_BASES = {"BUILD_IMAGE": "rust:", "RUNTIME_IMAGE": "gcr.io/distroless/", "BINARY": "build"}
+
+
 def check_dockerfile(text, problems):
+    # A `# syntax=` parser directive makes BuildKit pull a frontend image: no offline build.
+    if any(line.replace(" ", "").lower().startswith("#syntax=") for line in text.splitlines()):
+        problems.append("Dockerfile: no `# syntax=` line (it needs a registry; the built-in frontend suffices)")
+    for arg, default in DEFAULT_BASES.items():
+        if not any(line.strip().startswith(f"ARG {arg}={default}") for line in text.splitlines()):
+            problems.append(f"Dockerfile: ARG {arg} must default to {default}… (docs/docker-compose.md)")
     # One instruction per line: join backslash continuations, drop comments.
     joined = text.replace("\\\n", " ")
     lines = [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]

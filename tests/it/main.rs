@@ -9,6 +9,7 @@ mod cli;
 mod compose;
 mod console;
 mod container;
+mod docker;
 mod doctor;
 mod imds;
 mod login;
