@@ -196,7 +196,7 @@ impl Sts {
             .mfa_process_timeout
             .unwrap_or(mfa_process::DEFAULT_DEADLINE);
         tracing::info!(role = %role.name, %serial, "running mfa_process for a code");
-        let code = mfa_process::run(command, deadline)
+        let code = mfa_process::run(&role.name, command, deadline)
             .await
             .map_err(|failure| {
                 FetchError::needs_user(

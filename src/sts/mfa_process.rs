@@ -31,8 +31,9 @@ const DRAIN: Duration = Duration::from_secs(1);
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProcessFailure(pub String);
 
-/// Runs `command` and returns the code it printed.
-pub async fn run(command: &str, deadline: Duration) -> Result<Secret, ProcessFailure> {
+/// Runs `command` for `role` and returns the code it printed. The command
+/// itself is not logged: it may carry a password manager's session key.
+pub async fn run(role: &str, command: &str, deadline: Duration) -> Result<Secret, ProcessFailure> {
     let mut child = tokio::process::Command::new("sh");
     child
         .args(["-c", command])
@@ -66,7 +67,7 @@ pub async fn run(command: &str, deadline: Duration) -> Result<Secret, ProcessFai
         .unwrap_or_default();
     let stderr = String::from_utf8_lossy(&stderr).trim().to_owned();
     if !stderr.is_empty() {
-        tracing::info!(command = %command, "mfa_process stderr: {stderr}");
+        tracing::info!(role, "mfa_process stderr: {stderr}");
     }
     let status = match status {
         Err(_) => {
@@ -145,7 +146,7 @@ mod tests {
     use super::*;
 
     async fn code(command: &str) -> Result<String, ProcessFailure> {
-        run(command, Duration::from_secs(10))
+        run("test", command, Duration::from_secs(10))
             .await
             .map(|code| code.expose().to_owned())
     }
@@ -205,7 +206,7 @@ mod tests {
         let pid_file = dir.path().join("pid");
         let command = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
         let started = std::time::Instant::now();
-        let error = run(&command, Duration::from_millis(300))
+        let error = run("test", &command, Duration::from_millis(300))
             .await
             .expect_err("times out");
         assert!(error.0.contains("within 300ms"), "{error:?}");
