@@ -166,6 +166,7 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     let timing = Timing {
         refresh_before: config.server.refresh_before,
         idle_timeout: config.server.idle_timeout,
+        fetch_timeout: config.source.deadlines.fetch(),
     };
     let cache = Cache::new(specs, sts.clone(), timing, Clock::system());
     let (control, mut requests) = mpsc::channel(4);

@@ -7,11 +7,13 @@ use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::profile::ProfileFileCredentialsProvider;
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::error::CredentialsError;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_sts::error::DisplayErrorContext;
+use std::sync::Arc;
 
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use super::process::ProcessProvider;
+use super::sources::{Freshness, Source, SourceError, SourceKey};
 use super::{Sts, account_of};
 use crate::cache::{FetchError, RoleSpec};
 use crate::config::CredentialSource;
@@ -19,6 +21,8 @@ use crate::credentials::{Issued, Secret};
 use crate::profiles::SourceKind;
 
 impl Sts {
+    /// The credentials that sign `role`'s AssumeRole: its source's, shared
+    /// with every other role on that source and cached until near expiry.
     pub(super) async fn source_credentials(
         &self,
         role: &RoleSpec,
@@ -28,41 +32,83 @@ impl Sts {
             .imported
             .as_ref()
             .and_then(|i| i.credential_source);
-        let provider = match credential_source {
-            Some(CredentialSource::Environment) => {
+        let key = match credential_source {
+            Some(CredentialSource::Environment) => SourceKey::Environment,
+            Some(CredentialSource::Ec2InstanceMetadata) => SourceKey::Ec2InstanceMetadata,
+            Some(CredentialSource::EcsContainer) => SourceKey::EcsContainer,
+            None => match self.source_profile(role) {
+                Some(profile) => SourceKey::Profile(profile.to_owned()),
+                None => SourceKey::DefaultChain,
+            },
+        };
+        let source = self.source_for(role, &key).await?;
+        source
+            .credentials(Freshness::Cached)
+            .await
+            .map_err(|error| self.explain(role, &key, &error))
+    }
+
+    /// The shared source for `key`, made on first use.
+    async fn source_for(
+        &self,
+        role: &RoleSpec,
+        key: &SourceKey,
+    ) -> Result<Arc<Source>, FetchError> {
+        if let Some(source) = self.sources.get(key) {
+            return Ok(source);
+        }
+        let deadlines = *self.deadlines();
+        let made = match key {
+            SourceKey::Environment => {
                 SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new())
             }
-            Some(CredentialSource::Ec2InstanceMetadata) => {
+            SourceKey::Ec2InstanceMetadata => {
                 SharedCredentialsProvider::new(ImdsCredentialsProvider::builder().build())
             }
-            Some(CredentialSource::EcsContainer) => {
+            SourceKey::EcsContainer => {
                 SharedCredentialsProvider::new(EcsCredentialsProvider::builder().build())
             }
-            None => {
-                let profile = self.source_profile(role);
-                // Keys written in the profile itself (also how a profile can
-                // be its own source_profile).
-                if let Some(keys) = profile.and_then(|p| self.profiles().static_keys(p)) {
-                    return Ok(keys);
-                }
-                match profile {
-                    Some(profile) => profile_provider(profile),
-                    None => self
-                        .sdk_config(None)
-                        .await
-                        .credentials_provider()
-                        .ok_or_else(|| no_source(role, None))?,
-                }
+            SourceKey::Profile(profile) => self.profile_provider(profile),
+            SourceKey::DefaultChain => self
+                .sdk_config(None)
+                .await
+                .credentials_provider()
+                .ok_or_else(|| no_source(role, None))?,
+        };
+        let deadline = match key {
+            SourceKey::Profile(profile)
+                if self.profiles().credential_process(profile).is_some() =>
+            {
+                deadlines.process
             }
+            _ => deadlines.source,
         };
-        let profile = match credential_source {
-            Some(_) => None,
-            None => self.source_profile(role),
-        };
-        provider
-            .provide_credentials()
-            .await
-            .map_err(|error| self.explain(role, profile, &error))
+        Ok(self.sources.source(key, || (made, deadline)))
+    }
+
+    /// A named profile's own credentials: keys written in the profile itself
+    /// (also how a profile can be its own source_profile), its
+    /// credential_process run by us (with a deadline), else aws-config's
+    /// profile provider (SSO, web identity…). Not aws-config's default chain
+    /// with a profile name: that chain looks at environment variables
+    /// first, and the daemon's environment is not the profile.
+    fn profile_provider(&self, profile: &str) -> SharedCredentialsProvider {
+        let profiles = self.profiles();
+        if let Some(keys) = profiles.static_keys(profile) {
+            return SharedCredentialsProvider::new(keys);
+        }
+        if let Some(command) = profiles.credential_process(profile) {
+            return SharedCredentialsProvider::new(ProcessProvider::new(
+                profile,
+                command,
+                self.deadlines().process,
+            ));
+        }
+        SharedCredentialsProvider::new(
+            ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build(),
+        )
     }
 
     /// A role that is a profile's own temporary credentials (SSO role
@@ -72,10 +118,13 @@ impl Sts {
         role: &RoleSpec,
         profile: &str,
     ) -> Result<Issued, FetchError> {
-        let creds = profile_provider(profile)
-            .provide_credentials()
+        let key = SourceKey::Profile(profile.to_owned());
+        let creds = self
+            .source_for(role, &key)
+            .await?
+            .credentials(Freshness::Renewed)
             .await
-            .map_err(|error| self.explain(role, Some(profile), &error))?;
+            .map_err(|error| self.explain(role, &key, &error))?;
         let Some(expiration) = creds.expiry() else {
             return Err(FetchError::permanent(
                 "NotTemporary",
@@ -102,15 +151,35 @@ impl Sts {
     }
 
     /// What to tell the user when a source cannot give credentials.
-    fn explain(
-        &self,
-        role: &RoleSpec,
-        profile: Option<&str>,
-        error: &CredentialsError,
-    ) -> FetchError {
-        let detail = DisplayErrorContext(error).to_string().trim().to_owned();
-        // No profile named: the default chain, whose profile is "default".
-        let profile = profile.unwrap_or("default");
+    fn explain(&self, role: &RoleSpec, key: &SourceKey, error: &SourceError) -> FetchError {
+        let detail = error.detail.clone();
+        if error.timed_out {
+            // Past its deadline: transient, so backoff applies and the role
+            // recovers by itself once the source answers again.
+            return FetchError::transient(
+                "SourceTimeout",
+                format!(
+                    "role {}: {key} gave no source credentials in time; retrying with backoff (see the daemon's log)",
+                    role.name
+                ),
+            )
+            .with_detail(detail);
+        }
+        let profile = match key {
+            SourceKey::Profile(profile) => profile.as_str(),
+            // The default chain's profile is "default".
+            SourceKey::DefaultChain => "default",
+            other => {
+                return FetchError::transient(
+                    "SourceCredentialsUnavailable",
+                    format!(
+                        "role {}: {other} gave no source credentials; see the daemon's log",
+                        role.name
+                    ),
+                )
+                .with_detail(detail);
+            }
+        };
         let error = match self.profiles().source_kind(profile) {
             SourceKind::Sso { login } => FetchError::needs_user(
                 "SsoLoginRequired",
@@ -143,17 +212,6 @@ impl Sts {
         };
         error.with_detail(detail)
     }
-}
-
-/// A named profile's own credentials. Not aws-config's default chain with a
-/// profile name: that chain looks at environment variables first, and the
-/// daemon's environment is not the profile.
-fn profile_provider(profile: &str) -> SharedCredentialsProvider {
-    SharedCredentialsProvider::new(
-        ProfileFileCredentialsProvider::builder()
-            .profile_name(profile)
-            .build(),
-    )
 }
 
 fn no_source(role: &RoleSpec, profile: Option<&str>) -> FetchError {
