@@ -99,7 +99,7 @@ class Daemon:
         return kib / 1024
 
     def metric(self, name):
-        _, body = get(self.url("/metrics"))
+        _, body = get(self.url("/metrics"), {"Authorization": self.token})
         total = 0.0
         for line in body.decode().splitlines():
             if line.startswith(name + "{") or line.startswith(name + " "):

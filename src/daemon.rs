@@ -168,6 +168,8 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
         idle_timeout: config.server.idle_timeout,
         fetch_timeout: config.source.deadlines.fetch(),
     };
+    // Before the cache: its slot and driver gauges count from the first one.
+    let metrics = config.server.metrics && server::metrics::install().is_some();
     let cache = Cache::new(specs, sts.clone(), timing, Clock::system());
     let (control, mut requests) = mpsc::channel(4);
     let state = Arc::new(AppState {
@@ -177,7 +179,7 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
         default_role: RwLock::new(config.server.default_role.clone()),
         session_tokens: SessionTokens::new().map_err(|e| format!("no randomness: {e}"))?,
         imdsv1: AtomicBool::new(config.server.imdsv1),
-        metrics: config.server.metrics && server::metrics::install().is_some(),
+        metrics,
         allowed_hosts: server::guard::AllowedHosts::new(&config.server.allowed_hosts),
         trust_subnet: RwLock::new(config.server.trust_subnet),
         region: config

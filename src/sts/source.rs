@@ -8,6 +8,7 @@ use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::profile::ProfileFileCredentialsProvider;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -76,10 +77,12 @@ impl Sts {
                 .ok_or_else(|| no_source(role, None))?,
         };
         let deadline = match key {
+            // The process has its own deadline, after which it is killed
+            // and its stderr logged; this one only backs that up.
             SourceKey::Profile(profile)
                 if self.profiles().credential_process(profile).is_some() =>
             {
-                deadlines.process
+                deadlines.process + Duration::from_secs(3)
             }
             _ => deadlines.source,
         };

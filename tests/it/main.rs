@@ -11,6 +11,7 @@ mod container;
 mod imds;
 mod metrics;
 mod profiles;
+mod reliability;
 mod sdk_matrix;
 mod security;
 mod service;

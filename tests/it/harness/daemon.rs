@@ -21,6 +21,8 @@ pub struct Options {
     pub roles: String,
     pub server: String,
     pub sts_endpoint: String,
+    /// Extra lines for `[source]` (deadlines, say).
+    pub source: String,
     pub rust_log: String,
     /// A second `listen` address besides the loopback port the harness picks.
     pub extra_listen: Option<String>,
@@ -42,6 +44,7 @@ impl Options {
             roles: roles.to_owned(),
             server: String::new(),
             sts_endpoint: sts_endpoint.to_owned(),
+            source: String::new(),
             rust_log: "info".into(),
             extra_listen: None,
             env: Vec::new(),
@@ -54,6 +57,11 @@ impl Options {
 
     pub fn server(mut self, lines: &str) -> Self {
         self.server = lines.to_owned();
+        self
+    }
+
+    pub fn source(mut self, lines: &str) -> Self {
+        self.source = lines.to_owned();
         self
     }
 
@@ -77,10 +85,11 @@ impl Options {
             .unwrap_or_default();
         format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"{extra}]\ntoken_file = \"{}\"\n{}\n\n\
-             [source]\nregion = \"{REGION}\"\nsts_endpoint = \"{}\"\n\n{}\n",
+             [source]\nregion = \"{REGION}\"\nsts_endpoint = \"{}\"\n{}\n\n{}\n",
             token_path.display(),
             self.server,
             self.sts_endpoint,
+            self.source,
             self.roles
         )
     }
@@ -301,7 +310,7 @@ impl Daemon {
 
     /// The sum of a metric's samples whose labels include all of `labels`.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self.get_with("/metrics", &[]).await.body;
+        let text = self.get("/metrics").await.body;
         text.lines()
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| line.rsplit_once(' '))
