@@ -12,6 +12,7 @@ pub mod healthcheck;
 pub mod install;
 pub mod local_client;
 pub mod logging;
+pub mod memory;
 pub mod profiles;
 pub mod server;
 pub mod service;

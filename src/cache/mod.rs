@@ -41,6 +41,9 @@ const PERMANENT_FAILURE_HOLD: Duration = Duration::from_secs(30);
 const NEEDS_USER_HOLD: Duration = Duration::from_secs(5);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// The shortest wait between background retries of a warm role whose
+/// credentials are about to reach the floor.
+const LAST_CHANCE_RETRY: Duration = Duration::from_secs(1);
 /// The longest a driver sleeps before looking at the wall clock again. Its
 /// timer runs on the monotonic clock, which stands still while a laptop is
 /// suspended; expiry is a wall-clock fact. Waking this often bounds how late
@@ -760,10 +763,22 @@ impl Cache {
     }
 
     fn fail(&self, slot: &Slot, error: FetchError, now: SystemTime) -> FetchError {
+        // Keep a warm role warm: retry in the background while the held
+        // credentials are still good, and at least twice more before they
+        // reach the floor however long the backoff has grown, so an outage
+        // shorter than the credentials' margin costs clients nothing. A cold
+        // role waits for its next caller.
+        let servable_for = slot
+            .held()
+            .filter(|held| held.usable(now))
+            .and_then(|held| held.unusable_at.duration_since(now).ok());
         let retry_at = {
             let mut record = slot.record();
             record.consecutive_failures += 1;
-            let wait = backoff(error.permanence, record.consecutive_failures);
+            let mut wait = backoff(error.permanence, record.consecutive_failures);
+            if let Some(left) = servable_for {
+                wait = wait.min((left / 2).max(LAST_CHANCE_RETRY));
+            }
             let retry_at = now + wait;
             record.retry_at = Some(retry_at);
             record.last_error = Some(error.clone());
@@ -777,10 +792,7 @@ impl Cache {
             );
             retry_at
         };
-        // Keep a warm role warm: retry in the background while the held
-        // credentials are still good. A cold role waits for its next caller.
-        let warm = slot.held().is_some_and(|held| held.usable(now));
-        slot.schedule(warm.then_some(retry_at));
+        slot.schedule(servable_for.map(|_| retry_at));
         error
     }
 

@@ -527,3 +527,26 @@ async fn a_source_that_needs_a_person_backs_off_further_each_time() {
     // 5, 10, 20, 40, 60 s holds: 5 runs in 120 s, not one per 5 s (24).
     assert!(sts.calls() <= 6, "ran the source {} times", sts.calls());
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_shorter_than_the_margin_costs_clients_nothing() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    *lock(&sts.lifetime) = Duration::from_secs(90);
+    cache.get("dev").await.expect("credentials");
+    // STS fails from the moment the refresh is due (45 s before expiry,
+    // 22.5 s before the floor) for 20 s; the backoff would have grown past that.
+    *lock(&sts.fail_always) = Some(FetchError::transient("InternalFailure", "down"));
+    sleep(Duration::from_secs(40)).await;
+    for _ in 0..20 {
+        sleep(Duration::from_secs(1)).await;
+        cache
+            .get("dev")
+            .await
+            .expect("still served during the outage");
+    }
+    *lock(&sts.fail_always) = None;
+    for _ in 0..40 {
+        sleep(Duration::from_millis(500)).await;
+        cache.get("dev").await.expect("served after the outage");
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -23,6 +23,9 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
 ];
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once; later calls reuse it.
@@ -36,7 +39,18 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .install_recorder()
         .ok()?;
     metrics::gauge!("assumed_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    Some(HANDLE.get_or_init(|| handle))
+    let handle = HANDLE.get_or_init(|| handle);
+    // The recorder keeps every histogram sample until something drains it;
+    // without a scraper that is every request since start. Drain it often.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(UPKEEP_EVERY).await;
+                handle.run_upkeep();
+            }
+        });
+    }
+    Some(handle)
 }
 
 /// Counts every request by route template (never the raw path, which could

@@ -15,3 +15,4 @@ mod reliability;
 mod sdk_matrix;
 mod security;
 mod service;
+mod soak;
