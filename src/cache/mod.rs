@@ -154,6 +154,13 @@ pub trait Fetcher: Send + Sync + 'static {
     /// A person just acted (an MFA code, a login): failures the fetcher
     /// remembers on its own (a source's backoff) are stale.
     fn forget_failures(&self) {}
+
+    /// Whether what a person had to do for `role` visibly happened since
+    /// `failed_at` (an SSO login wrote a new token): then the hold on a
+    /// needs-a-person failure is stale, and the fetcher has forgotten its own.
+    fn person_acted_since(&self, _role: &RoleSpec, _failed_at: SystemTime) -> bool {
+        false
+    }
 }
 
 /// What a caller gets instead of credentials.
@@ -311,6 +318,8 @@ struct Record {
     consecutive_failures: u32,
     /// No new fetch before this (set after a failure).
     retry_at: Option<SystemTime>,
+    /// When the last failure happened.
+    failed_at: Option<SystemTime>,
     /// When the driver should next refresh.
     next_refresh: Option<SystemTime>,
 }
@@ -562,8 +571,10 @@ impl Cache {
             }
         }
         if let Some(error) = slot.holding_back(now) {
-            count_lookup("held_back");
-            return Err(CacheError::Unavailable(error));
+            if !self.person_acted(&slot, &error) {
+                count_lookup("held_back");
+                return Err(CacheError::Unavailable(error));
+            }
         }
         count_lookup("wait");
         self.attempt_in_task(slot, seen).await
@@ -610,6 +621,20 @@ impl Cache {
         name: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<Arc<Credentials>, CacheError>> + Send + 'a>> {
         Box::pin(self.get(name))
+    }
+
+    /// Whether a needs-a-person failure was fixed by that person since (an
+    /// SSO login): the grown hold would only make them wait for nothing.
+    fn person_acted(&self, slot: &Slot, error: &FetchError) -> bool {
+        if error.permanence != Permanence::NeedsUser {
+            return false;
+        }
+        let Some(failed_at) = slot.record().failed_at else {
+            return false;
+        };
+        self.shared
+            .fetcher
+            .person_acted_since(&slot.spec, failed_at)
     }
 
     /// Asks the driver for a refresh now, unless one runs or backoff holds.
@@ -781,6 +806,7 @@ impl Cache {
             }
             let retry_at = now + wait;
             record.retry_at = Some(retry_at);
+            record.failed_at = Some(now);
             record.last_error = Some(error.clone());
             tracing::warn!(
                 role = %slot.spec.name,

@@ -550,3 +550,50 @@ async fn an_outage_shorter_than_the_margin_costs_clients_nothing() {
         cache.get("dev").await.expect("served after the outage");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_person_acting_ends_a_grown_hold_at_once() {
+    struct LoginAware {
+        inner: Arc<FakeSts>,
+        logged_in: AtomicBool,
+    }
+    impl Fetcher for LoginAware {
+        fn fetch<'a>(
+            &'a self,
+            role: &'a RoleSpec,
+            upstream: Option<&'a Issued>,
+        ) -> FetchFuture<'a> {
+            self.inner.fetch(role, upstream)
+        }
+        fn person_acted_since(&self, _role: &RoleSpec, _failed_at: SystemTime) -> bool {
+            self.logged_in.load(Ordering::SeqCst)
+        }
+    }
+    let clock = Clock::following_tokio();
+    let sts = FakeSts::new(clock);
+    let fetcher = Arc::new(LoginAware {
+        inner: sts.clone(),
+        logged_in: AtomicBool::new(false),
+    });
+    let timing = Timing {
+        refresh_before: 30 * MINUTE,
+        idle_timeout: HOUR,
+        fetch_timeout: MINUTE,
+    };
+    let cache = Cache::new(vec![role("dev")], fetcher.clone(), timing, clock);
+    *lock(&sts.fail_always) = Some(FetchError::needs_user("SsoLoginRequired", "log in"));
+    for _ in 0..4 {
+        let _ = cache.get("dev").await;
+        sleep(MINUTE).await;
+    }
+    let _ = cache.get("dev").await; // the hold is now a minute
+    let calls = sts.calls();
+    assert!(cache.get("dev").await.is_err());
+    assert_eq!(sts.calls(), calls, "held back");
+    *lock(&sts.fail_always) = None;
+    fetcher.logged_in.store(true, Ordering::SeqCst);
+    cache
+        .get("dev")
+        .await
+        .expect("picked up at once after the login");
+}

@@ -216,6 +216,10 @@ impl Fetcher for Sts {
     fn forget_failures(&self) {
         self.sources.forget_failures();
     }
+
+    fn person_acted_since(&self, role: &RoleSpec, failed_at: std::time::SystemTime) -> bool {
+        self.sso_login_since(role, failed_at)
+    }
 }
 
 /// Credentials a session of ours signs with (an upstream role, an MFA session).

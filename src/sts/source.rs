@@ -7,8 +7,9 @@ use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::profile::ProfileFileCredentialsProvider;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -151,6 +152,41 @@ impl Sts {
             role_arn,
             account_id,
         })
+    }
+
+    /// Whether an SSO login happened since `failed_at` for the profile behind
+    /// `role` (a token file in `~/.aws/sso/cache` newer than the failure); if
+    /// so, its source's remembered failure is dropped too.
+    pub(super) fn sso_login_since(&self, role: &RoleSpec, failed_at: SystemTime) -> bool {
+        let profile = match (&role.config.profile, role.config.role_arn.is_some()) {
+            (Some(profile), false) => Some(profile.as_str()),
+            _ => self.source_profile(role),
+        };
+        let profile = profile.unwrap_or("default");
+        if !matches!(self.profiles().source_kind(profile), SourceKind::Sso { .. }) {
+            return false;
+        }
+        let newest = std::env::var_os("HOME")
+            .map(|home| Path::new(&home).join(".aws/sso/cache"))
+            .and_then(|dir| std::fs::read_dir(dir).ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.metadata().ok()?.modified().ok())
+            .max();
+        let logged_in = newest.is_some_and(|at| at > failed_at);
+        if logged_in {
+            let key = match role
+                .config
+                .imported
+                .as_ref()
+                .and_then(|i| i.credential_source)
+            {
+                Some(_) => return false,
+                None => SourceKey::Profile(profile.to_owned()),
+            };
+            self.sources.forget_failure(&key);
+        }
+        logged_in
     }
 
     /// What to tell the user when a source cannot give credentials.

@@ -106,6 +106,13 @@ impl SourceCache {
         lock(&self.sources).clear();
     }
 
+    /// A person fixed this source (an SSO login): try it again.
+    pub fn forget_failure(&self, key: &SourceKey) {
+        if let Some(source) = lock(&self.sources).get(key) {
+            *lock(&source.failure) = None;
+        }
+    }
+
     /// A person acted (logged in, touched a key): try every source again.
     pub fn forget_failures(&self) {
         for source in lock(&self.sources).values() {
