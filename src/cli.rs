@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::aws_files;
 use crate::client_env::{self, Format};
 use crate::config::{self, Config, RoleConfig};
 use crate::daemon;
-use crate::profiles::AwsProfiles;
 
 /// Exit status for a config that does not validate (`assumed check`).
 const EXIT_INVALID_CONFIG: u8 = 2;
@@ -78,6 +78,16 @@ enum Command {
     Mfa { role: String, code: String },
     /// Make the running daemon re-read its config (like SIGHUP)
     Reload,
+    /// Explain what works and what does not: the daemon, its token, the config, the
+    /// daemon's source credentials, the clock, and which credentials an SDK started in
+    /// this shell would take. Exits 1 if anything fails.
+    Doctor {
+        /// The role this shell should get (default: the one it points at, if any)
+        role: Option<String>,
+        /// Print the findings as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the user service definition and print how to enable it
     Install {
         #[arg(long, required_unless_present = "launchd", conflicts_with = "launchd")]
@@ -90,6 +100,22 @@ enum Command {
         /// Replace files that differ from what would be written
         #[arg(long)]
         force: bool,
+    },
+    /// Open the AWS console as ROLE (a federation sign-in URL, from the daemon's credentials)
+    Console {
+        role: String,
+        /// Print the sign-in URL instead of opening a browser
+        #[arg(long)]
+        print: bool,
+        /// Where to land: a service name (s3, ec2, cloudwatch…) or an https:// console URL
+        #[arg(long, value_name = "SERVICE_OR_URL")]
+        destination: Option<String>,
+        /// Console region (and regional sign-in host); default: the role's region
+        #[arg(long)]
+        region: Option<String>,
+        /// Console session length (15m..12h); only for a role assumed with one AssumeRole
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
     },
     /// Run CMD with ROLE's credentials from the daemon; exits with CMD's status
     Exec {
@@ -116,6 +142,12 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    if let Command::Doctor { role, json } = &cli.command {
+        // Before anything edits the environment: the shell is what it checks.
+        return crate::doctor::run(cli.config.as_deref(), role.as_deref(), *json);
+    }
+    // In a shell that `assumed env` set up, read the user's own AWS files.
+    aws_files::restore_users_own_env();
     let loaded = config::load_or_default(cli.config.as_deref());
     match cli.command {
         Command::Check => Ok(check(loaded, cli.config)),
@@ -138,7 +170,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     cli.log_format,
                 ),
                 Command::Roles => {
-                    print!("{}", roles_table(&config, &known_roles(&config)));
+                    print!("{}", roles_table(&config, &daemon::known_roles(&config)));
                     Ok(ExitCode::SUCCESS)
                 }
                 Command::Healthcheck => crate::healthcheck::run(&config),
@@ -148,7 +180,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     imds,
                     compose,
                 } => {
-                    let roles = known_roles(&config);
+                    let roles = daemon::known_roles(&config);
                     let env = if compose {
                         crate::compose::env_for(&config, &roles, &role)?
                     } else if imds {
@@ -164,60 +196,42 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 Command::Status { json } => status(&config, json),
                 Command::Mfa { role, code } => mfa(&config, &role, &code),
                 Command::Reload => reload(&config),
-                Command::Check | Command::Install { .. } => unreachable!("handled above"),
+                Command::Console {
+                    role,
+                    print,
+                    destination,
+                    region,
+                    duration,
+                } => crate::console::run(
+                    &config,
+                    crate::console::Request {
+                        role,
+                        print,
+                        destination,
+                        region,
+                        duration,
+                    },
+                    |path| ask_daemon(&config, "GET", path, &[]),
+                ),
+                Command::Check | Command::Install { .. } | Command::Doctor { .. } => {
+                    unreachable!("handled above")
+                }
             }
         }
     }
 }
 
 fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<PathBuf>) -> ExitCode {
-    match loaded {
-        Ok(config) => {
-            let source = config
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .or(explicit.map(|p| p.display().to_string()))
-                .unwrap_or_else(|| "defaults (no config file)".into());
-            let roles = known_roles(&config);
-            if let Some(problem) = default_role_problem(&config, &roles, &source) {
-                eprintln!("{problem}");
-                return ExitCode::from(EXIT_INVALID_CONFIG);
-            }
-            let imported = roles.len() - config.roles.len();
-            println!(
-                "{source}: ok, {} role(s) configured, {imported} more from ~/.aws/config",
-                config.roles.len()
-            );
+    match crate::doctor::validate(loaded, explicit.as_deref()) {
+        Ok((_, summary)) => {
+            println!("{summary}");
             ExitCode::SUCCESS
         }
-        Err(diagnostics) => {
-            eprintln!("{diagnostics}");
+        Err(errors) => {
+            eprintln!("{errors}");
             ExitCode::from(EXIT_INVALID_CONFIG)
         }
     }
-}
-
-/// `default_role` may name an imported profile, which the config parser
-/// cannot see; checked here against everything the daemon would serve.
-fn default_role_problem(
-    config: &Config,
-    roles: &BTreeMap<String, RoleConfig>,
-    source: &str,
-) -> Option<String> {
-    let name = config.server.default_role.as_ref()?;
-    if roles.contains_key(name) {
-        return None;
-    }
-    let text = config
-        .path
-        .as_ref()
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .unwrap_or_default();
-    let (line, column) = config::locate_value(&text, "default_role").unwrap_or((1, 1));
-    Some(format!(
-        "{source}:{line}:{column}: default_role \"{name}\" names neither a [roles] entry nor a ~/.aws/config profile with role_arn"
-    ))
 }
 
 fn serve(
@@ -234,21 +248,6 @@ fn serve(
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(daemon::run(config, options))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `[roles]` plus the profiles imported from `~/.aws/config`, as the daemon
-/// serves them.
-fn known_roles(config: &Config) -> BTreeMap<String, RoleConfig> {
-    let profiles = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|runtime| runtime.block_on(AwsProfiles::load()))
-        .unwrap_or_else(|problem| {
-            eprintln!("assumed: {problem}; showing only [roles]");
-            AwsProfiles::default()
-        });
-    daemon::all_roles(config, &profiles)
 }
 
 fn roles_table(config: &Config, roles: &BTreeMap<String, RoleConfig>) -> String {
@@ -278,17 +277,41 @@ fn client_env_for(
     roles: &BTreeMap<String, RoleConfig>,
     role: &str,
 ) -> Result<client_env::ClientEnv, String> {
-    if !roles.contains_key(role) {
-        return Err(format!(
-            "no role named {role:?} in the config (see `assumed roles`)"
-        ));
-    }
+    let settings = known_role(roles, role)?;
     let listen = main_listener(config)?;
     Ok(client_env::container_env(
         listen,
         role,
         &daemon::token_path(config),
+        &credential_free_copy(settings)?,
     ))
+}
+
+fn known_role<'a>(
+    roles: &'a BTreeMap<String, RoleConfig>,
+    role: &str,
+) -> Result<&'a RoleConfig, String> {
+    roles
+        .get(role)
+        .ok_or_else(|| format!("no role named {role:?} in the config (see `assumed roles`)"))
+}
+
+/// The user's current profile without its credentials (docs/clients.md):
+/// every SDK reads the profile before the container endpoint and IMDS, so
+/// a profile with keys, SSO, a credential_process… would win over the role.
+fn credential_free_copy(role: &RoleConfig) -> Result<aws_files::Copy, String> {
+    let env = |name: &str| std::env::var(name).ok();
+    let selection = aws_files::Selection::users_own(&env);
+    let dir = crate::token::runtime_dir();
+    crate::token::ensure_private_dir(&dir)
+        .and_then(|()| aws_files::write_copy(&dir, &selection, role.region.as_deref()))
+        .map_err(|e| {
+            format!(
+                "cannot write the credential-free copy of profile {} into {}: {e}",
+                selection.profile,
+                dir.display()
+            )
+        })
 }
 
 /// IMDS serves one role per listener: the default role on the main one, or
@@ -298,9 +321,7 @@ fn imds_env_for(
     roles: &BTreeMap<String, RoleConfig>,
     role: &str,
 ) -> Result<client_env::ClientEnv, String> {
-    let settings = roles
-        .get(role)
-        .ok_or_else(|| format!("no role named {role:?} in the config (see `assumed roles`)"))?;
+    let settings = known_role(roles, role)?;
     let listen = match settings.imds_listen {
         Some(address) => address,
         None if config.server.default_role.as_deref() == Some(role) => main_listener(config)?,
@@ -319,7 +340,11 @@ fn imds_env_for(
             .or_else(|_| std::env::var("no_proxy"))
             .unwrap_or_default()
     });
-    Ok(client_env::imds_env(listen, no_proxy.as_deref()))
+    Ok(client_env::imds_env(
+        listen,
+        no_proxy.as_deref(),
+        &credential_free_copy(settings)?,
+    ))
 }
 
 fn main_listener(config: &Config) -> Result<std::net::SocketAddr, String> {
@@ -495,7 +520,7 @@ fn install(
 fn exec(config: &Config, role: &str, command: Vec<OsString>) -> Result<ExitCode, String> {
     use std::os::unix::process::CommandExt;
 
-    let env = client_env_for(config, &known_roles(config), role)?;
+    let env = client_env_for(config, &daemon::known_roles(config), role)?;
     let token = daemon_token(config)?;
     let (program, args) = command.split_first().ok_or("no command given")?;
     let mut child = std::process::Command::new(program);

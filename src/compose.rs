@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::client_env::{CONFLICTING, ClientEnv};
+use crate::client_env::{ClientEnv, container_unset};
 use crate::config::{Config, RoleConfig};
 
 /// Where app containers mount the token volume, and so where the daemon
@@ -50,7 +50,7 @@ pub fn env_for(
             ),
             ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", TOKEN_PATH.into()),
         ],
-        unset: CONFLICTING.to_vec(),
+        unset: container_unset(),
     })
 }
 

@@ -62,13 +62,13 @@ pub fn strip_self_pointing_env(listen: &[SocketAddr]) {
     }
 }
 
-fn uri_authority(uri: &str) -> Option<String> {
+pub fn uri_authority(uri: &str) -> Option<String> {
     let rest = uri.split_once("://")?.1;
     let authority = rest.split(['/', '?', '#']).next()?;
     Some(authority.to_ascii_lowercase())
 }
 
-fn is_own_address(authority: &str, listen: &[SocketAddr]) -> bool {
+pub fn is_own_address(authority: &str, listen: &[SocketAddr]) -> bool {
     let port_of = |a: &str| a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
     let host_of = |a: &str| a.rsplit_once(':').map(|(h, _)| h.to_owned());
     let (Some(port), Some(host)) = (port_of(authority), host_of(authority)) else {
@@ -93,6 +93,21 @@ pub fn all_roles(config: &Config, profiles: &AwsProfiles) -> BTreeMap<String, Ro
     };
     roles.extend(config.roles.clone());
     roles
+}
+
+/// What [`all_roles`] is now, for CLI commands (`roles`, `env`, `doctor`…),
+/// which run before any runtime exists.
+pub fn known_roles(config: &Config) -> BTreeMap<String, RoleConfig> {
+    let profiles = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| runtime.block_on(AwsProfiles::load()))
+        .unwrap_or_else(|problem| {
+            eprintln!("assumed: {problem}; showing only [roles]");
+            AwsProfiles::default()
+        });
+    all_roles(config, &profiles)
 }
 
 pub fn role_specs(config: &Config, profiles: &AwsProfiles) -> Vec<RoleSpec> {
@@ -357,7 +372,14 @@ impl Running {
                 "token_file",
                 new.server.token_file != self.config.server.token_file,
             ),
-            ("[source]", new.source != self.config.source),
+            // federation_endpoint is read by `assumed console`, not the daemon.
+            (
+                "[source]",
+                config::SourceConfig {
+                    federation_endpoint: self.config.source.federation_endpoint.clone(),
+                    ..new.source.clone()
+                } != self.config.source,
+            ),
             ("metrics", new.server.metrics != self.config.server.metrics),
             (
                 "imds_listen",

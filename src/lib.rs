@@ -1,13 +1,16 @@
 //! `assumed`: a local AWS credential-vending daemon. See ARCHITECTURE.md for
 //! the map; `cli` is the entry point.
 
+pub mod aws_files;
 pub mod cache;
 pub mod cli;
 pub mod client_env;
 pub mod compose;
 pub mod config;
+pub mod console;
 pub mod credentials;
 pub mod daemon;
+pub mod doctor;
 pub mod healthcheck;
 pub mod install;
 pub mod local_client;

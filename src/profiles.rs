@@ -49,6 +49,20 @@ impl AwsProfiles {
         }
     }
 
+    /// Profiles parsed from `config` text alone, for unit tests.
+    #[cfg(test)]
+    pub async fn from_config_text(config: &str) -> Self {
+        let fs = Fs::from_slice(&[("/aws-config", config)]);
+        let env = Env::from_slice(&[
+            ("AWS_CONFIG_FILE", "/aws-config"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/none"),
+        ]);
+        let set = aws_config::profile::load(&fs, &env, &EnvConfigFiles::default(), None)
+            .await
+            .ok();
+        AwsProfiles { set }
+    }
+
     fn get(&self, profile: &str, key: &str) -> Option<&str> {
         self.set
             .as_ref()?
@@ -167,6 +181,12 @@ impl AwsProfiles {
         }
         role.imported = Some(imported);
         Ok(role)
+    }
+
+    /// Whether `profile` assumes a role itself (has a `role_arn`): credentials
+    /// signed by it are a role session, so what they assume is role chaining.
+    pub fn assumes_role(&self, profile: &str) -> bool {
+        self.get(profile, "role_arn").is_some()
     }
 
     pub fn source_kind(&self, profile: &str) -> SourceKind {

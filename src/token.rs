@@ -50,18 +50,23 @@ impl Token {
     }
 }
 
-/// Where the token lives unless the config says otherwise: the user's runtime
-/// directory (`$XDG_RUNTIME_DIR/assumed/token`), or a per-user directory
-/// under the temp dir where there is none (macOS).
+/// Where the token lives unless the config says otherwise.
 pub fn default_path() -> PathBuf {
-    let dir = directories::BaseDirs::new()
+    runtime_dir().join(TOKEN_FILE_NAME)
+}
+
+/// The user's private directory for what lives as long as the login: the
+/// user's runtime directory (`$XDG_RUNTIME_DIR/assumed`, a tmpfs cleared at
+/// logout under systemd), or a per-user directory under the temp dir where
+/// there is none (macOS).
+pub fn runtime_dir() -> PathBuf {
+    directories::BaseDirs::new()
         .and_then(|dirs| dirs.runtime_dir().map(|dir| dir.join("assumed")))
         .unwrap_or_else(|| {
             // SAFETY: getuid has no preconditions and cannot fail.
             let uid = unsafe { libc::getuid() };
             std::env::temp_dir().join(format!("assumed-{uid}"))
-        });
-    dir.join(TOKEN_FILE_NAME)
+        })
 }
 
 /// The token the daemon serves with. A fresh one is written at `path` on
@@ -103,7 +108,7 @@ fn read_existing(path: &Path) -> io::Result<Option<Token>> {
 }
 
 /// Creates `dir` 0700, or checks that an existing one is ours and private.
-fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let metadata = fs::metadata(dir)?;
     refuse_if_shared(dir, &metadata, 0o077)

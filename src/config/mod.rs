@@ -70,6 +70,9 @@ pub struct SourceConfig {
     pub profile: Option<String>,
     pub region: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// The console federation endpoint for `assumed console`; `None`: the
+    /// role's partition's (`https://signin.aws.amazon.com/federation`, …).
+    pub federation_endpoint: Option<String>,
     /// How long an MFA session (GetSessionToken) lasts when the source is
     /// long-lived keys; `None` means the default, 12h.
     pub mfa_session: Option<Duration>,

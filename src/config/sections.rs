@@ -135,6 +135,9 @@ fn source(mut table: TableReader<'_>) -> SourceConfig {
         profile: plain(table.string("profile", &not_empty)),
         region: plain(table.string("region", &validate::region)),
         sts_endpoint: plain(table.string("sts_endpoint", &validate::sts_endpoint)),
+        federation_endpoint: plain(
+            table.string("federation_endpoint", &validate::federation_endpoint),
+        ),
         mfa_session: plain(table.duration("mfa_session", &validate::mfa_session)),
         deadlines,
     };

@@ -345,6 +345,24 @@ fn region_and_sts_endpoint_are_checked() {
 }
 
 #[test]
+fn federation_endpoint_is_checked() {
+    expect_one(
+        "[source]\nfederation_endpoint = \"signin.example\"\n",
+        "2:23: federation_endpoint \"signin.example\" must be an http:// or https:// URL",
+    );
+    expect_one(
+        "[source]\nfederation_endpoint = \"https://signin.example/federation?Action=login\"\n",
+        "2:23: federation_endpoint \"https://signin.example/federation?Action=login\" must not carry a query",
+    );
+    let config =
+        expect_ok("[source]\nfederation_endpoint = \"http://127.0.0.1:8080/federation\"\n");
+    assert_eq!(
+        config.source.federation_endpoint.as_deref(),
+        Some("http://127.0.0.1:8080/federation")
+    );
+}
+
+#[test]
 fn listen_addresses_must_parse_and_stay_loopback() {
     expect_one(
         "[server]\nlisten = [\"localhost:1\"]\n",

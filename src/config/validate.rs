@@ -168,6 +168,22 @@ pub(super) fn region(region: &str) -> Checked {
 }
 
 pub(super) fn sts_endpoint(url: &str) -> Checked {
+    http_url("sts_endpoint", url)
+}
+
+/// The console federation endpoint (`getSigninToken` and `Action=login`):
+/// the whole URL, path included, e.g. `https://signin.aws.amazon.com/federation`.
+pub(super) fn federation_endpoint(url: &str) -> Checked {
+    http_url("federation_endpoint", url)?;
+    if url.contains(['?', '#']) {
+        return Err(format!(
+            "federation_endpoint \"{url}\" must not carry a query or fragment: assumed adds the query"
+        ));
+    }
+    Ok(())
+}
+
+fn http_url(key: &str, url: &str) -> Checked {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
@@ -175,7 +191,7 @@ pub(super) fn sts_endpoint(url: &str) -> Checked {
     match authority {
         Some(authority) if !authority.is_empty() && !authority.starts_with(':') => Ok(()),
         _ => Err(format!(
-            "sts_endpoint \"{url}\" must be an http:// or https:// URL with a host"
+            "{key} \"{url}\" must be an http:// or https:// URL with a host"
         )),
     }
 }

@@ -1,7 +1,7 @@
-//! The admin endpoints the CLI uses (`assumed status`, `reload`, `mfa`): on
-//! the same listener, behind the same token as credentials, and only for
-//! callers on this machine — a container that was given the token to read
-//! credentials must not also reload the config or feed MFA codes.
+//! The admin endpoints the CLI uses (`assumed status`, `reload`, `mfa`,
+//! `console`): on the same listener, behind the same token as credentials,
+//! and only for callers on this machine — a container that was given the
+//! token to read credentials must not also reload the config or feed MFA codes.
 
 use std::sync::Arc;
 
@@ -16,10 +16,51 @@ use super::AppState;
 use super::error::ApiError;
 use super::guard::authorize;
 use super::listener::Connection;
-use crate::cache::CacheError;
+use crate::cache::{CacheError, RoleSpec};
 use crate::credentials::format_expiration;
 use crate::daemon::Control;
 use crate::sts::MfaUse;
+
+/// `assumed console`: ROLE's credentials exactly as `/role/ROLE` serves
+/// them, plus what the CLI cannot know itself: how they were obtained (the
+/// federation endpoint takes `SessionDuration` only for one AssumeRole) and
+/// the role's region.
+pub async fn console(
+    State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    admit(&state, connection.as_deref(), &headers)?;
+    let Ok(Path(name)) = name else {
+        return Err(ApiError::unknown_role());
+    };
+    let role = state.cache.role(&name).ok_or_else(ApiError::unknown_role)?;
+    let creds = state
+        .cache
+        .get(&name)
+        .await
+        .map_err(|error| super::ecs::refusal(&name, error))?;
+    let served: serde_json::Value =
+        serde_json::from_slice(&creds.container_body()).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "the credentials did not serialise",
+            )
+        })?;
+    let origin = state.sts.origin(&role);
+    let answer = serde_json::json!({
+        "credentials": served,
+        "region": role.config.region,
+        "origin": { "kind": origin.kind(), "explanation": origin.explanation(&name) },
+    });
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(answer),
+    )
+        .into_response())
+}
 
 /// The header that carries an MFA code (no endpoint takes a body).
 pub const MFA_CODE_HEADER: &str = "x-assumed-mfa-code";
@@ -47,10 +88,84 @@ pub async fn status(
 ) -> Result<Response, ApiError> {
     admit(&state, connection.as_deref(), &headers)?;
     let roles = state.cache.status();
-    Ok(
-        Json(serde_json::json!({ "default_role": state.default_role(), "roles": roles }))
-            .into_response(),
-    )
+    let daemon = serde_json::json!({
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    Ok(Json(serde_json::json!({
+        "daemon": daemon,
+        "default_role": state.default_role(),
+        "roles": roles,
+    }))
+    .into_response())
+}
+
+/// `assumed doctor`: do `[source]`'s credentials work, and how far is our
+/// clock from STS's.
+pub async fn source(
+    State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admit(&state, connection.as_deref(), &headers)?;
+    Ok(source_report(&state, None).await)
+}
+
+/// The same for the credentials that sign role `name`'s AssumeRole.
+pub async fn source_of_role(
+    State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    admit(&state, connection.as_deref(), &headers)?;
+    let Ok(Path(name)) = name else {
+        return Err(ApiError::unknown_role());
+    };
+    let root = chain_root(&state, &name)?;
+    Ok(source_report(&state, Some(root)).await)
+}
+
+/// One GetCallerIdentity; the answer names the identity, never a secret.
+async fn source_report(state: &AppState, root: Option<RoleSpec>) -> Response {
+    let report = state.sts.check_source(root.as_ref()).await;
+    let (identity, error) = match &report.outcome {
+        Ok(identity) => (
+            serde_json::json!({
+                "arn": identity.arn,
+                "expires": identity.expires.map(format_expiration),
+            }),
+            serde_json::Value::Null,
+        ),
+        Err(error) => (
+            serde_json::Value::Null,
+            serde_json::json!({ "code": error.code, "message": error.message }),
+        ),
+    };
+    Json(serde_json::json!({
+        "signs_for": root.as_ref().map(|r| &r.name),
+        "source": report.source,
+        "identity": identity,
+        "error": error,
+        "clock_skew_seconds": report.clock_skew_seconds,
+    }))
+    .into_response()
+}
+
+/// The role at the start of `name`'s `via` chain: its source signs them all.
+fn chain_root(state: &AppState, name: &str) -> Result<RoleSpec, ApiError> {
+    let mut role = state.cache.role(name).ok_or_else(ApiError::unknown_role)?;
+    // Reload refuses cycles; the bound only keeps a bug from spinning.
+    for _ in 0..32 {
+        let Some(upstream) = role.config.via.as_deref() else {
+            break;
+        };
+        role = state
+            .cache
+            .role(upstream)
+            .ok_or_else(ApiError::unknown_role)?;
+    }
+    Ok(role)
 }
 
 pub async fn reload(

@@ -70,13 +70,20 @@ async fn answer(state: &AppState, name: &str) -> Result<Response, ApiError> {
             creds.container_body(),
         )
             .into_response()),
-        Err(CacheError::UnknownRole) => Err(ApiError::unknown_role()),
-        Err(CacheError::Unavailable(error)) => Err(ApiError::unavailable(
+        Err(error) => Err(refusal(name, error)),
+    }
+}
+
+/// What a caller is told when the cache has no credentials for `name`.
+pub(super) fn refusal(name: &str, error: CacheError) -> ApiError {
+    match error {
+        CacheError::UnknownRole => ApiError::unknown_role(),
+        CacheError::Unavailable(error) => ApiError::unavailable(
             &error.code,
             &format!(
                 "credentials for role {name} are unavailable: {}",
                 error.message
             ),
-        )),
+        ),
     }
 }

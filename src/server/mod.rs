@@ -89,8 +89,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/role/{name}", get(ecs::role))
         .route("/creds", get(ecs::default_role))
         .route("/admin/status", get(admin::status))
+        .route("/admin/source", get(admin::source))
+        .route("/admin/source/{name}", get(admin::source_of_role))
         .route("/admin/reload", put(admin::reload))
         .route("/admin/mfa/{name}", put(admin::mfa))
+        .route("/admin/console/{name}", get(admin::console))
         .with_state(state.clone());
     if state.bench_static {
         main = main.route("/__bench/static", get(bench_static));

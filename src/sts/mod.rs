@@ -11,10 +11,14 @@
 //!   deadline and backoff;
 //! * `process.rs` — `credential_process`, run with a deadline and killed after it;
 //! * `assume.rs` — the STS calls themselves;
-//! * `mfa.rs` — what `assumed mfa` hands over.
+//! * `mfa.rs` — what `assumed mfa` hands over;
+//! * `check.rs` — `assumed doctor`'s check of the source and the clock;
+//! * `origin.rs` — whether a role's session is one AssumeRole or a chain.
 
 mod assume;
+mod check;
 mod mfa;
+mod origin;
 mod process;
 mod source;
 mod sources;
@@ -29,7 +33,9 @@ use aws_credential_types::Credentials;
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use tokio::sync::OnceCell;
 
+pub use check::{Identity, SourceReport};
 pub use mfa::MfaUse;
+pub use origin::Origin;
 
 use crate::cache::{FetchError, FetchFuture, Fetcher, RoleSpec};
 use crate::config::{Deadlines, SourceConfig};

@@ -115,6 +115,21 @@ impl Sts {
         )
     }
 
+    /// A profile's own credentials through its shared source.
+    pub(super) async fn profile_source_credentials(
+        &self,
+        role: &RoleSpec,
+        profile: &str,
+        freshness: Freshness,
+    ) -> Result<Credentials, FetchError> {
+        let key = SourceKey::Profile(profile.to_owned());
+        self.source_for(role, &key)
+            .await?
+            .credentials(freshness)
+            .await
+            .map_err(|error| self.explain(role, &key, &error))
+    }
+
     /// A role that is a profile's own temporary credentials (SSO role
     /// credentials, credential_process with an Expiration).
     pub(super) async fn profile_credentials(
@@ -122,13 +137,9 @@ impl Sts {
         role: &RoleSpec,
         profile: &str,
     ) -> Result<Issued, FetchError> {
-        let key = SourceKey::Profile(profile.to_owned());
         let creds = self
-            .source_for(role, &key)
-            .await?
-            .credentials(Freshness::Renewed)
-            .await
-            .map_err(|error| self.explain(role, &key, &error))?;
+            .profile_source_credentials(role, profile, Freshness::Renewed)
+            .await?;
         let Some(expiration) = creds.expiry() else {
             return Err(FetchError::permanent(
                 "NotTemporary",

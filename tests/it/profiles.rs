@@ -5,8 +5,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use crate::harness::netns::{self, Netns};
 use crate::harness::sso_stub::{SSO_ACCESS_KEY_ID, SsoStub};
-use crate::harness::{Daemon, Options, StsProxy, run};
+use crate::harness::{Daemon, Options, StsProxy, python, run};
 
 const BASE_KEY: &str = "AKIAPROFILEBASE";
 
@@ -39,11 +40,31 @@ fn options(proxy: &StsProxy, aws_config: &str, credentials: &str) -> Options {
 
 #[tokio::test]
 async fn zero_config_serves_every_role_profile_to_boto3() {
-    let proxy = StsProxy::start().await;
+    // No config file means the default 127.0.0.1:9911, which a contributor's
+    // own daemon may hold: the daemon and its client get a loopback of
+    // their own in a network namespace.
+    let Some(netns) = netns::or_skip(Netns::create(), "zero-config test") else {
+        return;
+    };
+    let proxy = StsProxy::start_in(&netns).await;
     let mut options = options(&proxy, PROFILES, &credentials());
     options.zero_config = true;
+    options.netns = Some(netns.name().to_owned());
     let daemon = Daemon::start_with(options).await;
-    let result = daemon.boto3_whoami("p1", 1).await;
+    let whoami = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/whoami.py");
+    let output = run(netns
+        .command(&python())
+        .arg(whoami)
+        .env_clear()
+        .envs(daemon.client_env("p1")))
+    .await;
+    assert!(
+        output.status.success(),
+        "boto3: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log()
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("whoami JSON");
     assert_eq!(
         result["arn"],
         "arn:aws:sts::111111111111:assumed-role/p1/carol"
@@ -53,11 +74,13 @@ async fn zero_config_serves_every_role_profile_to_boto3() {
         Some(BASE_KEY),
         "signed by the source profile's keys"
     );
-    assert_eq!(
-        daemon.get("/role/not-a-role").await.status,
-        404,
-        "only profiles with role_arn"
-    );
+    let token = daemon.token();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], 9911));
+    let (status, _) = netns
+        .http_get(address, "/role/not-a-role", &[("authorization", &token)])
+        .await
+        .expect("GET inside the namespace");
+    assert_eq!(status, 404, "only profiles with role_arn");
 
     let roles = run(daemon.cli().arg("roles")).await;
     let roles = String::from_utf8_lossy(&roles.stdout);

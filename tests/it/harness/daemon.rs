@@ -20,9 +20,9 @@ pub fn binary() -> &'static str {
 pub struct Options {
     pub roles: String,
     pub server: String,
-    pub sts_endpoint: String,
-    /// Extra lines for `[source]` (deadlines, say).
+    /// Extra `[source]` lines.
     pub source: String,
+    pub sts_endpoint: String,
     pub rust_log: String,
     /// A second `listen` address besides the loopback port the harness picks.
     pub extra_listen: Option<String>,
@@ -43,8 +43,8 @@ impl Options {
         Options {
             roles: roles.to_owned(),
             server: String::new(),
-            sts_endpoint: sts_endpoint.to_owned(),
             source: String::new(),
+            sts_endpoint: sts_endpoint.to_owned(),
             rust_log: "info".into(),
             extra_listen: None,
             env: Vec::new(),

@@ -5,7 +5,9 @@
 // Each test uses only part of the harness, and re-exports are there for tests to come.
 #![allow(dead_code, unused_imports)]
 
+pub mod clients;
 pub mod daemon;
+pub mod federation_stub;
 pub mod moto;
 pub mod netns;
 pub mod sso_stub;

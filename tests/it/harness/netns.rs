@@ -243,3 +243,22 @@ fn sweep_stale() {
         }
     }
 }
+
+/// `made`, or `None` (with a notice naming `test`) where namespaces cannot
+/// be made outside CI. In CI (`CI` set) that is a failure, never a silent skip.
+pub fn or_skip<T>(made: Result<T, String>, test: &str) -> Option<T> {
+    match made {
+        Ok(made) => Some(made),
+        Err(why) if std::env::var_os("CI").is_some_and(|ci| !ci.is_empty()) => panic!(
+            "the {test} needs Linux network namespaces (root and iproute2), \
+             which CI must provide, but creating them failed: {why}"
+        ),
+        Err(why) => {
+            eprintln!(
+                "NOTICE: {test} not run: network namespaces are unavailable \
+                 here ({why}). It runs as root, as in CI."
+            );
+            None
+        }
+    }
+}

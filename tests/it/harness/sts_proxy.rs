@@ -24,6 +24,8 @@ pub struct StsCall {
     pub params: BTreeMap<String, String>,
     /// The access key in the SigV4 `Authorization: … Credential=AKID/…` header.
     pub access_key_id: Option<String>,
+    /// The region of that credential scope (`Credential=AKID/DATE/REGION/sts/…`).
+    pub region: Option<String>,
     /// HTTP status the proxy answered with (moto's, or the injected fault's).
     pub status: u16,
 }
@@ -262,7 +264,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let mut call = StsCall {
         action: String::new(),
         params: parse_params(parts.uri.query(), &body),
-        access_key_id: access_key_id(&parts.headers),
+        access_key_id: credential_scope(&parts.headers, 0),
+        region: credential_scope(&parts.headers, 2),
         status: 0,
     };
     call.action = call.params.get("Action").cloned().unwrap_or_default();
@@ -396,11 +399,14 @@ fn plain(status: StatusCode, text: &str) -> Response {
 }
 
 /// `Credential=AKID/date/region/service/aws4_request` in a SigV4 header.
-fn access_key_id(headers: &HeaderMap) -> Option<String> {
+/// Part `index` of the SigV4 credential scope in `Authorization: …
+/// Credential=AKID/DATE/REGION/SERVICE/aws4_request, …`.
+fn credential_scope(headers: &HeaderMap, index: usize) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let credential = value.split("Credential=").nth(1)?;
-    let akid = credential.split('/').next()?;
-    (!akid.is_empty()).then(|| akid.to_owned())
+    let credential = credential.split([',', ' ']).next()?;
+    let part = credential.split('/').nth(index)?;
+    (!part.is_empty()).then(|| part.to_owned())
 }
 
 fn parse_params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
