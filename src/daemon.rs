@@ -184,7 +184,10 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     let timing = Timing {
         refresh_before: config.server.refresh_before,
         idle_timeout: config.server.idle_timeout,
+        fetch_timeout: config.source.deadlines.fetch(),
     };
+    // Before the cache: its slot and driver gauges count from the first one.
+    let metrics = config.server.metrics && server::metrics::install().is_some();
     let cache = Cache::new(specs, sts.clone(), timing, Clock::system());
     // Reminders go out only for sessions whose roles are kept warm. (The
     // cache holds the Sts that holds this: a cycle, for the daemon's life.)
@@ -203,7 +206,7 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
         default_role: RwLock::new(config.server.default_role.clone()),
         session_tokens: SessionTokens::new().map_err(|e| format!("no randomness: {e}"))?,
         imdsv1: AtomicBool::new(config.server.imdsv1),
-        metrics: config.server.metrics && server::metrics::install().is_some(),
+        metrics,
         allowed_hosts: server::guard::AllowedHosts::new(&config.server.allowed_hosts),
         trust_subnet: RwLock::new(config.server.trust_subnet),
         region: config

@@ -80,13 +80,56 @@ pub struct SourceConfig {
     /// How long an MFA session (GetSessionToken) lasts when the source is
     /// long-lived keys; `None` means the default, 12h.
     pub mfa_session: Option<Duration>,
-    /// How long an `mfa_process` may run before it is killed; `None`: 30s.
-    pub mfa_process_timeout: Option<Duration>,
     /// Keep MFA sessions across restarts; `None` means yes.
     pub remember_mfa: Option<bool>,
     /// Where MFA sessions are kept; `None`: the runtime directory, when the
     /// system has one (see `crate::sts::mfa_store`).
     pub mfa_session_file: Option<PathBuf>,
+    pub deadlines: Deadlines,
+}
+
+/// How long the daemon waits on anything upstream. Nothing waits without
+/// one: a dead TCP connection after a network change must end in an error
+/// and a retry, never in a role that is "refreshing" for ever.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deadlines {
+    /// `connect_timeout`: TCP + TLS connect to STS (and SSO, IMDS…).
+    pub connect: Duration,
+    /// `read_timeout`: silence on an open connection before it is given up.
+    pub read: Duration,
+    /// `sts_timeout`: one STS operation, retries included.
+    pub sts: Duration,
+    /// `process_timeout`: a `credential_process` run; then it is killed.
+    pub process: Duration,
+    /// `source_timeout`: any other source (SSO token refresh, web identity,
+    /// IMDS, the container endpoint).
+    pub source: Duration,
+    /// `mfa_process_timeout`: a role's `mfa_process` run; then it is killed.
+    pub mfa_process: Duration,
+}
+
+impl Deadlines {
+    /// The whole of one role's fetch: its source, then STS, with room to
+    /// spare; for a role that needs an MFA code, also its `mfa_process` and
+    /// the GetSessionToken that spends the code.
+    pub fn fetch(&self) -> Duration {
+        self.process.max(self.source) + self.mfa_process + self.sts * 2 + Duration::from_secs(5)
+    }
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            connect: Duration::from_secs(3),
+            read: Duration::from_secs(10),
+            sts: Duration::from_secs(20),
+            process: Duration::from_secs(60),
+            source: Duration::from_secs(30),
+            // Long enough to touch a key or unlock a password manager,
+            // short enough that the client asking is still there.
+            mfa_process: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Default)]

@@ -68,8 +68,10 @@ pub async fn run(listener: TcpListener, router: Router, mut stopped: watch::Rece
         let connection = Connection { local, peer };
         let router = router.clone();
         let stopped = stopped.clone();
+        let open = crate::memory::connection_opened();
         connections.spawn(async move {
             serve_connection(stream, connection, router, stopped).await;
+            drop(open);
             drop(permit);
         });
         // Reap finished connection tasks so the set does not grow without bound.

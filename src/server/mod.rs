@@ -100,10 +100,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         main = main.route("/__bench/static", get(bench_static));
     }
     if state.metrics {
-        main = main.route(
-            "/metrics",
-            get(metrics::render).with_state(state.cache.clone()),
-        );
+        main = main.route("/metrics", get(metrics::render).with_state(state.clone()));
     }
     finish(main.merge(imds), &state)
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::mfa_store::{self, Kept};
+use super::sources::SourceKey;
 use super::{Sts, classify, mfa_process, record_call};
 use crate::attention::Renew;
 use crate::cache::{FetchError, RoleSpec};
@@ -27,8 +28,8 @@ const DEFAULT_MFA_SESSION: Duration = Duration::from_secs(12 * 3600);
 /// An MFA session this close to its end is not used to start a role session.
 const MFA_SESSION_MARGIN: Duration = Duration::from_secs(5 * 60);
 
-/// One MFA device behind one source: (source profile, MFA serial).
-type Device = (Option<String>, String);
+/// One MFA device behind one shared source: (source, MFA serial).
+type Device = (SourceKey, String);
 
 #[derive(Default)]
 pub(super) struct MfaGrants {
@@ -73,10 +74,7 @@ impl Sts {
     }
 
     fn device(&self, role: &RoleSpec, serial: &str) -> Device {
-        (
-            self.source_profile(role).map(str::to_owned),
-            serial.to_owned(),
-        )
+        (self.source_key(role), serial.to_owned())
     }
 
     /// Takes an MFA code for `role` (`assumed mfa`).
@@ -191,10 +189,7 @@ impl Sts {
         if let Some(session) = self.session_for(role, &device).await {
             return Ok(Some(MfaProof::Session(session)));
         }
-        let deadline = self
-            .source
-            .mfa_process_timeout
-            .unwrap_or(mfa_process::DEFAULT_DEADLINE);
+        let deadline = self.deadlines().mfa_process;
         tracing::info!(role = %role.name, %serial, "running mfa_process for a code");
         let code = mfa_process::run(&role.name, command, deadline)
             .await
@@ -337,5 +332,5 @@ impl Sts {
 }
 
 fn reminder_key((source, serial): &Device) -> String {
-    format!("mfa {} {serial}", source.as_deref().unwrap_or("-"))
+    format!("mfa {} {serial}", mfa_store::source_id(source))
 }

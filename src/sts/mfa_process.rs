@@ -15,14 +15,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
+use super::process::{KillGroup, read_all};
+
 use crate::credentials::Secret;
 
-/// How long an `mfa_process` may run unless `[source] mfa_process_timeout` says otherwise:
-/// long enough to touch a key or unlock a password manager, short enough
-/// that a client waiting on the role is still there.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 /// At most this much of stderr is kept for the log.
-const STDERR_LIMIT: u64 = 4096;
+const STDERR_LIMIT: usize = 4096;
 /// After the process ends or is killed, how long to wait for its pipes.
 const DRAIN: Duration = Duration::from_secs(1);
 
@@ -55,10 +53,10 @@ pub async fn run(role: &str, command: &str, deadline: Duration) -> Result<Secret
         .map_err(|error| ProcessFailure(format!("mfa_process could not be started: {error}")))?;
     let group = KillGroup(child.id());
     let stdout = tokio::spawn(first_line(child.stdout.take()));
-    let stderr = tokio::spawn(read_limited(child.stderr.take()));
+    let stderr = tokio::spawn(read_all(child.stderr.take(), STDERR_LIMIT));
     let status = tokio::time::timeout(deadline, child.wait()).await;
     // Ended or not, nothing it started may outlive the run (a `sleep` it
-    // left behind would hold the pipes open).
+    // left behind would hold the pipes open): the group is killed either way.
     drop(group);
     let stderr = tokio::time::timeout(DRAIN, stderr)
         .await
@@ -103,23 +101,6 @@ pub async fn run(role: &str, command: &str, deadline: Duration) -> Result<Secret
     }
 }
 
-/// Kills a process group when dropped: after the deadline, after the
-/// process ended (whatever it left running), and when the fetch that started
-/// it is abandoned.
-struct KillGroup(Option<u32>);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) {
-            // SAFETY: kill(2) with a negative pid signals that process group;
-            // it touches no memory of ours.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
 /// The first line of a pipe (at most 256 bytes of it); the rest is read and dropped
 /// so the process never blocks on a full pipe.
 async fn first_line(pipe: Option<impl AsyncRead + Unpin>) -> String {
@@ -131,14 +112,6 @@ async fn first_line(pipe: Option<impl AsyncRead + Unpin>) -> String {
     let _ = (&mut reader).take(256).read_until(b'\n', &mut line).await;
     let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
     String::from_utf8(line).unwrap_or_default()
-}
-
-async fn read_limited(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(pipe) = pipe {
-        let _ = pipe.take(STDERR_LIMIT).read_to_end(&mut out).await;
-    }
-    out
 }
 
 #[cfg(test)]

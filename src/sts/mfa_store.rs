@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::sources::SourceKey;
 use crate::config::SourceConfig;
 use crate::credentials::{Issued, Secret};
 
@@ -26,8 +27,8 @@ const FILE_NAME: &str = "mfa-sessions.json";
 /// One MFA session, with what it belongs to.
 #[derive(Clone, Debug)]
 pub struct Kept {
-    /// The source profile (`None`: the default chain).
-    pub source: Option<String>,
+    /// The shared source whose keys opened it.
+    pub source: SourceKey,
     pub serial: String,
     /// The access key id of the long-lived keys that opened the session: a
     /// session is only reused for the same keys.
@@ -49,9 +50,32 @@ fn default_path() -> Option<PathBuf> {
     Some(dirs.runtime_dir()?.join("assumed").join(FILE_NAME))
 }
 
+/// A source as the file names it: `profile:NAME`, `default-chain`,
+/// `environment`, `ec2-instance-metadata`, `ecs-container`.
+pub fn source_id(source: &SourceKey) -> String {
+    match source {
+        SourceKey::Profile(name) => format!("profile:{name}"),
+        SourceKey::DefaultChain => "default-chain".into(),
+        SourceKey::Environment => "environment".into(),
+        SourceKey::Ec2InstanceMetadata => "ec2-instance-metadata".into(),
+        SourceKey::EcsContainer => "ecs-container".into(),
+    }
+}
+
+fn parse_source_id(id: &str) -> Option<SourceKey> {
+    Some(match id {
+        "default-chain" => SourceKey::DefaultChain,
+        "environment" => SourceKey::Environment,
+        "ec2-instance-metadata" => SourceKey::Ec2InstanceMetadata,
+        "ecs-container" => SourceKey::EcsContainer,
+        other => SourceKey::Profile(other.strip_prefix("profile:")?.to_owned()),
+    })
+}
+
 #[derive(Serialize, Deserialize)]
 struct Entry {
-    source: Option<String>,
+    /// [`source_id`].
+    source: String,
     serial: String,
     source_key_id: String,
     access_key_id: String,
@@ -114,19 +138,21 @@ fn read(path: &Path) -> io::Result<Vec<Kept>> {
     Ok(file
         .sessions
         .into_iter()
-        .map(|entry| Kept {
-            source: entry.source,
-            serial: entry.serial,
-            source_key_id: entry.source_key_id,
-            session: Issued {
-                access_key_id: entry.access_key_id,
-                secret_access_key: Secret::new(entry.secret_access_key),
-                session_token: Secret::new(entry.session_token),
-                expiration: UNIX_EPOCH + Duration::from_secs(entry.expiration),
-                role_arn: String::new(),
-                assumed_role_arn: String::new(),
-                account_id: String::new(),
-            },
+        .filter_map(|entry| {
+            Some(Kept {
+                source: parse_source_id(&entry.source)?,
+                serial: entry.serial,
+                source_key_id: entry.source_key_id,
+                session: Issued {
+                    access_key_id: entry.access_key_id,
+                    secret_access_key: Secret::new(entry.secret_access_key),
+                    session_token: Secret::new(entry.session_token),
+                    expiration: UNIX_EPOCH + Duration::from_secs(entry.expiration),
+                    role_arn: String::new(),
+                    assumed_role_arn: String::new(),
+                    account_id: String::new(),
+                },
+            })
         })
         .filter(|kept| kept.session.expiration > now)
         .collect())
@@ -149,7 +175,7 @@ pub fn save(path: &Path, sessions: &[Kept]) -> io::Result<()> {
         sessions: sessions
             .iter()
             .map(|kept| Entry {
-                source: kept.source.clone(),
+                source: source_id(&kept.source),
                 serial: kept.serial.clone(),
                 source_key_id: kept.source_key_id.clone(),
                 access_key_id: kept.session.access_key_id.clone(),
@@ -175,7 +201,7 @@ mod tests {
 
     fn kept(serial: &str, lasts: Duration) -> Kept {
         Kept {
-            source: Some("src".into()),
+            source: SourceKey::Profile("src".into()),
             serial: serial.into(),
             source_key_id: "AKIASOURCE".into(),
             session: Issued {
@@ -205,7 +231,7 @@ mod tests {
         let back = load(&path);
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].serial, "arn:aws:iam::111111111111:mfa/a");
-        assert_eq!(back[0].source.as_deref(), Some("src"));
+        assert_eq!(back[0].source, SourceKey::Profile("src".into()));
         assert_eq!(back[0].session.session_token.expose(), "token");
         save(&path, &[]).expect("forget");
         assert!(!path.exists());
@@ -222,6 +248,20 @@ mod tests {
         assert!(error.to_string().contains("mode 644"), "{error}");
         assert!(load(&path).is_empty());
         assert!(path.exists(), "left for the user to look at");
+    }
+
+    #[test]
+    fn sources_are_named_and_read_back() {
+        for key in [
+            SourceKey::Profile("a:b".into()),
+            SourceKey::DefaultChain,
+            SourceKey::Environment,
+            SourceKey::Ec2InstanceMetadata,
+            SourceKey::EcsContainer,
+        ] {
+            assert_eq!(parse_source_id(&source_id(&key)), Some(key));
+        }
+        assert_eq!(parse_source_id("nonsense"), None);
     }
 
     #[test]
