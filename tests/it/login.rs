@@ -41,7 +41,15 @@ fn write_login_cache(dir: &Path, expires: SystemTime) {
         "dpopKey": TEST_DPOP_KEY,
     });
     std::fs::create_dir_all(dir).expect("cache dir");
-    std::fs::write(dir.join(name), token.to_string()).expect("login cache");
+    let path = dir.join(name);
+    std::fs::write(&path, token.to_string()).expect("login cache");
+    // The kernel stamps writes with a clock that ticks every few ms; a login
+    // by hand comes seconds after a failure, this one within a millisecond.
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|file| file.set_modified(SystemTime::now()))
+        .expect("mtime");
 }
 
 async fn daemon(proxy: &StsProxy, cache: &Path, signin: &SigninStub) -> Daemon {
@@ -72,7 +80,7 @@ async fn a_fresh_aws_login_session_signs_the_role() {
 }
 
 #[tokio::test]
-async fn an_expired_aws_login_session_says_run_aws_login() {
+async fn an_expired_aws_login_session_says_run_aws_login_and_a_new_login_is_picked_up() {
     let proxy = StsProxy::start().await;
     let signin = SigninStub::start().await;
     let dir = tempfile::tempdir().expect("dir");
@@ -92,6 +100,12 @@ async fn an_expired_aws_login_session_says_run_aws_login() {
     );
     assert!(signin.calls() >= 1, "the refresh was tried first");
     assert!(proxy.calls().is_empty());
+
+    // The user runs `aws login`: a fresh session in the cache is used at
+    // once, with no restart and no wait for the failure's hold.
+    write_login_cache(&cache, SystemTime::now() + Duration::from_secs(3600));
+    let answer = daemon.get("/role/app").await;
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, daemon.log());
     let log = daemon.log();
     assert!(!log.contains("login-refresh-token") && !log.contains("login-secret"));
 }
