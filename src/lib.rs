@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod cli;
 pub mod client_env;
+pub mod clients;
 pub mod compose;
 pub mod config;
 pub mod credentials;
@@ -12,6 +13,8 @@ pub mod healthcheck;
 pub mod install;
 pub mod local_client;
 pub mod logging;
+pub mod notify;
+pub mod peer;
 pub mod profiles;
 pub mod server;
 pub mod service;

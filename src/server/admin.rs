@@ -46,11 +46,27 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     admit(&state, connection.as_deref(), &headers)?;
-    let roles = state.cache.status();
+    let roles: Vec<RoleWithClients> = state
+        .cache
+        .status()
+        .into_iter()
+        .map(|role| RoleWithClients {
+            clients: state.clients.recent(&role.name, state.token.expose()),
+            role,
+        })
+        .collect();
     Ok(
         Json(serde_json::json!({ "default_role": state.default_role(), "roles": roles }))
             .into_response(),
     )
+}
+
+/// A role's status and the processes that took its credentials recently.
+#[derive(serde::Serialize)]
+struct RoleWithClients {
+    #[serde(flatten)]
+    role: crate::cache::RoleStatus,
+    clients: Vec<crate::clients::ClientStatus>,
 }
 
 pub async fn reload(

@@ -6,6 +6,7 @@ mod harness;
 
 mod caching;
 mod cli;
+mod clients;
 mod compose;
 mod container;
 mod imds;
@@ -14,3 +15,4 @@ mod profiles;
 mod sdk_matrix;
 mod security;
 mod service;
+mod users;
