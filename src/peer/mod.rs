@@ -5,10 +5,11 @@
 //! * [`owner_of`]: which user owns the peer's socket. Asked once per
 //!   connection, before its first request is served, because the answer
 //!   decides whether the connection may have credentials at all
-//!   (`server::users`). It must be cheap: the kernel looks the socket up by
-//!   its address pair (netlink `sock_diag`, a hash lookup), and only if that
-//!   interface is missing is `/proc/net/tcp` read, which walks the whole
-//!   table (~9 ms per read on a host with 262,144 hash buckets).
+//!   (`server::users`). It must be cheap, and it blocks the connection's
+//!   task: the kernel looks the socket up by its address pair (netlink
+//!   `sock_diag`, a hash lookup, microseconds), and only if that interface
+//!   does not work here is `/proc/net/tcp` read, which walks the whole table
+//!   (~9 ms per read on a host with 262,144 hash buckets).
 //! * [`processes_holding`]: which process holds the socket. Needs a walk over
 //!   `/proc/<pid>/fd`, so it runs off the request path (`clients`), for many
 //!   sockets at once.
@@ -84,7 +85,7 @@ pub fn owner_of(peer: SocketAddr, local: SocketAddr) -> PeerOwner {
     let peer = canonical(peer);
     let local = canonical(local);
     let loopback = peer.ip().is_loopback();
-    match lookup(peer, local, loopback) {
+    match lookup(peer, local) {
         Ok(Some(owner)) if owner.inode != 0 => PeerOwner::Local(owner),
         // Not here, or only the TIME_WAIT remains of it (which has no owner).
         Ok(_) if loopback => {
@@ -108,36 +109,40 @@ pub fn owner_of(_peer: SocketAddr, _local: SocketAddr) -> PeerOwner {
     PeerOwner::Unsupported
 }
 
-/// Netlink first; `/proc/net/tcp` when netlink is unavailable, or when it
-/// misses a loopback peer (a kernel without `tcp_diag` answers "not found"
-/// for everything: the table then settles it, and is used from then on).
+/// Netlink when it works here, else `/proc/net/tcp`. Netlink is trusted
+/// once it has found the daemon's own end of a connection: a kernel without
+/// `tcp_diag` answers "no such socket" to everything, which must not pass
+/// for "the peer has gone".
 #[cfg(target_os = "linux")]
-fn lookup(
-    peer: SocketAddr,
-    local: SocketAddr,
-    loopback: bool,
-) -> Result<Option<SocketOwner>, String> {
+fn lookup(peer: SocketAddr, local: SocketAddr) -> Result<Option<SocketOwner>, String> {
     use std::sync::atomic::{AtomicBool, Ordering};
-    static TABLE_ONLY: AtomicBool = AtomicBool::new(false);
+    static NETLINK_WORKS: AtomicBool = AtomicBool::new(false);
+    static WARNED: std::sync::Once = std::sync::Once::new();
 
-    if !TABLE_ONLY.load(Ordering::Relaxed) {
-        match sock_diag::lookup(peer, local) {
-            Ok(Some(found)) => return Ok(Some(found)),
-            Ok(None) if !loopback => return Ok(None),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::debug!(%error, "sock_diag unavailable; reading /proc/net/tcp");
+    let netlink = NETLINK_WORKS.load(Ordering::Relaxed)
+        || match sock_diag::lookup(local, peer) {
+            Ok(Some(_)) => {
+                NETLINK_WORKS.store(true, Ordering::Relaxed);
+                true
             }
+            outcome => {
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        ?outcome,
+                        "netlink sock_diag did not find the daemon's own end of a new \
+                         connection; reading /proc/net/tcp instead, which is slower"
+                    )
+                });
+                false
+            }
+        };
+    if netlink {
+        match sock_diag::lookup(peer, local) {
+            Ok(found) => return Ok(found),
+            Err(error) => tracing::debug!(%error, "sock_diag failed; reading /proc/net/tcp"),
         }
     }
-    let found = proc_net::lookup(peer, local).map_err(|e| format!("cannot read {e}"))?;
-    if found.is_some() && !TABLE_ONLY.swap(true, Ordering::Relaxed) {
-        tracing::warn!(
-            "netlink sock_diag does not find loopback sockets that /proc/net/tcp lists; \
-             reading /proc/net/tcp for each new connection from now on (slower)"
-        );
-    }
-    Ok(found)
+    proc_net::lookup(peer, local).map_err(|error| format!("cannot read {error}"))
 }
 
 /// A table that cannot be read is logged once, not once per connection.

@@ -224,10 +224,13 @@ mod tests {
         let token = Token::generate().expect("token");
         let subnet: Subnet = "169.254.170.128/25".parse().expect("subnet");
         let from = |peer: &str| {
-            Connection::accepted(
-                "169.254.170.2:80".parse().expect("addr"),
-                peer.parse().expect("addr"),
-            )
+            let peer = peer.parse().expect("addr");
+            Connection {
+                local: "169.254.170.2:80".parse().expect("addr"),
+                peer,
+                owner: crate::peer::PeerOwner::Remote,
+                client: crate::clients::Client::new(peer, crate::peer::PeerOwner::Remote),
+            }
         };
         let none = HeaderMap::new();
         let mut wrong = HeaderMap::new();

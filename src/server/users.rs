@@ -61,8 +61,8 @@ impl LocalUsers {
                 self.own, socket.uid
             ))),
             PeerOwner::Unknown => Err(foreign(
-                "the daemon could not tell which user this connection belongs to, so it refuses it \
-                 (its log says why)"
+                "the daemon could not tell which user this connection belongs to (it may have \
+                 closed already), so it refuses it"
                     .to_owned(),
             )),
             PeerOwner::Remote | PeerOwner::Unsupported => Ok(()),
