@@ -1,7 +1,7 @@
 """Takes a role's credentials from the daemon, then waits until `status`
-names this very process among the role's clients (the daemon names
-processes off the request path, so a client that exits at once may go
-unnamed). Exits 0 once named, 3 if it never is.
+names this very process among the role's clients with all its requests
+(the daemon names processes off the request path, so a client that exits
+at once may go unnamed). Exits 0 once named, 3 if it never is.
 
     python3 took_role.py PORT TOKEN_FILE ROLE REQUESTS [--fork N]
 
@@ -39,7 +39,8 @@ def take(port, token, role, requests):
         connection, status, body = get(port, token, "/admin/status")
         connection.close()
         roles = {entry["name"]: entry for entry in json.loads(body)["roles"]}
-        if any(client["pid"] == os.getpid() for client in roles[role]["clients"]):
+        if any(client["pid"] == os.getpid() and client["requests"] >= requests
+               for client in roles[role]["clients"]):
             print(os.getpid())
             return 0
         time.sleep(0.005)
