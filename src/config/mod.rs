@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub import_profiles: bool,
     /// Serve Prometheus metrics at /metrics.
     pub metrics: bool,
+    /// Other local users whose processes may have credentials.
+    pub allow_uids: Vec<u32>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +63,7 @@ impl Default for ServerConfig {
             imdsv1: false,
             import_profiles: true,
             metrics: true,
+            allow_uids: Vec::new(),
         }
     }
 }
@@ -96,6 +99,8 @@ pub struct RoleConfig {
     pub region: Option<String>,
     pub prefetch: bool,
     pub imds_listen: Option<SocketAddr>,
+    /// A desktop notification the first time a process takes this role.
+    pub notify_on_use: bool,
     /// Set only for roles imported from `~/.aws/config`: where they came from.
     pub imported: Option<ImportedProfile>,
 }
@@ -191,6 +196,7 @@ impl fmt::Debug for RoleConfig {
             .field("region", &self.region)
             .field("prefetch", &self.prefetch)
             .field("imds_listen", &self.imds_listen)
+            .field("notify_on_use", &self.notify_on_use)
             .field("imported", &self.imported)
             .finish()
     }

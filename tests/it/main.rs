@@ -6,6 +6,7 @@ mod harness;
 
 mod caching;
 mod cli;
+mod clients;
 mod compose;
 mod console;
 mod container;
@@ -17,4 +18,5 @@ mod profiles;
 mod sdk_matrix;
 mod security;
 mod service;
+mod users;
 mod users_home;
