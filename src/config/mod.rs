@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// Desktop notifications when a person must act; `None`: on when a
     /// graphical session is present (see `crate::attention::notify_by_default`).
     pub notify: Option<bool>,
+    /// Other local users whose processes may have credentials.
+    pub allow_uids: Vec<u32>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +67,7 @@ impl Default for ServerConfig {
             import_profiles: true,
             metrics: true,
             notify: None,
+            allow_uids: Vec::new(),
         }
     }
 }
@@ -153,6 +156,8 @@ pub struct RoleConfig {
     pub region: Option<String>,
     pub prefetch: bool,
     pub imds_listen: Option<SocketAddr>,
+    /// A desktop notification the first time a process takes this role.
+    pub notify_on_use: bool,
     /// Set only for roles imported from `~/.aws/config`: where they came from.
     pub imported: Option<ImportedProfile>,
 }
@@ -249,6 +254,7 @@ impl fmt::Debug for RoleConfig {
             .field("region", &self.region)
             .field("prefetch", &self.prefetch)
             .field("imds_listen", &self.imds_listen)
+            .field("notify_on_use", &self.notify_on_use)
             .field("imported", &self.imported)
             .finish()
     }

@@ -111,6 +111,9 @@ fn server(
             .unwrap_or(defaults.import_profiles),
         metrics: table.bool("metrics").unwrap_or(defaults.metrics),
         notify: table.bool("notify"),
+        allow_uids: table
+            .uid_list("allow_uids")
+            .map_or(defaults.allow_uids, Spanned::into_inner),
     };
     if let Some(subnet) = trust_subnet.filter(|_| !server.expose) {
         let message =
@@ -227,6 +230,7 @@ fn role(
         imds_listen: table
             .socket_addr("imds_listen")
             .map(|addr| listener(addr, "imds_listen", listeners)),
+        notify_on_use: table.bool("notify_on_use").unwrap_or(false),
         imported: None,
     };
     table.finish();

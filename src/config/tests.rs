@@ -433,6 +433,31 @@ fn server_strings_are_checked_and_token_file_expands_home() {
 }
 
 #[test]
+fn allow_uids_are_user_ids_and_notify_on_use_a_boolean() {
+    let config = expect_ok(&format!(
+        "[server]\nallow_uids = [1001, 0x3E9, 0]\n{ROLE}notify_on_use = true\n"
+    ));
+    assert_eq!(config.server.allow_uids, [1001, 1001, 0]);
+    assert!(config.roles["dev"].notify_on_use);
+    assert!(expect_ok(ROLE).server.allow_uids.is_empty());
+    assert!(!expect_ok(ROLE).roles["dev"].notify_on_use);
+    expect_one(
+        "[server]\nallow_uids = [1001, -1]\n",
+        "2:21: allow_uids[1] is not a user id (0 to 4294967294)",
+    );
+    expect_one(
+        "[server]\nallow_uids = [4294967295]\n",
+        "2:15: allow_uids[0] is not a user id",
+    );
+    expect_one(
+        "[server]\nallow_uids = [\"alice\"]\n",
+        "2:15: allow_uids[0]: expected a user id, found a string",
+    );
+    expect_one("[server]\nallow_uids = 1001\n", "2:14: expected an array");
+    expect_one(&role("notify_on_use = \"yes\""), "3:17: expected a boolean");
+}
+
+#[test]
 fn columns_count_characters_not_bytes() {
     expect_one(
         &format!("{ROLE}tags = {{ \"é\" = 1 }}\n"),

@@ -5,7 +5,7 @@
 //! Hand-rolled rather than `axum::serve` because the limits that keep a slow
 //! or malicious client from stalling others live on hyper's connection
 //! builder, and because the guard needs each connection's local address (the
-//! listener's own address is an accepted `Host`).
+//! listener's own address is an accepted `Host`) and `users` its owner.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +19,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use crate::clients::Client;
+use crate::peer::{self, PeerOwner};
+
 /// Connections served at once. Idle keep-alive connections count too, and are
 /// closed by the header deadline, so this many idle sockets cannot lock out a
 /// real client for longer than that.
@@ -29,11 +32,30 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// an idle keep-alive connection is closed after it.
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Where a request came in: what the guard checks `Host` against.
-#[derive(Clone, Copy, Debug)]
+/// Where a request came in (what the guard checks `Host` against), and who
+/// is on the other end: both learnt once per connection, when it is accepted.
+#[derive(Clone)]
 pub struct Connection {
     pub local: SocketAddr,
     pub peer: SocketAddr,
+    /// The user owning the peer's socket (`users` admits or refuses it).
+    pub owner: PeerOwner,
+    /// Who took credentials on this connection (`status`'s `clients`).
+    pub client: Arc<Client>,
+}
+
+impl Connection {
+    /// Looks the peer up in the kernel's socket table: once per connection,
+    /// before its first request (a hash lookup through netlink).
+    pub fn accepted(local: SocketAddr, peer: SocketAddr) -> Self {
+        let owner = peer::owner_of(peer, local);
+        Connection {
+            local,
+            peer,
+            owner,
+            client: Client::new(peer, owner),
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `stopped` turns true, then waits for
@@ -65,11 +87,12 @@ pub async fn run(listener: TcpListener, router: Router, mut stopped: watch::Rece
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection { local, peer };
         let router = router.clone();
         let stopped = stopped.clone();
         let open = crate::memory::connection_opened();
         connections.spawn(async move {
+            // In the connection's task, not the accept loop: others keep being accepted.
+            let connection = Connection::accepted(local, peer);
             serve_connection(stream, connection, router, stopped).await;
             drop(open);
             drop(permit);
@@ -87,7 +110,7 @@ async fn serve_connection(
     mut stopped: watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(connection);
+        request.extensions_mut().insert(connection.clone());
         router.clone().oneshot(request)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -61,6 +61,8 @@ fn state() -> Arc<AppState> {
         metrics: false,
         allowed_hosts: guard::AllowedHosts::new(&[]),
         trust_subnet: RwLock::new(None),
+        users: users::LocalUsers::new(&[]),
+        clients: crate::clients::Clients::new(),
     })
 }
 

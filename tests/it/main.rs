@@ -6,6 +6,7 @@ mod harness;
 
 mod caching;
 mod cli;
+mod clients;
 mod compose;
 mod console;
 mod container;
@@ -21,4 +22,5 @@ mod sdk_matrix;
 mod security;
 mod service;
 mod soak;
+mod users;
 mod users_home;
