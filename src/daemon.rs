@@ -181,8 +181,11 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     let timing = Timing {
         refresh_before: config.server.refresh_before,
         idle_timeout: config.server.idle_timeout,
+        fetch_timeout: config.source.deadlines.fetch(),
     };
     let clients = notifying_clients(&specs);
+    // Before the cache: its slot and driver gauges count from the first one.
+    let metrics = config.server.metrics && server::metrics::install().is_some();
     let cache = Cache::new(specs, sts.clone(), timing, Clock::system());
     let (control, mut requests) = mpsc::channel(4);
     let state = Arc::new(AppState {
@@ -192,7 +195,7 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
         default_role: RwLock::new(config.server.default_role.clone()),
         session_tokens: SessionTokens::new().map_err(|e| format!("no randomness: {e}"))?,
         imdsv1: AtomicBool::new(config.server.imdsv1),
-        metrics: config.server.metrics && server::metrics::install().is_some(),
+        metrics,
         allowed_hosts: server::guard::AllowedHosts::new(&config.server.allowed_hosts),
         trust_subnet: RwLock::new(config.server.trust_subnet),
         users: server::users::LocalUsers::new(&config.server.allow_uids),

@@ -16,6 +16,7 @@ pub mod healthcheck;
 pub mod install;
 pub mod local_client;
 pub mod logging;
+pub mod memory;
 pub mod notify;
 pub mod peer;
 pub mod profiles;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::DeTable;
@@ -9,7 +10,7 @@ use toml::de::DeTable;
 use super::diagnostic::Problems;
 use super::reader::TableReader;
 use super::validate::{self, Listener, anything, not_empty};
-use super::{Config, RoleConfig, ServerConfig, SourceConfig};
+use super::{Config, Deadlines, RoleConfig, ServerConfig, SourceConfig};
 use crate::subnet::Subnet;
 
 /// Keys that only mean something when the role is assumed through STS.
@@ -122,6 +123,17 @@ fn server(
 }
 
 fn source(mut table: TableReader<'_>) -> SourceConfig {
+    let defaults = Deadlines::default();
+    let mut deadline = |key: &'static str, default: Duration| {
+        plain(table.duration(key, &validate::positive(key))).unwrap_or(default)
+    };
+    let deadlines = Deadlines {
+        connect: deadline("connect_timeout", defaults.connect),
+        read: deadline("read_timeout", defaults.read),
+        sts: deadline("sts_timeout", defaults.sts),
+        process: deadline("process_timeout", defaults.process),
+        source: deadline("source_timeout", defaults.source),
+    };
     let source = SourceConfig {
         profile: plain(table.string("profile", &not_empty)),
         region: plain(table.string("region", &validate::region)),
@@ -130,6 +142,7 @@ fn source(mut table: TableReader<'_>) -> SourceConfig {
             table.string("federation_endpoint", &validate::federation_endpoint),
         ),
         mfa_session: plain(table.duration("mfa_session", &validate::mfa_session)),
+        deadlines,
     };
     table.finish();
     source

@@ -618,3 +618,35 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn upstream_deadlines_have_defaults_and_are_checked() {
+    let defaults = expect_ok("").source.deadlines;
+    assert_eq!(defaults, crate::config::Deadlines::default());
+    assert_eq!(defaults.sts, Duration::from_secs(20));
+    assert_eq!(defaults.process, Duration::from_secs(60));
+    let config = expect_ok(
+        "[source]\nconnect_timeout = \"1s\"\nread_timeout = \"2s\"\nsts_timeout = \"5s\"\n\
+         process_timeout = \"2m\"\nsource_timeout = \"15s\"\n",
+    );
+    let deadlines = config.source.deadlines;
+    assert_eq!(
+        (deadlines.connect, deadlines.read, deadlines.sts),
+        (
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(5)
+        )
+    );
+    assert_eq!(deadlines.process, Duration::from_secs(120));
+    assert_eq!(deadlines.source, Duration::from_secs(15));
+    assert!(deadlines.fetch() > deadlines.process + deadlines.sts);
+    expect_one(
+        "[source]\nsts_timeout = \"0s\"\n",
+        "2:15: sts_timeout must be greater than 0",
+    );
+    expect_one(
+        "[source]\nprocess_timeout = \"never\"\n",
+        "2:19: process_timeout \"never\" is not a duration",
+    );
+}

@@ -89,10 +89,12 @@ pub async fn run(listener: TcpListener, router: Router, mut stopped: watch::Rece
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let stopped = stopped.clone();
+        let open = crate::memory::connection_opened();
         connections.spawn(async move {
             // In the connection's task, not the accept loop: others keep being accepted.
             let connection = Connection::accepted(local, peer);
             serve_connection(stream, connection, router, stopped).await;
+            drop(open);
             drop(permit);
         });
         // Reap finished connection tasks so the set does not grow without bound.

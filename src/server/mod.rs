@@ -106,10 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     let mut main = only_allowed_users(main.merge(imds), &state);
     if state.metrics {
-        main = main.route(
-            "/metrics",
-            get(metrics::render).with_state(state.cache.clone()),
-        );
+        main = main.route("/metrics", get(metrics::render).with_state(state.clone()));
     }
     finish(main, &state)
 }

@@ -46,6 +46,7 @@ fn state() -> Arc<AppState> {
     let timing = Timing {
         refresh_before: Duration::from_secs(1800),
         idle_timeout: Duration::from_secs(3600),
+        fetch_timeout: Duration::from_secs(60),
     };
     Arc::new(AppState {
         cache: Cache::new(roles, Arc::new(AlwaysIssues), timing, Clock::system()),
