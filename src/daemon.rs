@@ -186,9 +186,9 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
         idle_timeout: config.server.idle_timeout,
         fetch_timeout: config.source.deadlines.fetch(),
     };
+    let clients = notifying_clients(&specs);
     // Before the cache: its slot and driver gauges count from the first one.
     let metrics = config.server.metrics && server::metrics::install().is_some();
-    let clients = notifying_clients(&specs);
     let cache = Cache::new(specs, sts.clone(), timing, Clock::system());
     // Reminders go out only for sessions whose roles are kept warm. (The
     // cache holds the Sts that holds this: a cycle, for the daemon's life.)

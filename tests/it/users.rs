@@ -137,8 +137,16 @@ async fn another_users_processes_get_no_credentials_and_no_admin_only_health() {
         as_other_user("GET", &daemon.url("/healthz"), &[]).await,
         (200, "ok".to_owned())
     );
+    // /metrics is not for other users to be refused (a monitoring agent runs
+    // as its own user), but it needs the token from anyone.
     assert_eq!(
         as_other_user("GET", &daemon.url("/metrics"), &[]).await.0,
+        401
+    );
+    assert_eq!(
+        as_other_user("GET", &daemon.url("/metrics"), &[("Authorization", &token)])
+            .await
+            .0,
         200
     );
     assert_eq!(
