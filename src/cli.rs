@@ -11,6 +11,7 @@ use crate::aws_files;
 use crate::client_env::{self, Format};
 use crate::config::{self, Config, RoleConfig};
 use crate::daemon;
+use crate::logging::LogFormat;
 
 /// Exit status for a config that does not validate (`assumed check`).
 const EXIT_INVALID_CONFIG: u8 = 2;
@@ -30,12 +31,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
