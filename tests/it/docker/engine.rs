@@ -82,12 +82,15 @@ impl Engine {
     /// Removes containers, networks and volumes of earlier runs of these
     /// tests that were killed before `down`: the lock says none is in use.
     async fn sweep_stale_projects(&self) {
-        let label = "{{.ID}} {{.Label \"com.docker.compose.project\"}}";
+        // Containers and networks are named by ID, volumes by name: a
+        // template field a kind lacks fails only once such an object exists.
+        let by_id = "{{.ID}} {{.Label \"com.docker.compose.project\"}}";
+        let by_name = "{{.Name}} {{.Label \"com.docker.compose.project\"}}";
         let kinds: [(&[&str], &[&str]); 3] = [
-            (&["ps", "-a", "--format", label], &["rm", "-f", "-v"]),
-            (&["network", "ls", "--format", label], &["network", "rm"]),
+            (&["ps", "-a", "--format", by_id], &["rm", "-f", "-v"]),
+            (&["network", "ls", "--format", by_id], &["network", "rm"]),
             (
-                &["volume", "ls", "--format", label],
+                &["volume", "ls", "--format", by_name],
                 &["volume", "rm", "-f"],
             ),
         ];
