@@ -16,6 +16,8 @@ import time
 import urllib.request
 from contextlib import contextmanager
 
+import instructions
+
 BINARY = os.path.abspath(sys.argv[1])
 COLD_BURST = os.path.join(os.path.dirname(BINARY), "examples", "cold_burst")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -70,20 +72,22 @@ def moto():
 
 
 class Daemon:
-    def __init__(self, sts, roles, workdir, extra_args=()):
+    def __init__(self, sts, roles, workdir, extra_args=(), default_role=None):
         self.port = free_port()
         self.token_file = os.path.join(workdir, f"run-{self.port}", "token")
         config = os.path.join(workdir, f"config-{self.port}.toml")
         role_tables = "".join(
             f'[roles.{name}]\nrole_arn = "arn:aws:iam::111111111111:role/{name}"\n' for name in roles)
         with open(config, "w") as f:
-            f.write(f'[server]\nlisten = ["127.0.0.1:{self.port}"]\ntoken_file = "{self.token_file}"\n'
+            default = f'default_role = "{default_role}"\n' if default_role else ""
+            f.write(f'[server]\nlisten = ["127.0.0.1:{self.port}"]\ntoken_file = "{self.token_file}"\n{default}'
                     f'import_profiles = false\n[source]\nregion = "us-east-1"\nsts_endpoint = "{sts}"\n{role_tables}')
         env = {"PATH": os.environ["PATH"], "HOME": workdir, "AWS_ACCESS_KEY_ID": "AKIABENCH",
                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_CONFIG_FILE": os.path.join(workdir, "none"),
                "AWS_SHARED_CREDENTIALS_FILE": os.path.join(workdir, "none"), "RUST_LOG": "warn"}
+        self.argv, self.env = [BINARY, "serve", "--config", config, *extra_args], env
         self.started = time.monotonic()
-        self.process = subprocess.Popen([BINARY, "serve", "--config", config, *extra_args], env=env,
+        self.process = subprocess.Popen(self.argv, env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.url("/healthz"))
         self.ready_after = time.monotonic() - self.started
@@ -157,9 +161,24 @@ def check(value, target, higher_is_better=True):
     return "✓" if ok else "✗"
 
 
+def instruction_rows(sts, workdir):
+    """Instructions and allocations per warm request under valgrind, against
+    nginx in the same run (scripts/instructions.py)."""
+    daemon = Daemon(sts, ["dev"], workdir, default_role="dev")
+    _, body = get(daemon.url("/role/dev"), {"Authorization": daemon.token})
+    daemon.stop()
+    # The configured token_file keeps its token across the runs under valgrind.
+    return instructions.measure(daemon.argv, daemon.env, daemon.port, daemon.token, body, workdir)
+
+
 def main():
     rows = []
+    only_instructions = sys.argv[2:] == ["instructions"]
     with moto() as sts, tempfile.TemporaryDirectory() as workdir:
+        rows += instruction_rows(sts, workdir)
+        if only_instructions:
+            print_table(rows)
+            return
         # Warm throughput, against the static baseline of the same build.
         daemon = Daemon(sts, ["dev"], workdir, ["--bench-static"])
         status, _ = get(daemon.url("/role/dev"), {"Authorization": daemon.token})
@@ -240,6 +259,10 @@ def main():
         start_ms = statistics.median(starts)
         rows.append(("start to first /healthz 200 (median of 10)", f"{start_ms:.1f} ms", f"≤ 50 ms {check(start_ms, 50, False)}"))
 
+    print_table(rows)
+
+
+def print_table(rows):
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
           f"wrk on the same machine, {SECONDS} s per run; {time.strftime('%Y-%m-%d')}\n")

@@ -1,0 +1,216 @@
+"""Instructions and allocations per warm request, for scripts/bench.
+
+Wall-clock figures on a shared two-core machine drift with everyone else's
+load; counted instructions do not. Each server runs under valgrind (callgrind
+for instructions, DHAT for heap blocks), one keep-alive client sends N warm
+requests, and the same run with 0 requests is subtracted, so start-up, the
+cold STS call, connecting and shutting down cancel out. nginx serves the same
+body behind the same token check in the same run, as the yardstick.
+
+    scripts/bench instructions     # only this part (~2 minutes)
+
+Set BENCH_KEEP=DIR to keep the callgrind files (read them with
+callgrind_annotate)."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "2000"))
+KEEP = os.environ.get("BENCH_KEEP")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KeepAlive:
+    """One HTTP/1.1 connection, one request at a time, answers read whole."""
+
+    def __init__(self, port):
+        self.port = port
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def request(self, method, path, headers):
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        while b"\r\n\r\n" not in self.buffer:
+            self.read()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        status = int(head.split(b" ", 2)[1])
+        length = int(re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head).group(1))
+        while len(self.buffer) < length:
+            self.read()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, body
+
+    def read(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+
+    def close(self):
+        self.sock.close()
+
+
+def wait_until_listening(port, process, limit=120):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server under valgrind exited early ({process.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listened on {port} within {limit} s")
+
+
+def valgrind(tool, out):
+    if tool == "callgrind":
+        return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--log-file={out}.log"]
+    return ["valgrind", "--tool=dhat", f"--dhat-out-file={out}", f"--log-file={out}.log"]
+
+
+def measured(tool, out):
+    """Instructions (callgrind) or heap blocks allocated (DHAT), whole run."""
+    if tool == "callgrind":
+        with open(out) as f:
+            return int(re.search(r"^summary:\s+(\d+)", f.read(), re.M).group(1))
+    with open(out + ".log") as f:
+        return int(re.search(r"Total:\s+[\d,]+ bytes in ([\d,]+) blocks", f.read()).group(1).replace(",", ""))
+
+
+def run(tool, argv, port, env, exercise, out):
+    """Starts `argv` under `tool`, lets `exercise(port)` talk to it, stops
+    it with SIGTERM (both servers then exit cleanly) and returns the count."""
+    process = subprocess.Popen(valgrind(tool, out) + argv, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_listening(port, process)
+        exercise(port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    return measured(tool, out)
+
+
+def per_request(tool, argv, port, env, scenarios, name, workdir):
+    """(count with N requests of scenario `name` − count with 0) / N. Every
+    run does the same set-up (a first, cold request; one connection per
+    scenario, with its own set-up such as an IMDS session token)."""
+
+    def exercise(port, counts):
+        connections = {}
+        for scenario, (setup, method, path, headers) in scenarios.items():
+            connection = KeepAlive(port)
+            headers = setup(connection) if setup else headers
+            # A first request on every run: the cold fetch happens in both.
+            status, _ = connection.request(method, path, headers)
+            assert status == 200, f"{scenario}: {status}"
+            connections[scenario] = (connection, method, path, headers)
+        for scenario, (connection, method, path, headers) in connections.items():
+            for _ in range(counts.get(scenario, 0)):
+                status, _ = connection.request(method, path, headers)
+                assert status == 200, f"{scenario}: {status}"
+            connection.close()
+
+    counts = []
+    for n in (0, REQUESTS):
+        out = os.path.join(workdir, f"{tool}.{name}.{n}".replace(" ", "_").replace("/", "_"))
+        counts.append(run(tool, argv, port, env, lambda port: exercise(port, {name: n}), out))
+        if KEEP and tool == "callgrind":
+            os.makedirs(KEEP, exist_ok=True)
+            shutil.copy(out, os.path.join(KEEP, os.path.basename(out)))
+    return (counts[1] - counts[0]) / REQUESTS
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;  # nginx closes after 1,000 by default; hyper never does
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /role/dev {{
+            if ($http_authorization != "{token}") {{ return 403; }}
+            default_type application/json;
+            alias {body};
+        }}
+    }}
+}}
+"""
+
+
+def nginx_argv(workdir, port, token, body):
+    body_file = os.path.join(workdir, "nginx-body.json")
+    with open(body_file, "wb") as f:
+        f.write(body)
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(dir=workdir, port=port, token=token, body=body_file))
+    return ["nginx", "-p", workdir, "-c", conf]
+
+
+def measure(daemon_argv, daemon_env, daemon_port, token, body, workdir):
+    """Rows for the Markdown table: per-request instructions for three
+    credential requests and nginx, the ratios, and allocations per request."""
+    imds_token = {}
+
+    def imds_setup(connection):
+        status, session = connection.request("PUT", "/latest/api/token",
+                                             {"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
+        assert status == 200, status
+        imds_token["value"] = session.decode()
+        return {"X-aws-ec2-metadata-token": imds_token["value"]}
+
+    auth = {"Authorization": token}
+    scenarios = {
+        "GET /role/dev": (None, "GET", "/role/dev", auth),
+        "GET /creds": (None, "GET", "/creds", auth),
+        "IMDS credentials GET": (imds_setup, "GET", "/latest/meta-data/iam/security-credentials/dev", None),
+    }
+    nginx_dir = tempfile.mkdtemp(dir=workdir)
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(nginx_dir, sub))
+    nginx_port = free_port()
+    nginx = nginx_argv(nginx_dir, nginx_port, token, body)
+    nginx_scenarios = {"nginx GET /role/dev": scenarios["GET /role/dev"]}
+
+    rows = []
+    limit = per_request("callgrind", nginx, nginx_port, None, nginx_scenarios, "nginx GET /role/dev", workdir)
+    rows.append(("instructions per warm request: nginx 1.22, same body and token check", f"{limit:,.0f}", ""))
+    for name, target in (("GET /role/dev", 1.2), ("GET /creds", 1.3), ("IMDS credentials GET", 1.3)):
+        ours = per_request("callgrind", daemon_argv, daemon_port, daemon_env, scenarios, name, workdir)
+        ratio = ours / limit
+        rows.append((f"instructions per warm request: {name}", f"{ours:,.0f} ({ratio:.2f}× nginx)",
+                     f"≤ {target}× {'✓' if ratio <= target else '✗'}"))
+    for name in ("GET /role/dev", "IMDS credentials GET"):
+        blocks = per_request("dhat", daemon_argv, daemon_port, daemon_env, scenarios, name, workdir)
+        rows.append((f"heap allocations per warm request: {name}", f"{blocks:.1f}",
+                     f"≤ 4 {'✓' if blocks <= 4 else '✗'}"))
+    nginx_blocks = per_request("dhat", nginx, nginx_port, None, nginx_scenarios, "nginx GET /role/dev", workdir)
+    rows.append(("heap allocations per warm request: nginx (pool allocator; malloc calls only)",
+                 f"{nginx_blocks:.1f}", ""))
+    return rows
