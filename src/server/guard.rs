@@ -55,7 +55,7 @@ pub async fn screen(
     }
 }
 
-fn check(
+pub(super) fn check(
     allowed: &AllowedHosts,
     local: Option<SocketAddr>,
     method: &Method,

@@ -12,12 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
+
+use super::warm::Warm;
 
 /// Connections served at once. Idle keep-alive connections count too, and are
 /// closed by the header deadline, so this many idle sockets cannot lock out a
@@ -36,9 +39,17 @@ pub struct Connection {
     pub peer: SocketAddr,
 }
 
-/// Serves `router` on `listener` until `stopped` turns true, then waits for
+/// What a listener serves: the router, and in front of it the warm path for
+/// credential requests answered from memory (`warm`).
+#[derive(Clone)]
+pub struct Endpoint {
+    pub router: Router,
+    pub warm: Option<Arc<Warm>>,
+}
+
+/// Serves `endpoint` on `listener` until `stopped` turns true, then waits for
 /// the connections that are still answering.
-pub async fn run(listener: TcpListener, router: Router, mut stopped: watch::Receiver<bool>) {
+pub async fn run(listener: TcpListener, endpoint: Endpoint, mut stopped: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -66,10 +77,10 @@ pub async fn run(listener: TcpListener, router: Router, mut stopped: watch::Rece
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection { local, peer };
-        let router = router.clone();
+        let endpoint = endpoint.clone();
         let stopped = stopped.clone();
         connections.spawn(async move {
-            serve_connection(stream, connection, router, stopped).await;
+            serve_connection(stream, connection, endpoint, stopped).await;
             drop(permit);
         });
         // Reap finished connection tasks so the set does not grow without bound.
@@ -81,12 +92,27 @@ pub async fn run(listener: TcpListener, router: Router, mut stopped: watch::Rece
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     connection: Connection,
-    router: Router,
+    endpoint: Endpoint,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(connection);
-        router.clone().oneshot(request)
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        // Warm credential requests are answered right here; everything else
+        // (and every refusal) goes through the router.
+        let warm = match &endpoint.warm {
+            Some(warm) => warm.answer(&connection, request),
+            None => Err(request),
+        };
+        let router = endpoint.router.clone();
+        async move {
+            match warm {
+                Ok(response) => Ok(response.map(Either::Left)),
+                Err(mut request) => {
+                    request.extensions_mut().insert(connection);
+                    let response = router.oneshot(request).await;
+                    response.map(|response| response.map(Either::Right))
+                }
+            }
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
