@@ -103,7 +103,7 @@ class Daemon:
         return kib / 1024
 
     def metric(self, name):
-        _, body = get(self.url("/metrics"))
+        _, body = get(self.url("/metrics"), {"Authorization": self.token})
         total = 0.0
         for line in body.decode().splitlines():
             if line.startswith(name + "{") or line.startswith(name + " "):
@@ -237,10 +237,16 @@ def main():
                      f"{added:.1f} ms ({min(b['added_ms'] for b in bursts):.1f} … {max(b['added_ms'] for b in bursts):.1f})",
                      f"≤ 2 ms {check(added, 2.0, False)}"))
 
-        # Memory: idle, then 1,000 roles assumed and served.
+        # Memory: idle, then after a 64-connection burst (once it has been
+        # quiet long enough to give memory back), then 1,000 roles.
         daemon = Daemon(sts, ["dev"], workdir)
         idle = daemon.rss_mib()
         rows.append(("RSS idle after start", f"{idle:.1f} MiB", f"≤ 10 MiB {check(idle, 10, False)}"))
+        wrk(daemon.url("/role/dev"), 64, daemon.token)
+        time.sleep(10)
+        after = daemon.rss_mib()
+        rows.append(("RSS 10 s after a 64-conn burst", f"{after:.1f} MiB (+{after - idle:.1f})",
+                     f"≤ idle + 6 MiB {check(after - idle, 6, False)}"))
         daemon.stop()
         names = [f"r{i:04d}" for i in range(1000)]
         daemon = Daemon(sts, names, workdir)

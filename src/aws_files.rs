@@ -12,8 +12,7 @@
 //! still finds the user's own files (`assumed env` run twice, `doctor`).
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -329,22 +328,12 @@ pub fn write_copy(dir: &Path, selection: &Selection, region: Option<&str>) -> io
     })
 }
 
-/// Writes 0600 through a temporary file and a rename, so a reader never sees
-/// half a file.
+/// Leaves an identical file alone: many shells may share one copy.
 fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     if fs::read(path).is_ok_and(|existing| existing == contents) {
         return Ok(());
     }
-    let scratch = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&scratch)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    fs::rename(&scratch, path)
+    crate::token::write_atomically(path, contents)
 }
 
 /// For commands that read the user's files themselves (`serve`, `roles`…):

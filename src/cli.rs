@@ -439,7 +439,48 @@ fn status(config: &Config, json: bool) -> Result<ExitCode, String> {
             &rows
         )
     );
+    let clients = client_rows(&roles);
+    if !clients.is_empty() {
+        print!(
+            "\nRecent clients (most recent first):\n{}",
+            table(
+                [
+                    "ROLE",
+                    "PID",
+                    "PROCESS",
+                    "REQUESTS",
+                    "LAST SEEN",
+                    "ADDRESS",
+                    "COMMAND"
+                ],
+                &clients
+            )
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One row per process that took a role's credentials (`clients` of `/admin/status`).
+fn client_rows(roles: &[serde_json::Value]) -> Vec<[String; 7]> {
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_owned();
+    let number = |value: &serde_json::Value| value.as_u64().map_or("-".into(), |n| n.to_string());
+    roles
+        .iter()
+        .flat_map(|role| {
+            let clients = role["clients"].as_array().cloned().unwrap_or_default();
+            clients.into_iter().map(move |client| {
+                [
+                    text(&role["name"]),
+                    number(&client["pid"]),
+                    text(&client["process"]),
+                    number(&client["requests"]),
+                    text(&client["last_seen"]),
+                    text(&client["address"]),
+                    text(&client["cmdline"]),
+                ]
+            })
+        })
+        .collect()
 }
 
 fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {

@@ -180,7 +180,11 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     let timing = Timing {
         refresh_before: config.server.refresh_before,
         idle_timeout: config.server.idle_timeout,
+        fetch_timeout: config.source.deadlines.fetch(),
     };
+    let clients = notifying_clients(&specs);
+    // Before the cache: its slot and driver gauges count from the first one.
+    let metrics = config.server.metrics && server::metrics::install().is_some();
     let cache = Cache::new(specs, sts.clone(), timing, Clock::system());
     let (control, mut requests) = mpsc::channel(4);
     let state = Arc::new(AppState {
@@ -190,9 +194,11 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
         default_role: RwLock::new(config.server.default_role.clone()),
         session_tokens: SessionTokens::new().map_err(|e| format!("no randomness: {e}"))?,
         imdsv1: AtomicBool::new(config.server.imdsv1),
-        metrics: config.server.metrics && server::metrics::install().is_some(),
+        metrics,
         allowed_hosts: server::guard::AllowedHosts::new(&config.server.allowed_hosts),
         trust_subnet: RwLock::new(config.server.trust_subnet),
+        users: server::users::LocalUsers::new(&config.server.allow_uids),
+        clients,
         region: config
             .source
             .region
@@ -211,6 +217,7 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     if config.server.trust_subnet.is_some() {
         announce_trust_subnet(config.server.trust_subnet);
     }
+    announce_allow_uids(&config.server.allow_uids);
     tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
     service::ready(&status_line(&cache));
 
@@ -394,6 +401,7 @@ impl Running {
         check_default_role(&new, &specs);
         let state = &self.state;
         state.sts.set_profiles(profiles).await;
+        state.clients.notify_for(notify_roles(&specs));
         let changes = state.cache.replace_roles(specs);
         *write(&state.default_role) = new.server.default_role.clone();
         state.imdsv1.store(new.server.imdsv1, Ordering::Release);
@@ -402,6 +410,11 @@ impl Running {
         *write(&state.trust_subnet) = new.server.trust_subnet;
         if new.server.trust_subnet != self.config.server.trust_subnet {
             announce_trust_subnet(new.server.trust_subnet);
+        }
+        // Likewise: a user taken off allow_uids is refused from the next connection on.
+        state.users.replace(&new.server.allow_uids);
+        if new.server.allow_uids != self.config.server.allow_uids {
+            announce_allow_uids(&new.server.allow_uids);
         }
         prefetch(&state.cache, changes.added.iter().chain(&changes.changed));
         self.config = new;
@@ -424,6 +437,31 @@ fn announce_trust_subnet(subnet: Option<crate::subnet::Subnet>) {
         ),
         None => tracing::info!("trust_subnet removed: every peer needs the token again"),
     }
+}
+
+/// Letting other users' processes in is a deliberate choice worth a log line.
+fn announce_allow_uids(uids: &[u32]) {
+    if !uids.is_empty() {
+        tracing::warn!(
+            ?uids,
+            "allow_uids: processes of these other users may take credentials"
+        );
+    }
+}
+
+/// The client log, with desktop notifications for `notify_on_use` roles.
+fn notifying_clients(specs: &[RoleSpec]) -> crate::clients::Clients {
+    let clients = crate::clients::Clients::new();
+    clients.notify_for(notify_roles(specs));
+    clients
+}
+
+fn notify_roles(specs: &[RoleSpec]) -> Vec<String> {
+    specs
+        .iter()
+        .filter(|spec| spec.config.notify_on_use)
+        .map(|spec| spec.name.clone())
+        .collect()
 }
 
 fn imds_listeners(config: &Config) -> Vec<(String, SocketAddr)> {

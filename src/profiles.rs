@@ -226,6 +226,15 @@ impl AwsProfiles {
         ))
     }
 
+    /// The `credential_process` command of a profile whose credentials come
+    /// from one (and from nothing aws-config would prefer: SSO, static keys).
+    pub fn credential_process(&self, profile: &str) -> Option<&str> {
+        match self.source_kind(profile) {
+            SourceKind::CredentialProcess => self.get(profile, "credential_process"),
+            _ => None,
+        }
+    }
+
     /// The account and role an SSO profile stands for, for `RoleArn` in answers.
     pub fn sso_role_arn(&self, profile: &str) -> Option<String> {
         let account = self.get(profile, "sso_account_id")?;

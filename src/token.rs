@@ -155,7 +155,9 @@ fn refuse_if_shared(path: &Path, metadata: &fs::Metadata, forbidden: u32) -> io:
     Ok(())
 }
 
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+/// Writes `contents` 0600 through a temporary file and a rename, so a reader
+/// never sees half a file.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     let temp = path.with_extension(format!("tmp{}", std::process::id()));
     let _ = fs::remove_file(&temp);
     let mut file = OpenOptions::new()

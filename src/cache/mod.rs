@@ -16,7 +16,7 @@
 //! * **Idle roles sleep.** A role nobody asked for in `idle_timeout` is not
 //!   refreshed; the next request wakes it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,10 +34,21 @@ use crate::credentials::{Credentials, Issued, format_expiration};
 const EXPIRY_FLOOR: Duration = Duration::from_secs(60);
 /// How long a permanent refusal (AccessDenied, a malformed ARN) is remembered.
 const PERMANENT_FAILURE_HOLD: Duration = Duration::from_secs(30);
-/// How long "a person must act" is remembered before looking again.
+/// How long "a person must act" is first remembered before looking again;
+/// it doubles with each failure in a row, up to [`BACKOFF_CAP`], so a source
+/// that keeps failing (a credential_process that prompts and exits) is not
+/// run every few seconds for as long as requests come.
 const NEEDS_USER_HOLD: Duration = Duration::from_secs(5);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// The shortest wait between background retries of a warm role whose
+/// credentials are about to reach the floor.
+const LAST_CHANCE_RETRY: Duration = Duration::from_secs(1);
+/// The longest a driver sleeps before looking at the wall clock again. Its
+/// timer runs on the monotonic clock, which stands still while a laptop is
+/// suspended; expiry is a wall-clock fact. Waking this often bounds how late
+/// a refresh runs after a resume.
+const WALL_CLOCK_NAP: Duration = Duration::from_secs(30);
 
 /// A role as the cache and the fetcher see it.
 #[derive(Clone, Debug, PartialEq)]
@@ -139,6 +150,17 @@ pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Issued, FetchError
 pub trait Fetcher: Send + Sync + 'static {
     /// `upstream` is the session of the role named by `via`, for chaining.
     fn fetch<'a>(&'a self, role: &'a RoleSpec, upstream: Option<&'a Issued>) -> FetchFuture<'a>;
+
+    /// A person just acted (an MFA code, a login): failures the fetcher
+    /// remembers on its own (a source's backoff) are stale.
+    fn forget_failures(&self) {}
+
+    /// Whether what a person had to do for `role` visibly happened since
+    /// `failed_at` (an SSO login wrote a new token): then the hold on a
+    /// needs-a-person failure is stale, and the fetcher has forgotten its own.
+    fn person_acted_since(&self, _role: &RoleSpec, _failed_at: SystemTime) -> bool {
+        false
+    }
 }
 
 /// What a caller gets instead of credentials.
@@ -153,13 +175,20 @@ pub enum CacheError {
 pub struct Timing {
     pub refresh_before: Duration,
     pub idle_timeout: Duration,
+    /// The longest one fetch (source, upstream role, STS) may take before it
+    /// ends as a transient failure.
+    pub fetch_timeout: Duration,
 }
 
 impl Timing {
     /// Refresh this long before expiry: `refresh_before`, but at most half the
-    /// session, so a short-session STS is not called on every request.
+    /// session, so a short-session STS is not called on every request; and
+    /// at least twice the floor, so the background refresh always has time
+    /// to run before the credentials stop being served.
     fn margin(&self, lifetime: Duration) -> Duration {
-        self.refresh_before.min(lifetime / 2)
+        self.refresh_before
+            .min(lifetime / 2)
+            .max(self.floor(lifetime) * 2)
     }
 
     fn floor(&self, lifetime: Duration) -> Duration {
@@ -173,8 +202,13 @@ impl Timing {
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     #[cfg(test)]
-    anchor: Option<(SystemTime, tokio::time::Instant)>,
+    anchor: Option<(SystemTime, tokio::time::Instant, &'static TestSkew)>,
 }
+
+/// How far a test's wall clock has jumped ahead of tokio's (a suspend).
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct TestSkew(AtomicU64);
 
 impl Clock {
     pub fn system() -> Self {
@@ -186,15 +220,25 @@ impl Clock {
 
     #[cfg(test)]
     fn following_tokio() -> Self {
+        let skew: &'static TestSkew = Box::leak(Box::default());
         Clock {
-            anchor: Some((SystemTime::now(), tokio::time::Instant::now())),
+            anchor: Some((SystemTime::now(), tokio::time::Instant::now(), skew)),
+        }
+    }
+
+    /// Moves the wall clock, not tokio's: what a suspended laptop sees on resume.
+    #[cfg(test)]
+    fn jump(&self, by: Duration) {
+        if let Some((_, _, skew)) = self.anchor {
+            skew.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
         }
     }
 
     pub fn now(&self) -> SystemTime {
         #[cfg(test)]
-        if let Some((wall, instant)) = self.anchor {
-            return wall + instant.elapsed();
+        if let Some((wall, instant, skew)) = self.anchor {
+            let skew = Duration::from_millis(skew.0.load(Ordering::SeqCst));
+            return wall + instant.elapsed() + skew;
         }
         SystemTime::now()
     }
@@ -274,6 +318,8 @@ struct Record {
     consecutive_failures: u32,
     /// No new fetch before this (set after a failure).
     retry_at: Option<SystemTime>,
+    /// When the last failure happened.
+    failed_at: Option<SystemTime>,
     /// When the driver should next refresh.
     next_refresh: Option<SystemTime>,
 }
@@ -293,11 +339,13 @@ struct Slot {
     last_used: Mutex<SystemTime>,
     wake: Notify,
     closed: AtomicBool,
+    _live: Live,
 }
 
 impl Slot {
     fn new(spec: RoleSpec, now: SystemTime) -> Self {
         Slot {
+            _live: Live::new("assumed_cache_slots"),
             spec,
             held: RwLock::new(None),
             record: Mutex::new(Record::default()),
@@ -348,6 +396,17 @@ impl Slot {
     fn schedule(&self, at: Option<SystemTime>) {
         self.record().next_refresh = at;
         self.wake.notify_one();
+    }
+
+    /// Takes the refresh the driver slept towards, unless somebody set a new
+    /// one meanwhile: that one stands, and the driver sleeps towards it.
+    fn take_due(&self, slept_towards: Option<SystemTime>) -> bool {
+        let mut record = self.record();
+        if record.next_refresh != slept_towards {
+            return false;
+        }
+        record.next_refresh = None;
+        true
     }
 }
 
@@ -401,12 +460,35 @@ impl Cache {
 
     /// Makes the cache serve exactly `roles` (a config reload): unchanged
     /// roles keep their slot and warm credentials, changed ones start cold,
-    /// missing ones are dropped. Returns the names added, changed, removed.
+    /// missing ones are dropped. A role assumed `via` a changed role counts as
+    /// changed too: its session was minted from the old upstream. Returns the
+    /// names added, changed, removed.
     pub fn replace_roles(&self, roles: Vec<RoleSpec>) -> RoleChanges {
         let mut changes = RoleChanges::default();
         let mut slots = write(&self.shared.slots);
-        let wanted: std::collections::HashSet<String> =
-            roles.iter().map(|spec| spec.name.clone()).collect();
+        let wanted: HashSet<String> = roles.iter().map(|spec| spec.name.clone()).collect();
+        let mut renewed: HashSet<String> = roles
+            .iter()
+            .filter(|spec| slots.get(&spec.name).is_none_or(|slot| slot.spec != **spec))
+            .map(|spec| spec.name.clone())
+            .collect();
+        loop {
+            let downstream: Vec<String> = roles
+                .iter()
+                .filter(|spec| !renewed.contains(&spec.name))
+                .filter(|spec| {
+                    spec.config
+                        .via
+                        .as_ref()
+                        .is_some_and(|via| renewed.contains(via) || !wanted.contains(via))
+                })
+                .map(|spec| spec.name.clone())
+                .collect();
+            if downstream.is_empty() {
+                break;
+            }
+            renewed.extend(downstream);
+        }
         slots.retain(|name, slot| {
             let keep = wanted.contains(name);
             if !keep {
@@ -417,7 +499,7 @@ impl Cache {
         });
         for spec in roles {
             match slots.get(&spec.name) {
-                Some(slot) if slot.spec == spec => {}
+                Some(_) if !renewed.contains(&spec.name) => {}
                 existing => {
                     let list = if existing.is_some() {
                         &mut changes.changed
@@ -441,6 +523,7 @@ impl Cache {
         let slot = self.slot(name).ok_or(CacheError::UnknownRole)?;
         slot.touch(self.shared.clock.now());
         slot.record().retry_at = None;
+        self.shared.fetcher.forget_failures();
         let seen = slot.attempts.load(Ordering::Acquire);
         self.attempt_in_task(slot, seen).await
     }
@@ -480,8 +563,10 @@ impl Cache {
             return Ok(creds);
         }
         if let Some(error) = slot.holding_back(now) {
-            count_lookup(Lookup::HeldBack);
-            return Err(CacheError::Unavailable(error));
+            if !self.person_acted(&slot, &error) {
+                count_lookup(Lookup::HeldBack);
+                return Err(CacheError::Unavailable(error));
+            }
         }
         count_lookup(Lookup::Wait);
         self.attempt_in_task(slot, seen).await
@@ -554,6 +639,20 @@ impl Cache {
         Box::pin(self.get(name))
     }
 
+    /// Whether a needs-a-person failure was fixed by that person since (an
+    /// SSO login): the grown hold would only make them wait for nothing.
+    fn person_acted(&self, slot: &Slot, error: &FetchError) -> bool {
+        if error.permanence != Permanence::NeedsUser {
+            return false;
+        }
+        let Some(failed_at) = slot.record().failed_at else {
+            return false;
+        };
+        self.shared
+            .fetcher
+            .person_acted_since(&slot.spec, failed_at)
+    }
+
     /// Asks the driver for a refresh now, unless one runs or backoff holds.
     fn kick(&self, slot: &Slot, now: SystemTime) {
         if slot.in_flight.load(Ordering::Acquire) || slot.holding_back(now).is_some() {
@@ -588,7 +687,17 @@ impl Cache {
                 return slot.outcome(self.shared.clock.now());
             }
             let started = self.shared.clock.now();
-            let result = self.fetch(slot).await;
+            let deadline = self.shared.timing.fetch_timeout;
+            let result = match tokio::time::timeout(deadline, self.fetch(slot)).await {
+                Ok(result) => result,
+                Err(_) => Err(FetchError::transient(
+                    "UpstreamTimeout",
+                    format!(
+                        "no answer from upstream within {} (STS or the source credentials); retrying with backoff",
+                        humantime::format_duration(deadline)
+                    ),
+                )),
+            };
             let now = self.shared.clock.now();
             let outcome = match result {
                 Ok(issued) => self.store(slot, Credentials::new(issued, now), started, now),
@@ -629,7 +738,20 @@ impl Cache {
         started: SystemTime,
         now: SystemTime,
     ) -> Result<Arc<Credentials>, FetchError> {
-        let fresh = Held::new(creds, &self.shared.timing);
+        let mut fresh = Held::new(creds, &self.shared.timing);
+        if !fresh.usable(now) {
+            // Already inside the floor (a source handing back its own
+            // near-expiry credentials, or a clock running ahead): serving them
+            // would fail the client, and forgetting would fetch on every request.
+            let error = FetchError::transient(
+                "ExpiringCredentials",
+                format!(
+                    "upstream handed back credentials that expire at {}, too soon to serve",
+                    format_expiration(fresh.creds.expiration())
+                ),
+            );
+            return Err(self.fail(slot, error, now));
+        }
         if let Some(current) = slot.held().filter(|held| held.usable(now)) {
             let held_expiry = current.creds.expiration();
             if fresh.creds.expiration() < held_expiry {
@@ -637,13 +759,26 @@ impl Cache {
                 // that extend near-expiry credentials fail earlier. Keep ours,
                 // and ask again once a session of this length would outlive them.
                 let worth_asking = held_expiry - fresh.creds.lifetime() + Duration::from_secs(1);
+                let next = worth_asking.min(current.unusable_at);
                 tracing::info!(
                     role = %slot.spec.name,
                     "STS granted a shorter session than the one held; keeping the held credentials"
                 );
-                slot.schedule(Some(worth_asking.min(current.unusable_at)));
+                // The held copy is not due before then either: otherwise every
+                // request would wake the driver to ask again at once.
+                if let Some(held) = write(&slot.held).as_mut() {
+                    held.refresh_at = held.refresh_at.max(next.min(held.unusable_at));
+                }
+                self.record_success(slot, now);
+                slot.schedule(Some(next));
                 return Ok(current.creds);
             }
+        }
+        if fresh.refresh_at <= now {
+            // Due the moment they arrive (a source that caches its own
+            // credentials handed back an old set): ask again halfway to the
+            // floor rather than at once, so this cannot become a loop.
+            fresh.refresh_at = now + fresh.unusable_at.duration_since(now).unwrap_or_default() / 2;
         }
         tracing::info!(
             role = %slot.spec.name,
@@ -655,24 +790,39 @@ impl Cache {
         let creds = fresh.creds.clone();
         let refresh_at = fresh.refresh_at;
         *write(&slot.held) = Some(fresh);
-        {
-            let mut record = slot.record();
-            record.last_refresh = Some(now);
-            record.last_error = None;
-            record.consecutive_failures = 0;
-            record.retry_at = None;
-        }
+        self.record_success(slot, now);
         slot.schedule(Some(refresh_at));
         Ok(creds)
     }
 
+    fn record_success(&self, slot: &Slot, now: SystemTime) {
+        let mut record = slot.record();
+        record.last_refresh = Some(now);
+        record.last_error = None;
+        record.consecutive_failures = 0;
+        record.retry_at = None;
+    }
+
     fn fail(&self, slot: &Slot, error: FetchError, now: SystemTime) -> FetchError {
+        // Keep a warm role warm: retry in the background while the held
+        // credentials are still good, and at least twice more before they
+        // reach the floor however long the backoff has grown, so an outage
+        // shorter than the credentials' margin costs clients nothing. A cold
+        // role waits for its next caller.
+        let servable_for = slot
+            .held()
+            .filter(|held| held.usable(now))
+            .and_then(|held| held.unusable_at.duration_since(now).ok());
         let retry_at = {
             let mut record = slot.record();
             record.consecutive_failures += 1;
-            let wait = backoff(error.permanence, record.consecutive_failures);
+            let mut wait = backoff(error.permanence, record.consecutive_failures);
+            if let Some(left) = servable_for {
+                wait = wait.min((left / 2).max(LAST_CHANCE_RETRY));
+            }
             let retry_at = now + wait;
             record.retry_at = Some(retry_at);
+            record.failed_at = Some(now);
             record.last_error = Some(error.clone());
             tracing::warn!(
                 role = %slot.spec.name,
@@ -684,10 +834,7 @@ impl Cache {
             );
             retry_at
         };
-        // Keep a warm role warm: retry in the background while the held
-        // credentials are still good. A cold role waits for its next caller.
-        let warm = slot.held().is_some_and(|held| held.usable(now));
-        slot.schedule(warm.then_some(retry_at));
+        slot.schedule(servable_for.map(|_| retry_at));
         error
     }
 
@@ -732,8 +879,15 @@ impl Cache {
 /// A role's background task: sleeps until the next refresh is due, refreshes
 /// if the role is still in use, and goes back to sleep.
 async fn drive(cache: Cache, slot: Arc<Slot>) {
+    let _live = Live::new("assumed_cache_drivers");
     let clock = cache.shared.clock;
     loop {
+        // Checked before sleeping, and after every wake-up: `close` wakes the
+        // driver, and a slot with nothing scheduled would otherwise sleep for
+        // ever, holding the slot, its credentials and the cache.
+        if slot.closed.load(Ordering::Acquire) {
+            return;
+        }
         let next = slot.record().next_refresh;
         tokio::select! {
             _ = slot.wake.notified() => continue,
@@ -742,8 +896,10 @@ async fn drive(cache: Cache, slot: Arc<Slot>) {
         if slot.closed.load(Ordering::Acquire) {
             return;
         }
+        if !slot.take_due(next) {
+            continue;
+        }
         let now = clock.now();
-        slot.record().next_refresh = None;
         if slot.held().is_some_and(|held| now < held.refresh_at) {
             continue; // somebody refreshed already
         }
@@ -757,10 +913,19 @@ async fn drive(cache: Cache, slot: Arc<Slot>) {
     }
 }
 
+/// Sleeps until the wall clock reaches `at`, in naps of at most
+/// [`WALL_CLOCK_NAP`], so a suspend (which stops the monotonic clock the
+/// timer runs on) delays this by one nap at most.
 async fn sleep_until(clock: Clock, at: Option<SystemTime>) {
-    match at {
-        Some(at) => tokio::time::sleep(clock.until(at)).await,
-        None => std::future::pending().await,
+    let Some(at) = at else {
+        return std::future::pending().await;
+    };
+    loop {
+        let left = clock.until(at);
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(WALL_CLOCK_NAP)).await;
     }
 }
 
@@ -808,12 +973,32 @@ fn close(slot: &Slot) {
     slot.wake.notify_one();
 }
 
-fn backoff(permanence: Permanence, failures: u32) -> Duration {
+/// Counts live instances of something in a gauge (slots, driver tasks), so a
+/// leak shows on `/metrics` and in tests as a number that keeps growing.
+struct Live(&'static str);
+
+impl Live {
+    fn new(gauge: &'static str) -> Self {
+        metrics::gauge!(gauge).increment(1.0);
+        Live(gauge)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
+}
+
+/// How long to hold back after `failures` failures in a row.
+pub fn backoff(permanence: Permanence, failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
     match permanence {
         Permanence::Permanent => PERMANENT_FAILURE_HOLD,
-        Permanence::NeedsUser => NEEDS_USER_HOLD,
+        Permanence::NeedsUser => NEEDS_USER_HOLD
+            .saturating_mul(1 << exponent)
+            .min(BACKOFF_CAP),
         Permanence::Transient => {
-            let exponent = failures.saturating_sub(1).min(16);
             let ceiling = BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_CAP);
             // "Equal jitter": between half and all of the ceiling.
             ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)

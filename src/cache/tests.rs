@@ -94,6 +94,7 @@ fn cache_with(roles: Vec<RoleSpec>) -> (Cache, Arc<FakeSts>) {
     let timing = Timing {
         refresh_before: 30 * MINUTE,
         idle_timeout: HOUR,
+        fetch_timeout: MINUTE,
     };
     (Cache::new(roles, sts.clone(), timing, clock), sts)
 }
@@ -345,4 +346,254 @@ async fn credentials_are_never_replaced_by_ones_that_expire_sooner() {
     sleep(15 * MINUTE).await;
     let later = cache.get("dev").await.expect("credentials");
     assert_ne!(later.issued.access_key_id, first.issued.access_key_id);
+}
+
+fn cache_timed(roles: Vec<RoleSpec>, timing: Timing) -> (Cache, Arc<FakeSts>) {
+    let clock = Clock::following_tokio();
+    let sts = FakeSts::new(clock);
+    (Cache::new(roles, sts.clone(), timing, clock), sts)
+}
+
+// Regression tests for issue 12: each failed on the code before it.
+
+#[tokio::test(start_paused = true)]
+async fn a_fetch_past_its_deadline_fails_transiently_and_the_role_recovers() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    // Upstream accepts and never answers.
+    *lock(&sts.gate) = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    let waiters: Vec<_> = (0..5)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get("dev").await })
+        })
+        .collect();
+    for waiter in waiters {
+        match waiter.await.expect("task") {
+            Err(CacheError::Unavailable(error)) => {
+                assert_eq!(error.permanence, Permanence::Transient);
+                assert_eq!(error.code, "UpstreamTimeout");
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+    let status = cache.status();
+    assert_eq!(status[0].state, State::Failing, "not 'refreshing' for ever");
+    assert!(status[0].last_error.is_some());
+    // Upstream answers again: after the backoff the next caller gets credentials.
+    *lock(&sts.gate) = None;
+    sleep(2 * BACKOFF_BASE).await;
+    cache.get("dev").await.expect("recovered by itself");
+    assert_eq!(cache.status()[0].state, State::Warm);
+}
+
+#[tokio::test(start_paused = true)]
+async fn removed_and_changed_roles_leave_no_driver_behind() {
+    let (cache, _sts) = cache_with(vec![]);
+    for round in 0..100 {
+        let roles: Vec<RoleSpec> = (0..100)
+            .map(|i| {
+                let mut spec = role(&format!("r{i}"));
+                spec.config.session_name = Some(format!("round{}", round % 2));
+                spec
+            })
+            .collect();
+        cache.replace_roles(roles);
+        if round == 0 {
+            cache.get("r1").await.expect("one warm role among them");
+        }
+        settle().await;
+    }
+    cache.replace_roles(vec![]);
+    settle().await;
+    assert_eq!(
+        Arc::strong_count(&cache.shared),
+        1,
+        "every driver of a removed or changed role ended"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_session_does_not_turn_into_a_call_per_request() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    cache.get("dev").await.expect("credentials");
+    *lock(&sts.lifetime) = 20 * MINUTE;
+    sleep(35 * MINUTE).await; // the refresh got a shorter session, so the held one stays
+    settle().await;
+    let calls = sts.calls();
+    for _ in 0..100 {
+        cache.get("dev").await.expect("credentials");
+        settle().await; // let any kicked refresh run
+    }
+    assert_eq!(sts.calls(), calls, "no STS call per request");
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_before_under_the_floor_still_refreshes_before_the_floor() {
+    let timing = Timing {
+        refresh_before: Duration::from_secs(10),
+        idle_timeout: HOUR,
+        fetch_timeout: MINUTE,
+    };
+    let (cache, sts) = cache_timed(vec![role("dev")], timing);
+    cache.get("dev").await.expect("credentials");
+    // Keep using it up to 90 s before expiry: a refresh has run by then,
+    // before the 60 s floor would make callers wait on STS.
+    for _ in 0..58 {
+        sleep(MINUTE).await;
+        cache.get("dev").await.expect("credentials");
+    }
+    sleep(Duration::from_secs(30)).await;
+    cache.get("dev").await.expect("credentials");
+    settle().await;
+    assert_eq!(sts.calls(), 2, "refreshed ahead of the floor");
+    let creds = cache.get("dev").await.expect("credentials");
+    assert!(creds.remaining(cache.shared.clock.now()) > 50 * MINUTE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn credentials_that_arrive_unusable_are_a_failure_with_backoff() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    *lock(&sts.lifetime) = Duration::ZERO;
+    match cache.get("dev").await {
+        Err(CacheError::Unavailable(error)) => assert_eq!(error.code, "ExpiringCredentials"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    for _ in 0..10 {
+        assert!(cache.get("dev").await.is_err());
+    }
+    assert_eq!(sts.calls(), 1, "held back, not fetched again per request");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_set_while_the_driver_wakes_is_kept() {
+    let (cache, _sts) = cache_with(vec![role("dev")]);
+    let slot = cache.slot("dev").expect("slot");
+    let now = cache.shared.clock.now();
+    slot.schedule(Some(now));
+    // The driver woke for `now`; before it takes it, a fetch schedules the next refresh.
+    let later = now + HOUR;
+    slot.schedule(Some(later));
+    assert!(!slot.take_due(Some(now)), "the newer schedule is not taken");
+    assert_eq!(slot.record().next_refresh, Some(later));
+    assert!(slot.take_due(Some(later)));
+    assert_eq!(slot.record().next_refresh, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_role_via_a_changed_role_is_renewed_on_reload() {
+    let mut prod = role("prod");
+    prod.config.via = Some("hub".into());
+    let (cache, sts) = cache_with(vec![role("hub"), prod.clone()]);
+    let before = cache.get("prod").await.expect("credentials");
+    let mut hub = role("hub");
+    hub.config.role_arn = Some("arn:aws:iam::222222222222:role/hub".into());
+    let changes = cache.replace_roles(vec![hub, prod]);
+    assert_eq!(changes.changed, vec!["hub".to_owned(), "prod".to_owned()]);
+    let after = cache.get("prod").await.expect("credentials");
+    assert_ne!(after.issued.access_key_id, before.issued.access_key_id);
+    let upstream = lock(&sts.upstream_keys).last().cloned().flatten();
+    assert_eq!(
+        upstream.as_deref(),
+        Some("ASIAHUB3"),
+        "signed by the new hub"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn refreshes_run_on_time_after_a_suspend() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    cache.get("dev").await.expect("credentials");
+    settle().await;
+    // Suspended for 40 minutes: the wall clock moved, the monotonic one did not.
+    cache.shared.clock.jump(40 * MINUTE);
+    cache.get("dev").await.ok(); // still in use, though within the margin
+    sleep(WALL_CLOCK_NAP).await;
+    settle().await;
+    assert_eq!(sts.calls(), 2, "refreshed within one nap of the resume");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_that_needs_a_person_backs_off_further_each_time() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    *lock(&sts.fail_always) = Some(FetchError::needs_user(
+        "CredentialProcessFailed",
+        "the credential_process failed",
+    ));
+    // A client asking every second for two minutes.
+    for _ in 0..120 {
+        let _ = cache.get("dev").await;
+        sleep(Duration::from_secs(1)).await;
+    }
+    // 5, 10, 20, 40, 60 s holds: 5 runs in 120 s, not one per 5 s (24).
+    assert!(sts.calls() <= 6, "ran the source {} times", sts.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_shorter_than_the_margin_costs_clients_nothing() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    *lock(&sts.lifetime) = Duration::from_secs(90);
+    cache.get("dev").await.expect("credentials");
+    // STS fails from the moment the refresh is due (45 s before expiry,
+    // 22.5 s before the floor) for 20 s; the backoff would have grown past that.
+    *lock(&sts.fail_always) = Some(FetchError::transient("InternalFailure", "down"));
+    sleep(Duration::from_secs(40)).await;
+    for _ in 0..20 {
+        sleep(Duration::from_secs(1)).await;
+        cache
+            .get("dev")
+            .await
+            .expect("still served during the outage");
+    }
+    *lock(&sts.fail_always) = None;
+    for _ in 0..40 {
+        sleep(Duration::from_millis(500)).await;
+        cache.get("dev").await.expect("served after the outage");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_person_acting_ends_a_grown_hold_at_once() {
+    struct LoginAware {
+        inner: Arc<FakeSts>,
+        logged_in: AtomicBool,
+    }
+    impl Fetcher for LoginAware {
+        fn fetch<'a>(
+            &'a self,
+            role: &'a RoleSpec,
+            upstream: Option<&'a Issued>,
+        ) -> FetchFuture<'a> {
+            self.inner.fetch(role, upstream)
+        }
+        fn person_acted_since(&self, _role: &RoleSpec, _failed_at: SystemTime) -> bool {
+            self.logged_in.load(Ordering::SeqCst)
+        }
+    }
+    let clock = Clock::following_tokio();
+    let sts = FakeSts::new(clock);
+    let fetcher = Arc::new(LoginAware {
+        inner: sts.clone(),
+        logged_in: AtomicBool::new(false),
+    });
+    let timing = Timing {
+        refresh_before: 30 * MINUTE,
+        idle_timeout: HOUR,
+        fetch_timeout: MINUTE,
+    };
+    let cache = Cache::new(vec![role("dev")], fetcher.clone(), timing, clock);
+    *lock(&sts.fail_always) = Some(FetchError::needs_user("SsoLoginRequired", "log in"));
+    for _ in 0..4 {
+        let _ = cache.get("dev").await;
+        sleep(MINUTE).await;
+    }
+    let _ = cache.get("dev").await; // the hold is now a minute
+    let calls = sts.calls();
+    assert!(cache.get("dev").await.is_err());
+    assert_eq!(sts.calls(), calls, "held back");
+    *lock(&sts.fail_always) = None;
+    fetcher.logged_in.store(true, Ordering::SeqCst);
+    cache
+        .get("dev")
+        .await
+        .expect("picked up at once after the login");
 }

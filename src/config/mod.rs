@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub import_profiles: bool,
     /// Serve Prometheus metrics at /metrics.
     pub metrics: bool,
+    /// Other local users whose processes may have credentials.
+    pub allow_uids: Vec<u32>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +63,7 @@ impl Default for ServerConfig {
             imdsv1: false,
             import_profiles: true,
             metrics: true,
+            allow_uids: Vec::new(),
         }
     }
 }
@@ -76,6 +79,44 @@ pub struct SourceConfig {
     /// How long an MFA session (GetSessionToken) lasts when the source is
     /// long-lived keys; `None` means the default, 12h.
     pub mfa_session: Option<Duration>,
+    pub deadlines: Deadlines,
+}
+
+/// How long the daemon waits on anything upstream. Nothing waits without
+/// one: a dead TCP connection after a network change must end in an error
+/// and a retry, never in a role that is "refreshing" for ever.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deadlines {
+    /// `connect_timeout`: TCP + TLS connect to STS (and SSO, IMDS…).
+    pub connect: Duration,
+    /// `read_timeout`: silence on an open connection before it is given up.
+    pub read: Duration,
+    /// `sts_timeout`: one STS operation, retries included.
+    pub sts: Duration,
+    /// `process_timeout`: a `credential_process` run; then it is killed.
+    pub process: Duration,
+    /// `source_timeout`: any other source (SSO token refresh, web identity,
+    /// IMDS, the container endpoint).
+    pub source: Duration,
+}
+
+impl Deadlines {
+    /// The whole of one role's fetch: its source, then STS, with room to spare.
+    pub fn fetch(&self) -> Duration {
+        self.process.max(self.source) + self.sts + Duration::from_secs(5)
+    }
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            connect: Duration::from_secs(3),
+            read: Duration::from_secs(10),
+            sts: Duration::from_secs(20),
+            process: Duration::from_secs(60),
+            source: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Default)]
@@ -96,6 +137,8 @@ pub struct RoleConfig {
     pub region: Option<String>,
     pub prefetch: bool,
     pub imds_listen: Option<SocketAddr>,
+    /// A desktop notification the first time a process takes this role.
+    pub notify_on_use: bool,
     /// Set only for roles imported from `~/.aws/config`: where they came from.
     pub imported: Option<ImportedProfile>,
 }
@@ -191,6 +234,7 @@ impl fmt::Debug for RoleConfig {
             .field("region", &self.region)
             .field("prefetch", &self.prefetch)
             .field("imds_listen", &self.imds_listen)
+            .field("notify_on_use", &self.notify_on_use)
             .field("imported", &self.imported)
             .finish()
     }

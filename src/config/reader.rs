@@ -125,6 +125,32 @@ impl<'a> TableReader<'a> {
         Some(Spanned::new(array.span(), strings))
     }
 
+    /// A list of user ids (`allow_uids`): whole numbers a uid can be
+    /// (4294967295 is `(uid_t) -1`, which names nobody).
+    pub(super) fn uid_list(&mut self, key: &'static str) -> Option<Spanned<Vec<u32>>> {
+        let array = self.typed(key, "an array of user ids", DeValue::as_array)?;
+        let mut uids = Vec::new();
+        for (index, item) in array.get_ref().iter().enumerate() {
+            let uid = item.get_ref().as_integer().and_then(|integer| {
+                u32::from_str_radix(integer.as_str(), integer.radix())
+                    .ok()
+                    .filter(|&uid| uid != u32::MAX)
+            });
+            match uid {
+                Some(uid) => uids.push(uid),
+                None if item.get_ref().as_integer().is_some() => self.report(
+                    item.span(),
+                    format!("{key}[{index}] is not a user id (0 to 4294967294)"),
+                ),
+                None => self.report(
+                    item.span(),
+                    type_error(&format!("{key}[{index}]"), "a user id", item.get_ref()),
+                ),
+            }
+        }
+        Some(Spanned::new(array.span(), uids))
+    }
+
     /// A non-empty list of addresses.
     pub(super) fn socket_addr_list(
         &mut self,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::DeTable;
@@ -9,7 +10,7 @@ use toml::de::DeTable;
 use super::diagnostic::Problems;
 use super::reader::TableReader;
 use super::validate::{self, Listener, anything, not_empty};
-use super::{Config, RoleConfig, ServerConfig, SourceConfig};
+use super::{Config, Deadlines, RoleConfig, ServerConfig, SourceConfig};
 use crate::subnet::Subnet;
 
 /// Keys that only mean something when the role is assumed through STS.
@@ -108,6 +109,9 @@ fn server(
             .bool("import_profiles")
             .unwrap_or(defaults.import_profiles),
         metrics: table.bool("metrics").unwrap_or(defaults.metrics),
+        allow_uids: table
+            .uid_list("allow_uids")
+            .map_or(defaults.allow_uids, Spanned::into_inner),
     };
     if let Some(subnet) = trust_subnet.filter(|_| !server.expose) {
         let message =
@@ -119,6 +123,17 @@ fn server(
 }
 
 fn source(mut table: TableReader<'_>) -> SourceConfig {
+    let defaults = Deadlines::default();
+    let mut deadline = |key: &'static str, default: Duration| {
+        plain(table.duration(key, &validate::positive(key))).unwrap_or(default)
+    };
+    let deadlines = Deadlines {
+        connect: deadline("connect_timeout", defaults.connect),
+        read: deadline("read_timeout", defaults.read),
+        sts: deadline("sts_timeout", defaults.sts),
+        process: deadline("process_timeout", defaults.process),
+        source: deadline("source_timeout", defaults.source),
+    };
     let source = SourceConfig {
         profile: plain(table.string("profile", &not_empty)),
         region: plain(table.string("region", &validate::region)),
@@ -127,6 +142,7 @@ fn source(mut table: TableReader<'_>) -> SourceConfig {
             table.string("federation_endpoint", &validate::federation_endpoint),
         ),
         mfa_session: plain(table.duration("mfa_session", &validate::mfa_session)),
+        deadlines,
     };
     table.finish();
     source
@@ -198,6 +214,7 @@ fn role(
         imds_listen: table
             .socket_addr("imds_listen")
             .map(|addr| listener(addr, "imds_listen", listeners)),
+        notify_on_use: table.bool("notify_on_use").unwrap_or(false),
         imported: None,
     };
     table.finish();

@@ -433,6 +433,31 @@ fn server_strings_are_checked_and_token_file_expands_home() {
 }
 
 #[test]
+fn allow_uids_are_user_ids_and_notify_on_use_a_boolean() {
+    let config = expect_ok(&format!(
+        "[server]\nallow_uids = [1001, 0x3E9, 0]\n{ROLE}notify_on_use = true\n"
+    ));
+    assert_eq!(config.server.allow_uids, [1001, 1001, 0]);
+    assert!(config.roles["dev"].notify_on_use);
+    assert!(expect_ok(ROLE).server.allow_uids.is_empty());
+    assert!(!expect_ok(ROLE).roles["dev"].notify_on_use);
+    expect_one(
+        "[server]\nallow_uids = [1001, -1]\n",
+        "2:21: allow_uids[1] is not a user id (0 to 4294967294)",
+    );
+    expect_one(
+        "[server]\nallow_uids = [4294967295]\n",
+        "2:15: allow_uids[0] is not a user id",
+    );
+    expect_one(
+        "[server]\nallow_uids = [\"alice\"]\n",
+        "2:15: allow_uids[0]: expected a user id, found a string",
+    );
+    expect_one("[server]\nallow_uids = 1001\n", "2:14: expected an array");
+    expect_one(&role("notify_on_use = \"yes\""), "3:17: expected a boolean");
+}
+
+#[test]
 fn columns_count_characters_not_bytes() {
     expect_one(
         &format!("{ROLE}tags = {{ \"é\" = 1 }}\n"),
@@ -592,4 +617,36 @@ mod fuzz {
             }
         }
     }
+}
+
+#[test]
+fn upstream_deadlines_have_defaults_and_are_checked() {
+    let defaults = expect_ok("").source.deadlines;
+    assert_eq!(defaults, crate::config::Deadlines::default());
+    assert_eq!(defaults.sts, Duration::from_secs(20));
+    assert_eq!(defaults.process, Duration::from_secs(60));
+    let config = expect_ok(
+        "[source]\nconnect_timeout = \"1s\"\nread_timeout = \"2s\"\nsts_timeout = \"5s\"\n\
+         process_timeout = \"2m\"\nsource_timeout = \"15s\"\n",
+    );
+    let deadlines = config.source.deadlines;
+    assert_eq!(
+        (deadlines.connect, deadlines.read, deadlines.sts),
+        (
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(5)
+        )
+    );
+    assert_eq!(deadlines.process, Duration::from_secs(120));
+    assert_eq!(deadlines.source, Duration::from_secs(15));
+    assert!(deadlines.fetch() > deadlines.process + deadlines.sts);
+    expect_one(
+        "[source]\nsts_timeout = \"0s\"\n",
+        "2:15: sts_timeout must be greater than 0",
+    );
+    expect_one(
+        "[source]\nprocess_timeout = \"never\"\n",
+        "2:19: process_timeout \"never\" is not a duration",
+    );
 }

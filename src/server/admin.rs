@@ -87,7 +87,15 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     admit(&state, connection.as_deref(), &headers)?;
-    let roles = state.cache.status();
+    let roles: Vec<RoleWithClients> = state
+        .cache
+        .status()
+        .into_iter()
+        .map(|role| RoleWithClients {
+            clients: state.clients.recent(&role.name, state.token.expose()),
+            role,
+        })
+        .collect();
     let daemon = serde_json::json!({
         "pid": std::process::id(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -166,6 +174,14 @@ fn chain_root(state: &AppState, name: &str) -> Result<RoleSpec, ApiError> {
             .ok_or_else(ApiError::unknown_role)?;
     }
     Ok(role)
+}
+
+/// A role's status and the processes that took its credentials recently.
+#[derive(serde::Serialize)]
+struct RoleWithClients {
+    #[serde(flatten)]
+    role: crate::cache::RoleStatus,
+    clients: Vec<crate::clients::ClientStatus>,
 }
 
 pub async fn reload(

@@ -24,7 +24,7 @@ pub async fn role(
     admit(&state, connection.as_deref(), &headers)?;
     let Path(name) =
         name.map_err(|_| ApiError::bad_request("the role name in the path is not valid"))?;
-    answer(&state, &name).await
+    answer(&state, connection.as_deref(), &name).await
 }
 
 pub async fn default_role(
@@ -40,7 +40,7 @@ pub async fn default_role(
             "no default_role is configured; use /role/NAME",
         )
     })?;
-    answer(&state, &name).await
+    answer(&state, connection.as_deref(), &name).await
 }
 
 /// The token, unless the peer is inside `trust_subnet`.
@@ -57,19 +57,28 @@ fn admit(
     )
 }
 
-async fn answer(state: &AppState, name: &str) -> Result<Response, ApiError> {
+async fn answer(
+    state: &AppState,
+    connection: Option<&Connection>,
+    name: &str,
+) -> Result<Response, ApiError> {
     match state.cache.get(name).await {
-        Ok(creds) => Ok((
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            ],
-            creds.container_body(),
-        )
-            .into_response()),
+        Ok(creds) => {
+            if let Some(connection) = connection {
+                state.clients.took(&connection.client, name);
+            }
+            Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    ),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                creds.container_body(),
+            )
+                .into_response())
+        }
         Err(error) => Err(refusal(name, error)),
     }
 }

@@ -223,9 +223,14 @@ mod tests {
     fn only_peers_inside_the_trusted_subnet_skip_the_token() {
         let token = Token::generate().expect("token");
         let subnet: Subnet = "169.254.170.128/25".parse().expect("subnet");
-        let from = |peer: &str| Connection {
-            local: "169.254.170.2:80".parse().expect("addr"),
-            peer: peer.parse().expect("addr"),
+        let from = |peer: &str| {
+            let peer = peer.parse().expect("addr");
+            Connection {
+                local: "169.254.170.2:80".parse().expect("addr"),
+                peer,
+                owner: crate::peer::PeerOwner::Remote,
+                client: crate::clients::Client::new(peer, crate::peer::PeerOwner::Remote),
+            }
         };
         let none = HeaderMap::new();
         let mut wrong = HeaderMap::new();

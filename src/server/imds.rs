@@ -6,17 +6,18 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
+use super::listener::Connection;
 use super::session_token::TTL_RANGE;
 use crate::cache::CacheError;
 use crate::credentials::format_expiration;
@@ -179,10 +180,11 @@ async fn role_name(State(imds): State<Imds>, headers: HeaderMap) -> Result<Respo
 
 async fn credentials(
     State(imds): State<Imds>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    answer(&imds, &headers, name, false).await
+    answer(&imds, connection.as_deref(), &headers, name, false).await
 }
 
 /// Java v2 asks here first and reads `AccountId`. It falls back to the
@@ -190,10 +192,11 @@ async fn credentials(
 /// here is a 404: the legacy path then reports it properly.
 async fn extended_credentials(
     State(imds): State<Imds>,
+    connection: Option<Extension<Connection>>,
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Response {
-    match answer(&imds, &headers, name, true).await {
+    match answer(&imds, connection.as_deref(), &headers, name, true).await {
         Ok(response) => response,
         Err(_) => ApiError::not_found().into_response(),
     }
@@ -208,6 +211,7 @@ async fn extended_role_name(State(imds): State<Imds>, headers: HeaderMap) -> Res
 
 async fn answer(
     imds: &Imds,
+    connection: Option<&Connection>,
     headers: &HeaderMap,
     name: Result<Path<String>, PathRejection>,
     extended: bool,
@@ -221,11 +225,16 @@ async fn answer(
         return Err(ApiError::unknown_role());
     }
     match imds.app.cache.get(&role).await {
-        Ok(creds) => Ok(json_bytes(if extended {
-            Bytes::from(creds.imds_json(true))
-        } else {
-            creds.imds_body()
-        })),
+        Ok(creds) => {
+            if let Some(connection) = connection {
+                imds.app.clients.took(&connection.client, &role);
+            }
+            Ok(json_bytes(if extended {
+                Bytes::from(creds.imds_json(true))
+            } else {
+                creds.imds_body()
+            }))
+        }
         Err(CacheError::UnknownRole) => Err(ApiError::unknown_role()),
         Err(CacheError::Unavailable(error)) => Err(ApiError::unavailable(
             &error.code,

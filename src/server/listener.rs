@@ -5,7 +5,7 @@
 //! Hand-rolled rather than `axum::serve` because the limits that keep a slow
 //! or malicious client from stalling others live on hyper's connection
 //! builder, and because the guard needs each connection's local address (the
-//! listener's own address is an accepted `Host`).
+//! listener's own address is an accepted `Host`) and `users` its owner.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use super::warm::Warm;
+use crate::clients::Client;
+use crate::peer::{self, PeerOwner};
 
 /// Connections served at once. Idle keep-alive connections count too, and are
 /// closed by the header deadline, so this many idle sockets cannot lock out a
@@ -32,11 +34,30 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// an idle keep-alive connection is closed after it.
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Where a request came in: what the guard checks `Host` against.
-#[derive(Clone, Copy, Debug)]
+/// Where a request came in (what the guard checks `Host` against), and who
+/// is on the other end: both learnt once per connection, when it is accepted.
+#[derive(Clone)]
 pub struct Connection {
     pub local: SocketAddr,
     pub peer: SocketAddr,
+    /// The user owning the peer's socket (`users` admits or refuses it).
+    pub owner: PeerOwner,
+    /// Who took credentials on this connection (`status`'s `clients`).
+    pub client: Arc<Client>,
+}
+
+impl Connection {
+    /// Looks the peer up in the kernel's socket table: once per connection,
+    /// before its first request (a hash lookup through netlink).
+    pub fn accepted(local: SocketAddr, peer: SocketAddr) -> Self {
+        let owner = peer::owner_of(peer, local);
+        Connection {
+            local,
+            peer,
+            owner,
+            client: Client::new(peer, owner),
+        }
+    }
 }
 
 /// What a listener serves: the router, and in front of it the warm path for
@@ -76,11 +97,14 @@ pub async fn run(listener: TcpListener, endpoint: Endpoint, mut stopped: watch::
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection { local, peer };
         let endpoint = endpoint.clone();
         let stopped = stopped.clone();
+        let open = crate::memory::connection_opened();
         connections.spawn(async move {
+            // In the connection's task, not the accept loop: others keep being accepted.
+            let connection = Connection::accepted(local, peer);
             serve_connection(stream, connection, endpoint, stopped).await;
+            drop(open);
             drop(permit);
         });
         // Reap finished connection tasks so the set does not grow without bound.
@@ -102,12 +126,14 @@ async fn serve_connection(
             Some(warm) => warm.answer(&connection, request),
             None => Err(request),
         };
-        let router = endpoint.router.clone();
+        let routed = warm.map_err(|mut request| {
+            request.extensions_mut().insert(connection.clone());
+            (request, endpoint.router.clone())
+        });
         async move {
-            match warm {
+            match routed {
                 Ok(response) => Ok(response.map(Either::Left)),
-                Err(mut request) => {
-                    request.extensions_mut().insert(connection);
+                Err((request, router)) => {
                     let response = router.oneshot(request).await;
                     response.map(|response| response.map(Either::Right))
                 }

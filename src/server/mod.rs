@@ -9,6 +9,7 @@ mod imds;
 pub mod listener;
 pub mod metrics;
 pub mod session_token;
+pub mod users;
 mod warm;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ use tokio::sync::mpsc;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::cache::Cache;
+use crate::clients::Clients;
 use crate::daemon::Control;
 use crate::sts::Sts;
 use crate::token::Token;
@@ -58,6 +60,10 @@ pub struct AppState {
     /// `[server] trust_subnet`: peers inside need no token on the container endpoint.
     pub trust_subnet: RwLock<Option<crate::subnet::Subnet>>,
     pub allowed_hosts: Arc<guard::AllowedHosts>,
+    /// The daemon's own user and `[server] allow_uids`.
+    pub users: Arc<users::LocalUsers>,
+    /// Who took each role's credentials.
+    pub clients: Clients,
     /// The admin endpoints' line to the main loop (reload).
     pub control: mpsc::Sender<Control>,
     /// Serve `/__bench/static` (scripts/bench's baseline).
@@ -99,13 +105,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     if state.bench_static {
         main = main.route("/__bench/static", get(bench_static));
     }
+    let mut main = only_allowed_users(main.merge(imds), &state);
     if state.metrics {
-        main = main.route(
-            "/metrics",
-            get(metrics::render).with_state(state.cache.clone()),
-        );
+        main = main.route("/metrics", get(metrics::render).with_state(state.clone()));
     }
-    finish(main.merge(imds), &state)
+    finish(main, &state)
 }
 
 /// The main listener's router with the warm path in front.
@@ -130,7 +134,16 @@ pub fn imds_router(state: Arc<AppState>, role: &str) -> Router {
         app: state.clone(),
         role: imds::ImdsRole::Fixed(role.to_owned()),
     });
-    finish(imds, &state)
+    finish(only_allowed_users(imds, &state), &state)
+}
+
+/// Everything routed so far refuses other local users (`users`); what is
+/// added afterwards (`/metrics`, `/healthz`) stays open to them.
+fn only_allowed_users(router: Router, state: &AppState) -> Router {
+    router.route_layer(axum::middleware::from_fn_with_state(
+        state.users.clone(),
+        users::only_allowed_users,
+    ))
 }
 
 /// What every listener shares: health, the JSON 404, the guard in front of

@@ -46,6 +46,7 @@ fn state() -> Arc<AppState> {
     let timing = Timing {
         refresh_before: Duration::from_secs(1800),
         idle_timeout: Duration::from_secs(3600),
+        fetch_timeout: Duration::from_secs(60),
     };
     Arc::new(AppState {
         cache: Cache::new(roles, Arc::new(AlwaysIssues), timing, Clock::system()),
@@ -60,6 +61,8 @@ fn state() -> Arc<AppState> {
         metrics: false,
         allowed_hosts: guard::AllowedHosts::new(&[]),
         trust_subnet: RwLock::new(None),
+        users: users::LocalUsers::new(&[]),
+        clients: crate::clients::Clients::new(),
     })
 }
 
@@ -186,9 +189,12 @@ async fn the_warm_path_answers_exactly_as_the_router_does_or_not_at_all() {
     let state = state();
     let router = router(state.clone());
     let warm = warm::Warm::main(state.clone());
+    let peer = "127.0.0.1:40000".parse().expect("addr");
     let connection = listener::Connection {
         local: "127.0.0.1:9911".parse().expect("addr"),
-        peer: "127.0.0.1:40000".parse().expect("addr"),
+        peer,
+        owner: crate::peer::PeerOwner::Remote,
+        client: crate::clients::Client::new(peer, crate::peer::PeerOwner::Remote),
     };
     let token = state.token.expose().to_owned();
     let session = state

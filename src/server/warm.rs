@@ -28,6 +28,7 @@ use super::guard;
 use super::imds::{self, ImdsRole};
 use super::listener::Connection;
 use super::metrics::RouteMetrics;
+use crate::credentials::Credentials;
 
 const ROLE_PREFIX: &str = "/role/";
 const IMDS_PREFIX: &str = "/latest/meta-data/iam/security-credentials/";
@@ -131,13 +132,7 @@ impl Warm {
         name: Option<&str>,
     ) -> Option<Bytes> {
         let state = &self.state;
-        guard::check(
-            &state.allowed_hosts,
-            Some(connection.local),
-            request.method(),
-            request.headers(),
-        )
-        .ok()?;
+        self.screen(connection, request)?;
         guard::authorize_peer(
             &state.token,
             state.trust_subnet().as_ref(),
@@ -146,21 +141,22 @@ impl Warm {
         )
         .ok()?;
         let creds = match name {
-            Some(name) => state.cache.get_warm(plain_segment(name)?)?,
+            Some(name) => self.take(connection, plain_segment(name)?)?,
             None => {
                 let default = state
                     .default_role
                     .read()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                state.cache.get_warm(default.as_deref()?)?
+                self.take(connection, default.as_deref()?)?
             }
         };
         Some(creds.container_body())
     }
 
-    /// IMDS credentials: the guard, the session token, the one role this
-    /// IMDS serves, then memory.
-    fn imds<B>(&self, connection: &Connection, request: &Request<B>, name: &str) -> Option<Bytes> {
+    /// What the router runs before every credential route: `guard::screen`
+    /// (Host, browser, body) and `users` (the connection's owner, found when
+    /// it was accepted).
+    fn screen<B>(&self, connection: &Connection, request: &Request<B>) -> Option<()> {
         let state = &self.state;
         guard::check(
             &state.allowed_hosts,
@@ -169,10 +165,26 @@ impl Warm {
             request.headers(),
         )
         .ok()?;
+        state.users.admit(connection.owner).ok()
+    }
+
+    /// `name`'s credentials from memory, noted against the client (`status`'s
+    /// clients), as the handlers do.
+    fn take(&self, connection: &Connection, name: &str) -> Option<Arc<Credentials>> {
+        let creds = self.state.cache.get_warm(name)?;
+        self.state.clients.took(&connection.client, name);
+        Some(creds)
+    }
+
+    /// IMDS credentials: the guard, the session token, the one role this
+    /// IMDS serves, then memory.
+    fn imds<B>(&self, connection: &Connection, request: &Request<B>, name: &str) -> Option<Bytes> {
+        let state = &self.state;
+        self.screen(connection, request)?;
         imds::session_ok(state, request.headers()).ok()?;
         let name = plain_segment(name)?;
         let creds = match &self.imds_role {
-            ImdsRole::Fixed(role) if role == name => state.cache.get_warm(name)?,
+            ImdsRole::Fixed(role) if role == name => self.take(connection, name)?,
             ImdsRole::Fixed(_) => return None,
             ImdsRole::Default => {
                 let default = state
@@ -182,7 +194,7 @@ impl Warm {
                 if default.as_deref() != Some(name) {
                     return None;
                 }
-                state.cache.get_warm(name)?
+                self.take(connection, name)?
             }
         };
         Some(creds.imds_body())

@@ -10,11 +10,11 @@ use aws_sdk_sts::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sts::error::BoxError;
 use aws_sdk_sts::primitives::{DateTime, DateTimeFormat as Format};
 
-use super::{Sts, classify, source::profile_provider};
+use super::sources::Freshness;
+use super::{Sts, classify};
 use crate::cache::{FetchError, RoleSpec};
 use crate::config::CredentialSource;
 use crate::profiles::SourceKind;
-use aws_credential_types::provider::ProvideCredentials;
 
 /// What the check found. Holds no secret.
 #[derive(Debug)]
@@ -44,10 +44,10 @@ impl Sts {
         let role = role.unwrap_or(&unnamed);
         let source = self.describe_source(role);
         let credentials = match &role.config.profile {
-            Some(profile) if role.config.role_arn.is_none() => profile_provider(profile)
-                .provide_credentials()
-                .await
-                .map_err(|error| self.explain(role, Some(profile), &error)),
+            Some(profile) if role.config.role_arn.is_none() => {
+                self.profile_source_credentials(role, profile, Freshness::Cached)
+                    .await
+            }
             _ => self.source_credentials(role).await,
         };
         let credentials = match credentials {

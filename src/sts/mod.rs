@@ -7,6 +7,9 @@
 //!
 //! * `source.rs` — where the credentials that sign an AssumeRole come from,
 //!   and what to tell the user when they cannot be had;
+//! * `sources.rs` — those credentials shared and cached per source, with a
+//!   deadline and backoff;
+//! * `process.rs` — `credential_process`, run with a deadline and killed after it;
 //! * `assume.rs` — the STS calls themselves;
 //! * `mfa.rs` — what `assumed mfa` hands over;
 //! * `check.rs` — `assumed doctor`'s check of the source and the clock;
@@ -16,23 +19,26 @@ mod assume;
 mod check;
 mod mfa;
 mod origin;
+mod process;
 mod source;
+mod sources;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 pub use check::{Identity, SourceReport};
 pub use mfa::MfaUse;
 pub use origin::Origin;
 
 use crate::cache::{FetchError, FetchFuture, Fetcher, RoleSpec};
-use crate::config::SourceConfig;
+use crate::config::{Deadlines, SourceConfig};
 use crate::credentials::Issued;
 use crate::profiles::AwsProfiles;
 
@@ -49,8 +55,12 @@ const GLOBAL_STS_ENDPOINT: &str = "https://sts.amazonaws.com";
 pub struct Sts {
     source: SourceConfig,
     /// aws-config is loaded once per profile (`None` is the default chain)
-    /// and reused: it caches its own SSO tokens.
-    loaded: Mutex<HashMap<Option<String>, SdkConfig>>,
+    /// and reused: it caches its own SSO tokens. Each profile loads on its
+    /// own, so one slow load (IMDS region lookups, say) holds up no other
+    /// profile and no reload.
+    loaded: Mutex<HashMap<Option<String>, Arc<OnceCell<SdkConfig>>>>,
+    /// Source credentials, one per source, shared by the roles that use it.
+    sources: sources::SourceCache,
     /// `~/.aws/config` as last read, for static keys and for messages.
     profiles: RwLock<Arc<AwsProfiles>>,
     mfa: std::sync::Mutex<mfa::MfaGrants>,
@@ -61,16 +71,25 @@ impl Sts {
         Sts {
             source,
             loaded: Mutex::new(HashMap::new()),
+            sources: sources::SourceCache::default(),
             profiles: RwLock::new(Arc::new(AwsProfiles::default())),
             mfa: std::sync::Mutex::new(mfa::MfaGrants::default()),
         }
     }
 
-    /// A (re)read `~/.aws/config`: loaded profiles are forgotten so they are
-    /// read again as they are now.
+    /// A (re)read `~/.aws/config`: loaded profiles and their source
+    /// credentials are forgotten so they are read again as they are now.
     pub async fn set_profiles(&self, profiles: Arc<AwsProfiles>) {
         *self.profiles.write().unwrap_or_else(|p| p.into_inner()) = profiles;
-        self.loaded.lock().await.clear();
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.sources.clear();
+    }
+
+    fn deadlines(&self) -> &Deadlines {
+        &self.source.deadlines
     }
 
     fn profiles(&self) -> Arc<AwsProfiles> {
@@ -90,20 +109,34 @@ impl Sts {
 
     async fn sdk_config(&self, profile: Option<&str>) -> SdkConfig {
         let key = profile.map(str::to_owned);
-        let mut loaded = self.loaded.lock().await;
-        if let Some(config) = loaded.get(&key) {
-            return config.clone();
-        }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(profile) = profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(region) = &self.source.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        let config = loader.load().await;
-        loaded.insert(key, config.clone());
-        config
+        let cell = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let deadlines = self.deadlines();
+            // What aws-config's own providers (SSO token refresh, web
+            // identity, IMDS) wait for; each source also has an overall deadline.
+            let timeouts = TimeoutConfig::builder()
+                .connect_timeout(deadlines.connect)
+                .read_timeout(deadlines.read)
+                .operation_timeout(deadlines.source)
+                .build();
+            let mut loader =
+                aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+            if let Some(profile) = profile {
+                loader = loader.profile_name(profile);
+            }
+            if let Some(region) = &self.source.region {
+                loader = loader.region(Region::new(region.clone()));
+            }
+            loader.load().await
+        })
+        .await
+        .clone()
     }
 
     /// The STS client that assumes `role`, signed by `signer`. An imported
@@ -140,7 +173,18 @@ impl Sts {
             .map(|r| Region::new(r.to_owned()))
             .or_else(|| sdk.region().cloned())
             .unwrap_or_else(|| Region::new(FALLBACK_REGION));
-        let mut builder = aws_sdk_sts::config::Builder::from(sdk).region(region);
+        let deadlines = self.deadlines();
+        // Every wait on STS is bounded: a dead connection after a network
+        // change must end in an error (and a retry), never in a hang.
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(deadlines.connect)
+            .read_timeout(deadlines.read)
+            .operation_attempt_timeout(deadlines.connect + deadlines.read)
+            .operation_timeout(deadlines.sts)
+            .build();
+        let mut builder = aws_sdk_sts::config::Builder::from(sdk)
+            .region(region)
+            .timeout_config(timeouts);
         if let Some(endpoint) = &self.source.sts_endpoint {
             builder = builder.endpoint_url(endpoint);
         }
@@ -173,6 +217,14 @@ impl Sts {
 impl Fetcher for Sts {
     fn fetch<'a>(&'a self, role: &'a RoleSpec, upstream: Option<&'a Issued>) -> FetchFuture<'a> {
         Box::pin(self.fetch_role(role, upstream))
+    }
+
+    fn forget_failures(&self) {
+        self.sources.forget_failures();
+    }
+
+    fn person_acted_since(&self, role: &RoleSpec, failed_at: std::time::SystemTime) -> bool {
+        self.sso_login_since(role, failed_at)
     }
 }
 

@@ -7,11 +7,15 @@ use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::profile::ProfileFileCredentialsProvider;
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::error::CredentialsError;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_sts::error::DisplayErrorContext;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use super::process::ProcessProvider;
+use super::sources::{Freshness, Source, SourceError, SourceKey};
 use super::{Sts, account_of};
 use crate::cache::{FetchError, RoleSpec};
 use crate::config::CredentialSource;
@@ -19,6 +23,8 @@ use crate::credentials::{Issued, Secret};
 use crate::profiles::SourceKind;
 
 impl Sts {
+    /// The credentials that sign `role`'s AssumeRole: its source's, shared
+    /// with every other role on that source and cached until near expiry.
     pub(super) async fn source_credentials(
         &self,
         role: &RoleSpec,
@@ -28,41 +34,100 @@ impl Sts {
             .imported
             .as_ref()
             .and_then(|i| i.credential_source);
-        let provider = match credential_source {
-            Some(CredentialSource::Environment) => {
+        let key = match credential_source {
+            Some(CredentialSource::Environment) => SourceKey::Environment,
+            Some(CredentialSource::Ec2InstanceMetadata) => SourceKey::Ec2InstanceMetadata,
+            Some(CredentialSource::EcsContainer) => SourceKey::EcsContainer,
+            None => match self.source_profile(role) {
+                Some(profile) => SourceKey::Profile(profile.to_owned()),
+                None => SourceKey::DefaultChain,
+            },
+        };
+        let source = self.source_for(role, &key).await?;
+        source
+            .credentials(Freshness::Cached)
+            .await
+            .map_err(|error| self.explain(role, &key, &error))
+    }
+
+    /// The shared source for `key`, made on first use.
+    async fn source_for(
+        &self,
+        role: &RoleSpec,
+        key: &SourceKey,
+    ) -> Result<Arc<Source>, FetchError> {
+        if let Some(source) = self.sources.get(key) {
+            return Ok(source);
+        }
+        let deadlines = *self.deadlines();
+        let made = match key {
+            SourceKey::Environment => {
                 SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new())
             }
-            Some(CredentialSource::Ec2InstanceMetadata) => {
+            SourceKey::Ec2InstanceMetadata => {
                 SharedCredentialsProvider::new(ImdsCredentialsProvider::builder().build())
             }
-            Some(CredentialSource::EcsContainer) => {
+            SourceKey::EcsContainer => {
                 SharedCredentialsProvider::new(EcsCredentialsProvider::builder().build())
             }
-            None => {
-                let profile = self.source_profile(role);
-                // Keys written in the profile itself (also how a profile can
-                // be its own source_profile).
-                if let Some(keys) = profile.and_then(|p| self.profiles().static_keys(p)) {
-                    return Ok(keys);
-                }
-                match profile {
-                    Some(profile) => profile_provider(profile),
-                    None => self
-                        .sdk_config(None)
-                        .await
-                        .credentials_provider()
-                        .ok_or_else(|| no_source(role, None))?,
-                }
+            SourceKey::Profile(profile) => self.profile_provider(profile),
+            SourceKey::DefaultChain => self
+                .sdk_config(None)
+                .await
+                .credentials_provider()
+                .ok_or_else(|| no_source(role, None))?,
+        };
+        let deadline = match key {
+            // The process has its own deadline, after which it is killed
+            // and its stderr logged; this one only backs that up.
+            SourceKey::Profile(profile)
+                if self.profiles().credential_process(profile).is_some() =>
+            {
+                deadlines.process + Duration::from_secs(3)
             }
+            _ => deadlines.source,
         };
-        let profile = match credential_source {
-            Some(_) => None,
-            None => self.source_profile(role),
-        };
-        provider
-            .provide_credentials()
+        Ok(self.sources.source(key, || (made, deadline)))
+    }
+
+    /// A named profile's own credentials: keys written in the profile itself
+    /// (also how a profile can be its own source_profile), its
+    /// credential_process run by us (with a deadline), else aws-config's
+    /// profile provider (SSO, web identity…). Not aws-config's default chain
+    /// with a profile name: that chain looks at environment variables
+    /// first, and the daemon's environment is not the profile.
+    fn profile_provider(&self, profile: &str) -> SharedCredentialsProvider {
+        let profiles = self.profiles();
+        if let Some(keys) = profiles.static_keys(profile) {
+            return SharedCredentialsProvider::new(keys);
+        }
+        if let Some(command) = profiles.credential_process(profile) {
+            return SharedCredentialsProvider::new(ProcessProvider::new(
+                profile,
+                command,
+                self.deadlines().process,
+            ));
+        }
+        SharedCredentialsProvider::new(
+            ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build(),
+        )
+    }
+
+    /// A profile's own credentials through its shared source.
+    pub(super) async fn profile_source_credentials(
+        &self,
+        role: &RoleSpec,
+        profile: &str,
+        freshness: Freshness,
+    ) -> Result<Credentials, FetchError> {
+        let key = SourceKey::Profile(profile.to_owned());
+        self.source_for(role, &key)
+            .await?
+            .credentials(freshness)
             .await
-            .map_err(|error| self.explain(role, profile, &error))
+            .map_err(|error| self.explain(role, &key, &error))
     }
 
     /// A role that is a profile's own temporary credentials (SSO role
@@ -72,10 +137,9 @@ impl Sts {
         role: &RoleSpec,
         profile: &str,
     ) -> Result<Issued, FetchError> {
-        let creds = profile_provider(profile)
-            .provide_credentials()
-            .await
-            .map_err(|error| self.explain(role, Some(profile), &error))?;
+        let creds = self
+            .profile_source_credentials(role, profile, Freshness::Renewed)
+            .await?;
         let Some(expiration) = creds.expiry() else {
             return Err(FetchError::permanent(
                 "NotTemporary",
@@ -101,16 +165,71 @@ impl Sts {
         })
     }
 
-    /// What to tell the user when a source cannot give credentials.
-    pub(super) fn explain(
-        &self,
-        role: &RoleSpec,
-        profile: Option<&str>,
-        error: &CredentialsError,
-    ) -> FetchError {
-        let detail = DisplayErrorContext(error).to_string().trim().to_owned();
-        // No profile named: the default chain, whose profile is "default".
+    /// Whether an SSO login happened since `failed_at` for the profile behind
+    /// `role` (a token file in `~/.aws/sso/cache` newer than the failure); if
+    /// so, its source's remembered failure is dropped too.
+    pub(super) fn sso_login_since(&self, role: &RoleSpec, failed_at: SystemTime) -> bool {
+        let profile = match (&role.config.profile, role.config.role_arn.is_some()) {
+            (Some(profile), false) => Some(profile.as_str()),
+            _ => self.source_profile(role),
+        };
         let profile = profile.unwrap_or("default");
+        if !matches!(self.profiles().source_kind(profile), SourceKind::Sso { .. }) {
+            return false;
+        }
+        let newest = std::env::var_os("HOME")
+            .map(|home| Path::new(&home).join(".aws/sso/cache"))
+            .and_then(|dir| std::fs::read_dir(dir).ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.metadata().ok()?.modified().ok())
+            .max();
+        let logged_in = newest.is_some_and(|at| at > failed_at);
+        if logged_in {
+            let key = match role
+                .config
+                .imported
+                .as_ref()
+                .and_then(|i| i.credential_source)
+            {
+                Some(_) => return false,
+                None => SourceKey::Profile(profile.to_owned()),
+            };
+            self.sources.forget_failure(&key);
+        }
+        logged_in
+    }
+
+    /// What to tell the user when a source cannot give credentials.
+    fn explain(&self, role: &RoleSpec, key: &SourceKey, error: &SourceError) -> FetchError {
+        let detail = error.detail.clone();
+        if error.timed_out {
+            // Past its deadline: transient, so backoff applies and the role
+            // recovers by itself once the source answers again.
+            return FetchError::transient(
+                "SourceTimeout",
+                format!(
+                    "role {}: {key} gave no source credentials in time; retrying with backoff (see the daemon's log)",
+                    role.name
+                ),
+            )
+            .with_detail(detail);
+        }
+        let profile = match key {
+            SourceKey::Profile(profile) => profile.as_str(),
+            // The default chain's profile is "default".
+            SourceKey::DefaultChain => "default",
+            other => {
+                return FetchError::transient(
+                    "SourceCredentialsUnavailable",
+                    format!(
+                        "role {}: {other} gave no source credentials; see the daemon's log",
+                        role.name
+                    ),
+                )
+                .with_detail(detail);
+            }
+        };
         let error = match self.profiles().source_kind(profile) {
             SourceKind::Sso { login } => FetchError::needs_user(
                 "SsoLoginRequired",
@@ -143,17 +262,6 @@ impl Sts {
         };
         error.with_detail(detail)
     }
-}
-
-/// A named profile's own credentials. Not aws-config's default chain with a
-/// profile name: that chain looks at environment variables first, and the
-/// daemon's environment is not the profile.
-pub(super) fn profile_provider(profile: &str) -> SharedCredentialsProvider {
-    SharedCredentialsProvider::new(
-        ProfileFileCredentialsProvider::builder()
-            .profile_name(profile)
-            .build(),
-    )
 }
 
 fn no_source(role: &RoleSpec, profile: Option<&str>) -> FetchError {

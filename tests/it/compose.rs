@@ -265,6 +265,50 @@ async fn compose_network_serves_boto3_and_both_aws_clis_with_the_token() {
         1,
         "four clients, one STS call"
     );
+
+    // Served, and in `status` under their addresses: processes in other
+    // namespaces cannot be named from the daemon's.
+    let clients = dev_clients(&network, &daemon).await;
+    for address in ["169.254.170.3", "169.254.171.5"] {
+        let client = clients
+            .iter()
+            .find(|client| client["address"] == address)
+            .unwrap_or_else(|| panic!("no client at {address}: {clients:#?}"));
+        assert_eq!(client["process"], "unknown process", "{client}");
+        assert!(client["pid"].is_null(), "{client}");
+    }
+    let app_requests = clients
+        .iter()
+        .find(|client| client["address"] == "169.254.170.3")
+        .and_then(|client| client["requests"].as_u64());
+    assert_eq!(
+        app_requests,
+        Some(4),
+        "boto3 twice, both CLIs: {clients:#?}"
+    );
+}
+
+/// `dev`'s `clients` from `/admin/status`, asked on the daemon's own loopback
+/// (the admin endpoints answer nowhere else).
+async fn dev_clients(network: &Network, daemon: &Daemon) -> Vec<serde_json::Value> {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], daemon.port));
+    let (status, body) = network
+        .daemon
+        .http_get(
+            loopback,
+            "/admin/status",
+            &[("Authorization", &daemon.token())],
+        )
+        .await
+        .expect("status from the daemon's namespace");
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+    answer["roles"]
+        .as_array()
+        .and_then(|roles| roles.iter().find(|role| role["name"] == "dev"))
+        .and_then(|role| role["clients"].as_array())
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[tokio::test]

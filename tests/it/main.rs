@@ -6,6 +6,7 @@ mod harness;
 
 mod caching;
 mod cli;
+mod clients;
 mod compose;
 mod console;
 mod container;
@@ -14,7 +15,10 @@ mod doctor;
 mod imds;
 mod metrics;
 mod profiles;
+mod reliability;
 mod sdk_matrix;
 mod security;
 mod service;
+mod soak;
+mod users;
 mod users_home;

@@ -12,7 +12,7 @@ role_arn = "arn:aws:iam::111111111111:role/dev"
 /// Parses the exposition with a real parser and sums samples by metric name
 /// and a filter on labels.
 async fn scrape(daemon: &Daemon) -> (String, prometheus_parse::Scrape) {
-    let answer = daemon.get_with("/metrics", &[]).await;
+    let answer = daemon.get("/metrics").await;
     assert_eq!(answer.status, 200);
     assert!(
         answer.content_type.starts_with("text/plain"),
@@ -131,4 +131,31 @@ async fn metrics_can_be_turned_off() {
     let daemon =
         Daemon::start_with(Options::new(&proxy.url(), DEV).server("metrics = false")).await;
     assert_eq!(daemon.get_with("/metrics", &[]).await.status, 404);
+}
+
+#[tokio::test]
+async fn metrics_reveal_nothing_without_the_token() {
+    let proxy = StsProxy::start().await;
+    let daemon = Daemon::start(&proxy.url(), DEV).await;
+    assert_eq!(daemon.get("/role/dev").await.status, 200);
+    for headers in [
+        vec![],
+        vec![("authorization", "wrong-token-wrong-token")],
+        vec![("authorization", "Bearer wrong-token-wrong-token")],
+    ] {
+        let answer = daemon.get_with("/metrics", &headers).await;
+        assert!(
+            [401, 403].contains(&answer.status),
+            "{headers:?}: {}",
+            answer.status
+        );
+        assert!(!answer.body.contains("dev"), "{}", answer.body);
+    }
+    // Prometheus sends the token file as a bearer token.
+    let bearer = format!("Bearer {}", daemon.token());
+    let answer = daemon
+        .get_with("/metrics", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.body.contains("role=\"dev\""));
 }

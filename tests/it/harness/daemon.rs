@@ -310,7 +310,7 @@ impl Daemon {
 
     /// The sum of a metric's samples whose labels include all of `labels`.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self.get_with("/metrics", &[]).await.body;
+        let text = self.get("/metrics").await.body;
         text.lines()
             .filter(|line| !line.starts_with('#'))
             .filter_map(|line| line.rsplit_once(' '))

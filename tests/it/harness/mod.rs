@@ -16,7 +16,7 @@ pub mod sts_proxy;
 pub use daemon::{Answer, Daemon, Options};
 pub use moto::{fake_sigv4, moto_url};
 pub use netns::Netns;
-pub use sts_proxy::{Fault, StsCall, StsProxy};
+pub use sts_proxy::{Fault, Stall, StsCall, StsProxy};
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

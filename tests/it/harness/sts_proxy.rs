@@ -83,6 +83,17 @@ impl Fault {
     }
 }
 
+/// A network failure the proxy plays instead of answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// Accept the request and never answer: a dead TCP connection after a
+    /// Wi-Fi change or a VPN drop. The call is recorded with status 0.
+    Hang,
+    /// Start an answer and cut the connection in the middle of it. Recorded
+    /// with status 0.
+    Drop,
+}
+
 /// The proxy. Dropping it stops the server.
 pub struct StsProxy {
     url: String,
@@ -103,6 +114,7 @@ struct Shared {
 #[derive(Clone, Copy, Default)]
 struct Knobs {
     fault: Option<Fault>,
+    stall: Option<Stall>,
     expiration: Option<Duration>,
     delay: Option<Duration>,
 }
@@ -183,6 +195,11 @@ impl StsProxy {
         self.shared.knobs().fault = fault;
     }
 
+    /// From now on, hang or cut every call (see [`Stall`]), or answer again with `None`.
+    pub fn set_stall(&self, stall: Option<Stall>) {
+        self.shared.knobs().stall = stall;
+    }
+
     /// From now on, rewrite `<Expiration>` of successful AssumeRole* and
     /// GetSessionToken answers to now + `lifetime` (whole seconds), or leave
     /// moto's (one hour, with microseconds) with `None`.
@@ -253,6 +270,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     call.action = call.params.get("Action").cloned().unwrap_or_default();
     let knobs = *shared.knobs();
+    if let Some(stall) = knobs.stall {
+        shared.record(call);
+        return match stall {
+            Stall::Hang => std::future::pending().await,
+            Stall::Drop => cut_off(),
+        };
+    }
 
     let mut response = match knobs.fault {
         Some(fault) => {
@@ -344,6 +368,18 @@ async fn rewrite_expiration(response: Response, lifetime: Duration) -> Response 
     }
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(xml))
+}
+
+/// A 200 whose body fails at once: hyper aborts the connection mid-answer.
+fn cut_off() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::other("connection cut by the STS proxy"))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/xml")
+        .body(Body::from_stream(failing))
+        .expect("valid response")
 }
 
 fn xml_response(status: u16, xml: String) -> Response {
@@ -515,6 +551,33 @@ mod tests {
             "faulted calls are recorded too"
         );
         assert_eq!(proxy.count("AssumeRole"), 4);
+    }
+
+    #[tokio::test]
+    async fn stalls_hang_or_cut_the_connection_and_are_recorded() {
+        let proxy = StsProxy::start().await;
+        let client = reqwest::Client::new();
+        let send = || {
+            client
+                .post(format!("{}/", proxy.url()))
+                .header("Authorization", fake_sigv4("AKIDSTALL"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(assume_role_form("stall"))
+                .timeout(Duration::from_millis(500))
+                .send()
+        };
+        proxy.set_stall(Some(Stall::Hang));
+        let hung = send().await;
+        assert!(hung.is_err_and(|e| e.is_timeout()), "no answer at all");
+        proxy.set_stall(Some(Stall::Drop));
+        let cut = match send().await {
+            Ok(answer) => answer.bytes().await.is_err(),
+            Err(error) => !error.is_timeout(),
+        };
+        assert!(cut, "the connection is cut, not answered");
+        assert_eq!(proxy.count("AssumeRole"), 2);
+        proxy.set_stall(None);
+        assert_eq!(send().await.expect("answered").status(), 200);
     }
 
     #[tokio::test]

@@ -1,0 +1,339 @@
+//! Who took each role's credentials: the processes (or, where none can be
+//! named, the addresses) behind the connections that were served, for
+//! `assumed status`, one log line per new (role, client), and optional
+//! desktop notifications.
+//!
+//! Each connection gets a [`Client`] when it is accepted. A credential
+//! answer calls [`Clients::took`], which costs a short lock and a counter:
+//! finding the process (a walk over `/proc`) happens on the resolver thread
+//! (`resolver.rs`), in batches, and the uses seen meanwhile are kept on the
+//! connection until it is done. A request never waits for it.
+//!
+//! Memory is bounded: at most [`RECENT_PER_ROLE`] clients per role, the ones
+//! seen most recently. A client that drops out and comes back counts as new
+//! again (another log line, another notification).
+//!
+//! This is an audit trail, not access control (docs/security.md): a process
+//! can start another, and a pid says what ran, not who asked it to.
+
+mod resolver;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::credentials::format_expiration;
+use crate::notify::{self, Notification};
+use crate::peer::{PeerOwner, Process, SocketOwner};
+
+/// Clients kept per role.
+pub const RECENT_PER_ROLE: usize = 16;
+/// What `status` says for a client whose process cannot be named.
+pub const UNKNOWN_PROCESS: &str = "unknown process";
+
+/// Every role's recent clients.
+pub struct Clients {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    recent: Mutex<HashMap<String, Vec<Entry>>>,
+    /// Roles with `notify_on_use = true`.
+    notify: RwLock<HashSet<String>>,
+    resolver: resolver::Queue,
+}
+
+struct Entry {
+    identity: Arc<Identity>,
+    requests: u64,
+    first_seen: SystemTime,
+    last_seen: SystemTime,
+}
+
+/// The client behind one connection, as far as it can be named.
+#[derive(Debug)]
+pub struct Identity {
+    address: IpAddr,
+    /// The socket's owner, for a local peer.
+    uid: Option<u32>,
+    process: Option<Process>,
+}
+
+impl Identity {
+    /// The same process (pid and start time), or, for clients without one,
+    /// the same address and user.
+    fn same_as(&self, other: &Identity) -> bool {
+        match (&self.process, &other.process) {
+            (Some(a), Some(b)) => a.pid == b.pid && a.started == b.started,
+            (None, None) => self.address == other.address && self.uid == other.uid,
+            _ => false,
+        }
+    }
+}
+
+/// One accepted connection's client: named at once when there is nothing to
+/// look up (a remote peer), else once the resolver has looked.
+pub struct Client {
+    address: IpAddr,
+    socket: Option<SocketOwner>,
+    known: Mutex<Known>,
+}
+
+enum Known {
+    /// Waiting for the resolver, with the uses seen so far.
+    Pending(Vec<Use>),
+    Named(Arc<Identity>),
+}
+
+struct Use {
+    role: String,
+    requests: u64,
+    first: SystemTime,
+    last: SystemTime,
+}
+
+impl Client {
+    pub fn new(peer: SocketAddr, owner: PeerOwner) -> Arc<Client> {
+        let address = peer.ip().to_canonical();
+        let (socket, known) = match owner {
+            PeerOwner::Local(socket) => (Some(socket), Known::Pending(Vec::new())),
+            PeerOwner::Remote | PeerOwner::Unknown | PeerOwner::Unsupported => (
+                None,
+                Known::Named(Arc::new(Identity {
+                    address,
+                    uid: None,
+                    process: None,
+                })),
+            ),
+        };
+        Arc::new(Client {
+            address,
+            socket,
+            known: Mutex::new(known),
+        })
+    }
+}
+
+/// One role's client, as `status --json` shows it (`clients`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClientStatus {
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
+    pub exe: Option<String>,
+    pub cmdline: Option<String>,
+    /// The executable, or "unknown process".
+    pub process: String,
+    /// The peer's address (loopback for local processes).
+    pub address: String,
+    pub requests: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clients {
+    pub fn new() -> Self {
+        Clients {
+            shared: Arc::new(Shared {
+                recent: Mutex::new(HashMap::new()),
+                notify: RwLock::new(HashSet::new()),
+                resolver: resolver::Queue::default(),
+            }),
+        }
+    }
+
+    /// The roles whose new clients raise a desktop notification (at start
+    /// and on every reload).
+    pub fn notify_for(&self, roles: impl IntoIterator<Item = String>) {
+        *self
+            .shared
+            .notify
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = roles.into_iter().collect();
+    }
+
+    /// `client` was just given `role`'s credentials.
+    pub fn took(&self, client: &Arc<Client>, role: &str) {
+        let now = SystemTime::now();
+        let mut known = lock(&client.known);
+        match &mut *known {
+            Known::Named(identity) => {
+                let identity = identity.clone();
+                drop(known);
+                self.shared.count(role, &identity, 1, now, now);
+            }
+            Known::Pending(uses) => {
+                let first = uses.is_empty();
+                match uses.iter_mut().find(|used| used.role == role) {
+                    Some(used) => {
+                        used.requests += 1;
+                        used.last = now;
+                    }
+                    None => uses.push(Use {
+                        role: role.to_owned(),
+                        requests: 1,
+                        first: now,
+                        last: now,
+                    }),
+                }
+                drop(known);
+                if first {
+                    resolver::enqueue(&self.shared, client.clone());
+                }
+            }
+        }
+    }
+
+    /// `role`'s clients, most recently seen first. `hide` (the daemon's
+    /// token, which `curl -H "Authorization: …"` puts on a command line)
+    /// shows as `<redacted>` in command lines.
+    pub fn recent(&self, role: &str, hide: &str) -> Vec<ClientStatus> {
+        let recent = lock(&self.shared.recent);
+        let mut entries: Vec<&Entry> = recent
+            .get(role)
+            .map(|l| l.iter().collect())
+            .unwrap_or_default();
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.last_seen));
+        entries
+            .into_iter()
+            .map(|entry| entry.status(hide))
+            .collect()
+    }
+}
+
+impl Shared {
+    /// Adds uses of `role` by `identity`; a client new to the role is
+    /// announced, and the least recently seen one leaves a full list.
+    fn count(
+        &self,
+        role: &str,
+        identity: &Arc<Identity>,
+        requests: u64,
+        first: SystemTime,
+        last: SystemTime,
+    ) {
+        let new = {
+            let mut recent = lock(&self.recent);
+            if !recent.contains_key(role) {
+                recent.insert(role.to_owned(), Vec::new());
+            }
+            let Some(list) = recent.get_mut(role) else {
+                return;
+            };
+            let known = list.iter_mut().find(|entry| {
+                Arc::ptr_eq(&entry.identity, identity) || entry.identity.same_as(identity)
+            });
+            match known {
+                Some(entry) => {
+                    entry.requests += requests;
+                    entry.last_seen = entry.last_seen.max(last);
+                    false
+                }
+                None => {
+                    if list.len() >= RECENT_PER_ROLE {
+                        if let Some(oldest) = (0..list.len()).min_by_key(|&i| list[i].last_seen) {
+                            list.swap_remove(oldest);
+                        }
+                    }
+                    list.push(Entry {
+                        identity: identity.clone(),
+                        requests,
+                        first_seen: first,
+                        last_seen: last,
+                    });
+                    true
+                }
+            }
+        };
+        if new {
+            self.announce(role, identity);
+        }
+    }
+
+    /// The one log line (and, if asked for, the notification) for a client
+    /// new to a role.
+    fn announce(&self, role: &str, identity: &Identity) {
+        // No command line here: it may carry what a user typed, secrets included.
+        let what = match (&identity.process, identity.uid) {
+            (Some(process), uid) => {
+                tracing::info!(
+                    role = %role,
+                    pid = process.pid,
+                    exe = %process.exe,
+                    uid = uid.unwrap_or_default(),
+                    "a new process took credentials"
+                );
+                format!(
+                    "{} (pid {}) took credentials for role {role}",
+                    process.exe, process.pid
+                )
+            }
+            (None, Some(uid)) => {
+                tracing::info!(
+                    role = %role,
+                    address = %identity.address,
+                    uid,
+                    "an unknown process took credentials"
+                );
+                format!("an unknown process of user {uid} took credentials for role {role}")
+            }
+            (None, None) => {
+                tracing::info!(
+                    role = %role,
+                    address = %identity.address,
+                    "an unknown process took credentials"
+                );
+                format!(
+                    "an unknown process at {} took credentials for role {role}",
+                    identity.address
+                )
+            }
+        };
+        let wanted = self
+            .notify
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(role);
+        if wanted {
+            notify::send(Notification::new(format!("assumed: {role}"), what));
+        }
+    }
+}
+
+impl Entry {
+    fn status(&self, hide: &str) -> ClientStatus {
+        let identity = &self.identity;
+        let process = identity.process.as_ref();
+        ClientStatus {
+            pid: process.map(|p| p.pid),
+            uid: identity.uid,
+            exe: process.map(|p| p.exe.clone()),
+            cmdline: process.map(|p| match hide.is_empty() {
+                true => p.cmdline.clone(),
+                false => p.cmdline.replace(hide, "<redacted>"),
+            }),
+            process: process.map_or_else(|| UNKNOWN_PROCESS.to_owned(), |p| p.exe.clone()),
+            address: identity.address.to_string(),
+            requests: self.requests,
+            first_seen: format_expiration(self.first_seen),
+            last_seen: format_expiration(self.last_seen),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

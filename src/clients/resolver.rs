@@ -1,0 +1,74 @@
+//! Names the processes behind new local connections, off the request path:
+//! one thread, started with the first connection that needs it, that takes
+//! every connection queued so far and finds them all in one walk over
+//! `/proc` (a burst of a thousand connections costs a few walks, not a
+//! thousand).
+
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use super::{Client, Identity, Known, Shared, lock};
+use crate::peer;
+
+#[derive(Default)]
+pub(super) struct Queue {
+    waiting: Mutex<Vec<Arc<Client>>>,
+    wake: Condvar,
+    started: OnceLock<()>,
+}
+
+pub(super) fn enqueue(shared: &Arc<Shared>, client: Arc<Client>) {
+    let queue = &shared.resolver;
+    lock(&queue.waiting).push(client);
+    queue.wake.notify_one();
+    queue.started.get_or_init(|| {
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("assumed-clients".into())
+            .spawn(move || run(&shared));
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the thread that names client processes");
+        }
+    });
+}
+
+fn run(shared: &Shared) {
+    loop {
+        let batch = {
+            let mut waiting = lock(&shared.resolver.waiting);
+            while waiting.is_empty() {
+                waiting = shared
+                    .resolver
+                    .wake
+                    .wait(waiting)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            std::mem::take(&mut *waiting)
+        };
+        resolve(shared, batch);
+    }
+}
+
+fn resolve(shared: &Shared, batch: Vec<Arc<Client>>) {
+    let inodes: Vec<u64> = batch
+        .iter()
+        .filter_map(|client| client.socket.map(|socket| socket.inode))
+        .collect();
+    let found = peer::processes_holding(&inodes);
+    for client in batch {
+        let identity = Arc::new(Identity {
+            address: client.address,
+            uid: client.socket.map(|socket| socket.uid),
+            process: client
+                .socket
+                .and_then(|socket| found.get(&socket.inode).cloned()),
+        });
+        let uses =
+            match std::mem::replace(&mut *lock(&client.known), Known::Named(identity.clone())) {
+                Known::Pending(uses) => uses,
+                Known::Named(_) => Vec::new(),
+            };
+        for used in uses {
+            shared.count(&used.role, &identity, used.requests, used.first, used.last);
+        }
+    }
+}

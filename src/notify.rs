@@ -1,0 +1,131 @@
+//! Desktop notifications: `notify-send` on Linux (libnotify, what desktop
+//! environments and most window managers answer), `osascript` on macOS.
+//!
+//! Fire and forget: [`send`] returns at once and the notifier runs on a
+//! thread of its own, so no caller (a request, the cache) ever waits for a
+//! desktop. A machine without a notifier (a server, a container) is normal:
+//! that is a debug line, not a warning. Titles and bodies are passed as
+//! arguments, never through a shell.
+
+use std::process::{Command, Stdio};
+
+/// One notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    pub title: String,
+    pub body: String,
+}
+
+impl Notification {
+    pub fn new(title: impl Into<String>, body: impl Into<String>) -> Self {
+        Notification {
+            title: title.into(),
+            body: body.into(),
+        }
+    }
+}
+
+/// Shows `notification` on the user's desktop, if there is one.
+pub fn send(notification: Notification) {
+    let Some(mut command) = command(&notification) else {
+        tracing::debug!(title = %notification.title, "no desktop notifier on this system");
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("notify".into())
+        .spawn(move || {
+            let program = format!("{:?}", command.get_program());
+            match command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+            {
+                Ok(output) if output.status.success() => {}
+                Ok(output) => tracing::debug!(
+                    %program,
+                    status = %output.status,
+                    stderr = %String::from_utf8_lossy(&output.stderr).trim(),
+                    "the desktop notifier failed"
+                ),
+                Err(error) => {
+                    tracing::debug!(%program, %error, "no desktop notifier could be started")
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::debug!(%error, "cannot start a thread for a notification");
+    }
+}
+
+/// The notifier command for this system, if it has one.
+fn command(notification: &Notification) -> Option<Command> {
+    if cfg!(target_os = "macos") {
+        let mut command = Command::new("osascript");
+        command.arg("-e").arg(applescript(notification));
+        Some(command)
+    } else if cfg!(unix) {
+        let mut command = Command::new("notify-send");
+        command
+            .args(["--app-name", "assumed", "--"])
+            .arg(&notification.title)
+            .arg(&notification.body);
+        Some(command)
+    } else {
+        None
+    }
+}
+
+/// `display notification "body" with title "title"`, with both as
+/// AppleScript string literals.
+fn applescript(notification: &Notification) -> String {
+    format!(
+        "display notification {} with title {}",
+        applescript_string(&notification.body),
+        applescript_string(&notification.title)
+    )
+}
+
+fn applescript_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            '\n' | '\r' => quoted.push(' '),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applescript_quotes_what_it_is_given() {
+        let script = applescript(&Notification::new("assumed: \"prod\"", "a\\b\nc"));
+        assert_eq!(
+            script,
+            r#"display notification "a\\b c" with title "assumed: \"prod\"""#
+        );
+    }
+
+    #[test]
+    fn notify_send_gets_title_and_body_as_arguments() {
+        if cfg!(target_os = "linux") {
+            let command = command(&Notification::new("--title", "body; rm -rf /")).expect("cmd");
+            let args: Vec<_> = command.get_args().collect();
+            assert_eq!(command.get_program(), "notify-send");
+            assert_eq!(
+                args,
+                ["--app-name", "assumed", "--", "--title", "body; rm -rf /"]
+            );
+        }
+    }
+}

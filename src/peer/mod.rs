@@ -1,0 +1,249 @@
+//! Who is on the other end of a TCP connection, as the kernel tells it.
+//!
+//! Two questions, asked at different times:
+//!
+//! * [`owner_of`]: which user owns the peer's socket. Asked once per
+//!   connection, before its first request is served, because the answer
+//!   decides whether the connection may have credentials at all
+//!   (`server::users`). It must be cheap, and it blocks the connection's
+//!   task: the kernel looks the socket up by its address pair (netlink
+//!   `sock_diag`, a hash lookup: ~25 µs with the netlink socket's set-up),
+//!   and only if that does not work here is `/proc/net/tcp` read, which walks
+//!   the whole table (4–9 ms per read on a host with 262,144 hash buckets).
+//! * [`processes_holding`]: which process holds the socket. Needs a walk over
+//!   `/proc/<pid>/fd`, so it runs off the request path (`clients`), for many
+//!   sockets at once.
+//!
+//! A connection is only ever looked up in the daemon's own network
+//! namespace: a peer in another namespace (a container) or on another host
+//! has no socket here, and is [`PeerOwner::Remote`].
+//!
+//! Only Linux answers; elsewhere every peer is [`PeerOwner::Unsupported`]
+//! (docs/security.md says what that leaves open).
+
+#[cfg(target_os = "linux")]
+mod proc_net;
+#[cfg(target_os = "linux")]
+mod process;
+#[cfg(target_os = "linux")]
+mod sock_diag;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// The peer's socket as the kernel lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketOwner {
+    pub uid: u32,
+    /// The socket's inode: what `/proc/<pid>/fd/N` links to (`socket:[inode]`).
+    pub inode: u64,
+}
+
+/// What the kernel says about the other end of one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerOwner {
+    /// A socket in this network namespace (a process on this machine, on
+    /// loopback or on one of the host's own addresses).
+    Local(SocketOwner),
+    /// Not in this namespace: another host, a container, another namespace.
+    /// There is no local user to name.
+    Remote,
+    /// A loopback peer whose owner could not be learnt (the kernel's tables
+    /// could not be read, or the socket closed before it was looked up).
+    Unknown,
+    /// This system cannot tell (not Linux).
+    Unsupported,
+}
+
+/// A process that holds a socket, as `/proc/<pid>` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    /// Clock ticks after boot when it started: with `pid`, names one process
+    /// even after the pid is reused.
+    pub started: u64,
+    /// `/proc/<pid>/exe`; for a script, its interpreter.
+    pub exe: String,
+    /// Arguments joined by spaces, cut at [`CMDLINE_LIMIT`] characters.
+    pub cmdline: String,
+}
+
+/// How much of a command line is kept.
+pub const CMDLINE_LIMIT: usize = 200;
+
+/// Whether the address is loopback, IPv4-mapped loopback (`::ffff:127.0.0.1`,
+/// which a dual-stack listener sees) included.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// The user behind the connection from `peer` to our `local` address.
+/// Loopback peers that cannot be looked up come back [`PeerOwner::Unknown`]
+/// (the caller refuses them); why is logged once.
+#[cfg(target_os = "linux")]
+pub fn owner_of(peer: SocketAddr, local: SocketAddr) -> PeerOwner {
+    let peer = canonical(peer);
+    let local = canonical(local);
+    let loopback = peer.ip().is_loopback();
+    match lookup(peer, local) {
+        Ok(Some(owner)) if owner.inode != 0 => PeerOwner::Local(owner),
+        // Not here, or only the TIME_WAIT remains of it (which has no owner).
+        Ok(_) if loopback => {
+            tracing::debug!(%peer, "loopback peer not found in the socket table (already closed?)");
+            PeerOwner::Unknown
+        }
+        Ok(_) => PeerOwner::Remote,
+        Err(error) => {
+            warn_once(&error);
+            if loopback {
+                PeerOwner::Unknown
+            } else {
+                PeerOwner::Remote
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn owner_of(_peer: SocketAddr, _local: SocketAddr) -> PeerOwner {
+    PeerOwner::Unsupported
+}
+
+/// Netlink when it works here, else `/proc/net/tcp`. Netlink is trusted
+/// once it has found the daemon's own end of a connection: a kernel without
+/// `tcp_diag` answers "no such socket" to everything, which must not pass
+/// for "the peer has gone".
+#[cfg(target_os = "linux")]
+fn lookup(peer: SocketAddr, local: SocketAddr) -> Result<Option<SocketOwner>, String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NETLINK_WORKS: AtomicBool = AtomicBool::new(false);
+    static WARNED: std::sync::Once = std::sync::Once::new();
+
+    let netlink = NETLINK_WORKS.load(Ordering::Relaxed)
+        || match sock_diag::lookup(local, peer) {
+            Ok(Some(_)) => {
+                NETLINK_WORKS.store(true, Ordering::Relaxed);
+                true
+            }
+            outcome => {
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        ?outcome,
+                        "netlink sock_diag did not find the daemon's own end of a new \
+                         connection; reading /proc/net/tcp instead, which is slower"
+                    )
+                });
+                false
+            }
+        };
+    if netlink {
+        match sock_diag::lookup(peer, local) {
+            Ok(found) => return Ok(found),
+            Err(error) => tracing::debug!(%error, "sock_diag failed; reading /proc/net/tcp"),
+        }
+    }
+    proc_net::lookup(peer, local).map_err(|error| format!("cannot read {error}"))
+}
+
+/// A table that cannot be read is logged once, not once per connection.
+#[cfg(target_os = "linux")]
+fn warn_once(error: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "cannot tell which user owns loopback connections ({error}); \
+             refusing every loopback client except for /healthz and /metrics until it can"
+        );
+    });
+    tracing::debug!(error, "socket owner lookup failed");
+}
+
+/// IPv4-mapped addresses as plain IPv4: the kernel lists such connections
+/// (a dual-stack listener's IPv4 peers) in the IPv4 table.
+fn canonical(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(address.ip().to_canonical(), address.port())
+}
+
+/// The processes that hold these socket inodes, found in one walk over
+/// `/proc`. Inodes whose process is gone, or belongs to a user whose
+/// `/proc/<pid>/fd` we may not read, are missing from the answer.
+#[cfg(target_os = "linux")]
+pub fn processes_holding(inodes: &[u64]) -> HashMap<u64, Process> {
+    process::holding(inodes)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn processes_holding(_inodes: &[u64]) -> HashMap<u64, Process> {
+    HashMap::new()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// A live loopback connection: the client's socket, and its inode.
+    fn connection() -> (std::net::TcpStream, std::net::TcpStream, u64) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat fills the struct we own for an fd we own.
+        assert_eq!(unsafe { libc::fstat(client.as_raw_fd(), &mut stat) }, 0);
+        (client, server, stat.st_ino)
+    }
+
+    fn own_uid() -> u32 {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() }
+    }
+
+    #[test]
+    fn the_owner_of_a_loopback_peer_is_this_user_and_its_socket() {
+        let (_client, server, inode) = connection();
+        let peer = server.peer_addr().expect("peer");
+        let local = server.local_addr().expect("local");
+        let expected = SocketOwner {
+            uid: own_uid(),
+            inode,
+        };
+        assert_eq!(owner_of(peer, local), PeerOwner::Local(expected));
+        assert_eq!(sock_diag::lookup(peer, local).ok(), Some(Some(expected)));
+        assert_eq!(proc_net::lookup(peer, local).ok(), Some(Some(expected)));
+    }
+
+    #[test]
+    fn a_closed_loopback_peer_is_unknown_and_a_foreign_address_is_remote() {
+        let (client, server, _) = connection();
+        let peer = server.peer_addr().expect("peer");
+        let local = server.local_addr().expect("local");
+        drop(client);
+        drop(server);
+        assert_eq!(owner_of(peer, local), PeerOwner::Unknown);
+        let elsewhere: SocketAddr = "192.0.2.7:40000".parse().expect("addr");
+        assert_eq!(owner_of(elsewhere, local), PeerOwner::Remote);
+    }
+
+    #[test]
+    fn the_process_holding_a_socket_is_found_with_its_exe_and_command_line() {
+        let (client, _server, inode) = connection();
+        // A child holds the socket (as its stdin); the daemon never looks in its own fds.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                client,
+            )))
+            .spawn()
+            .expect("start sleep");
+        let found = processes_holding(&[inode, 1]);
+        let _ = child.kill();
+        let _ = child.wait();
+        let process = found.get(&inode).expect("the child holds the socket");
+        assert_eq!(process.pid, child.id());
+        assert!(process.exe.ends_with("/sleep"), "{process:?}");
+        assert_eq!(process.cmdline, "sleep 30");
+        assert!(process.started > 0);
+        assert!(!found.contains_key(&1));
+    }
+}
