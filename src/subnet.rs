@@ -4,28 +4,19 @@
 //! widens who gets credentials without asking.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
+use ipnet::IpNet;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Subnet {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Subnet(IpNet);
 
 impl Subnet {
     /// Whether `ip` lies inside. An IPv4 peer on a dual-stack listener shows
     /// up as `::ffff:a.b.c.d`; it is compared as the IPv4 address it is.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(network), IpAddr::V4(ip)) => {
-                same_prefix(&network.octets(), &ip.octets(), self.prefix)
-            }
-            (IpAddr::V6(network), IpAddr::V6(ip)) => {
-                same_prefix(&network.octets(), &ip.octets(), self.prefix)
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
 
     /// The checks `trust_subnet` adds to plain parsing: trusting loopback
@@ -35,73 +26,26 @@ impl Subnet {
         let subnet: Subnet = text
             .parse()
             .map_err(|error| format!("trust_subnet {error}"))?;
-        let loopback = match subnet.network {
-            IpAddr::V4(_) => Subnet {
-                network: Ipv4Addr::new(127, 0, 0, 0).into(),
-                prefix: 8,
-            },
-            IpAddr::V6(_) => Subnet {
-                network: Ipv6Addr::LOCALHOST.into(),
-                prefix: 128,
-            },
-        };
-        if subnet.prefix == 0 {
+        let loopback: IpNet = match subnet.0 {
+            IpNet::V4(_) => "127.0.0.0/8",
+            IpNet::V6(_) => "::1/128",
+        }
+        .parse()
+        .map_err(|_| "the loopback network does not parse".to_owned())?;
+        if subnet.0.prefix_len() == 0 {
             return Err(format!(
                 "trust_subnet \"{text}\" would trust every address; name the container network, e.g. 169.254.170.0/24"
             ));
         }
-        if subnet.overlaps(&loopback) {
+        let overlaps =
+            subnet.0.contains(&loopback.network()) || loopback.contains(&subnet.0.network());
+        if overlaps {
             return Err(format!(
                 "trust_subnet \"{text}\" includes loopback: every local process would get credentials without the token"
             ));
         }
         Ok(subnet)
     }
-
-    fn overlaps(&self, other: &Subnet) -> bool {
-        let (wider, narrower) = if self.prefix <= other.prefix {
-            (self, other)
-        } else {
-            (other, self)
-        };
-        wider.contains(narrower.network)
-    }
-
-    /// The address with every bit after the prefix cleared.
-    fn network_address(&self) -> IpAddr {
-        fn clear(bytes: &mut [u8], prefix: u8) {
-            for (index, byte) in bytes.iter_mut().enumerate() {
-                let kept = usize::from(prefix).saturating_sub(index * 8).min(8);
-                *byte &= if kept == 0 { 0 } else { 0xffu8 << (8 - kept) };
-            }
-        }
-        match self.network {
-            IpAddr::V4(ip) => {
-                let mut octets = ip.octets();
-                clear(&mut octets, self.prefix);
-                IpAddr::from(octets)
-            }
-            IpAddr::V6(ip) => {
-                let mut octets = ip.octets();
-                clear(&mut octets, self.prefix);
-                IpAddr::from(octets)
-            }
-        }
-    }
-}
-
-/// Whether the first `prefix` bits of `a` and `b` agree.
-fn same_prefix(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let prefix = usize::from(prefix);
-    let (whole, rest) = (prefix / 8, prefix % 8);
-    if a[..whole] != b[..whole] {
-        return false;
-    }
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    a[whole] & mask == b[whole] & mask
 }
 
 impl FromStr for Subnet {
@@ -111,27 +55,27 @@ impl FromStr for Subnet {
         let shape =
             || format!("\"{text}\" is not a subnet ADDRESS/PREFIX such as 169.254.170.0/24");
         let (address, prefix) = text.split_once('/').ok_or_else(shape)?;
-        let network: IpAddr = address.parse().map_err(|_| shape())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
+        let address: IpAddr = address.parse().map_err(|_| shape())?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
         let prefix: u8 = prefix
             .parse()
             .ok()
             .filter(|prefix| *prefix <= max)
             .ok_or_else(|| format!("\"{text}\": the prefix length must be 0..={max}"))?;
-        let subnet = Subnet { network, prefix };
-        let zeroed = subnet.network_address();
-        if zeroed != network {
+        let net = IpNet::new(address, prefix).map_err(|_| shape())?;
+        if net.network() != address {
             return Err(format!(
-                "\"{text}\" has host bits set; did you mean {zeroed}/{prefix}?"
+                "\"{text}\" has host bits set; did you mean {}?",
+                net.trunc()
             ));
         }
-        Ok(subnet)
+        Ok(Subnet(net))
     }
 }
 
 impl fmt::Display for Subnet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
+        self.0.fmt(f)
     }
 }
 

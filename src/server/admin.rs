@@ -31,10 +31,7 @@ pub async fn console(
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    admit(&state, connection.as_deref(), &headers)?;
-    let Ok(Path(name)) = name else {
-        return Err(ApiError::unknown_role());
-    };
+    let name = admit_for_role(&state, connection.as_deref(), &headers, name)?;
     let role = state.cache.role(&name).ok_or_else(ApiError::unknown_role)?;
     let creds = state
         .cache
@@ -79,6 +76,19 @@ fn admit(
         ));
     }
     authorize(&state.token, headers)
+}
+
+/// [`admit`], then the role named in the path. A path that does not parse
+/// names no role: the same 404 as an unknown one.
+fn admit_for_role(
+    state: &AppState,
+    connection: Option<&Connection>,
+    headers: &HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<String, ApiError> {
+    admit(state, connection, headers)?;
+    name.map(|Path(name)| name)
+        .map_err(|_| ApiError::unknown_role())
 }
 
 pub async fn status(
@@ -126,10 +136,7 @@ pub async fn source_of_role(
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    admit(&state, connection.as_deref(), &headers)?;
-    let Ok(Path(name)) = name else {
-        return Err(ApiError::unknown_role());
-    };
+    let name = admit_for_role(&state, connection.as_deref(), &headers, name)?;
     let root = chain_root(&state, &name)?;
     Ok(source_report(&state, Some(root)).await)
 }
@@ -213,10 +220,7 @@ pub async fn mfa(
     headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    admit(&state, connection.as_deref(), &headers)?;
-    let Ok(Path(name)) = name else {
-        return Err(ApiError::unknown_role());
-    };
+    let name = admit_for_role(&state, connection.as_deref(), &headers, name)?;
     let code = headers
         .get(MFA_CODE_HEADER)
         .and_then(|value| value.to_str().ok())
