@@ -241,7 +241,7 @@ def main():
         # quiet long enough to give memory back), then 1,000 roles.
         daemon = Daemon(sts, ["dev"], workdir)
         idle = daemon.rss_mib()
-        rows.append(("RSS idle after start", f"{idle:.1f} MiB", f"≤ 10 MiB {check(idle, 10, False)}"))
+        rows.append(("RSS idle after start", f"{idle:.1f} MiB", f"≤ 8 MiB {check(idle, 8, False)}"))
         wrk(daemon.url("/role/dev"), 64, daemon.token)
         time.sleep(10)
         after = daemon.rss_mib()

@@ -98,9 +98,18 @@ fn unhex(text: &[u8]) -> Option<[u8; TAG_BYTES]> {
     }
     let mut tag = [0u8; TAG_BYTES];
     for (byte, pair) in tag.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
     }
     Some(tag)
+}
+
+fn nibble(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
