@@ -199,6 +199,19 @@ def main():
         rows.append(("…relative to the static baseline", f"{ratio:.2f}", f"≥ 0.80 {check(ratio, 0.8)}"))
         rows.append(("p99 at 64 conn", f"{creds64['p99'] / 1000:.2f} ms",
                      f"≤ 1 ms {check(creds64['p99'] / 1000, 1.0, False)}"))
+
+        # nginx serving the same body behind the same token check, right
+        # after, with the same load (issue 19's yardstick).
+        _, body = get(daemon.url("/role/dev"), {"Authorization": daemon.token})
+        with instructions.native_nginx(workdir, daemon.token, body) as nginx_url:
+            limit = wrk(nginx_url + "/role/dev", 64, daemon.token)
+        rows.append(("nginx 1.22, same body and token check, 64 conn",
+                     f"{limit['rps']:,.0f} req/s; p50 {limit['p50']} µs, p99 {limit['p99']} µs; "
+                     f"errors {limit['errors'] + limit['non2xx']}", ""))
+        ratio = creds64["rps"] / limit["rps"]
+        rows.append(("…GET /role/dev relative to nginx, 64 conn", f"{ratio:.2f}", f"≥ 1.0 {check(ratio, 1.0)}"))
+        rows.append(("…p99 relative to nginx's, 64 conn", f"{creds64['p99'] / 1000:.2f} ms vs {limit['p99'] / 1000:.2f} ms",
+                     f"≤ nginx {check(creds64['p99'], limit['p99'], False)}"))
         daemon.stop()
 
         # Cold path: 1,000 concurrent first requests for one role, five
