@@ -206,7 +206,7 @@ master_process off;
 worker_processes 1;
 error_log {dir}/error.log warn;
 pid {dir}/nginx.pid;
-events {{ worker_connections 64; }}
+events {{ worker_connections 1024; }}
 http {{
     access_log off;
     keepalive_requests 1000000;  # nginx closes after 1,000 by default; hyper never does
