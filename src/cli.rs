@@ -11,6 +11,7 @@ use crate::aws_files;
 use crate::client_env::{self, Format};
 use crate::config::{self, Config, RoleConfig};
 use crate::daemon;
+use crate::logging::LogFormat;
 
 /// Exit status for a config that does not validate (`assumed check`).
 const EXIT_INVALID_CONFIG: u8 = 2;
@@ -30,12 +31,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -75,7 +70,17 @@ enum Command {
         json: bool,
     },
     /// Hand a one-time MFA code to the daemon for a role with mfa_serial
-    Mfa { role: String, code: String },
+    /// (`mfa ROLE CODE`), or drop every MFA session it holds (`mfa --forget`)
+    Mfa {
+        #[arg(required_unless_present = "forget")]
+        role: Option<String>,
+        #[arg(required_unless_present = "forget")]
+        code: Option<String>,
+        /// Forget every MFA session, in the daemon and in the file that keeps
+        /// them across restarts; the next role that needs one asks again
+        #[arg(long, conflicts_with_all = ["role", "code"])]
+        forget: bool,
+    },
     /// Make the running daemon re-read its config (like SIGHUP)
     Reload,
     /// Explain what works and what does not: the daemon, its token, the config, the
@@ -194,7 +199,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 Command::CredentialProcess { role } => credential_process(&config, &role),
                 Command::Exec { role, command } => exec(&config, &role, command),
                 Command::Status { json } => status(&config, json),
-                Command::Mfa { role, code } => mfa(&config, &role, &code),
+                Command::Mfa {
+                    role: Some(role),
+                    code: Some(code),
+                    forget: false,
+                } => mfa(&config, &role, &code),
+                Command::Mfa { .. } => forget_mfa(&config),
                 Command::Reload => reload(&config),
                 Command::Console {
                     role,
@@ -516,6 +526,23 @@ fn mfa(config: &Config, role: &str, code: &str) -> Result<ExitCode, String> {
         &[(crate::server::admin::MFA_CODE_HEADER, code)],
     )?;
     println!("{}", answer["message"].as_str().unwrap_or("done"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the daemon to forget its MFA sessions, and removes the file that
+/// keeps them in any case (the daemon may not be running).
+fn forget_mfa(config: &Config) -> Result<ExitCode, String> {
+    let asked = ask_daemon(config, "DELETE", "/admin/mfa", &[]);
+    if let Some(path) = crate::sts::mfa_store::path(&config.source) {
+        crate::sts::mfa_store::save(&path, &[])
+            .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+    }
+    match asked {
+        Ok(answer) => println!("{}", answer["message"].as_str().unwrap_or("done")),
+        Err(error) => {
+            println!("the daemon did not answer ({error}); no MFA session is kept on disk")
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

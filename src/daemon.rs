@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::{Cache, Clock, RoleSpec, Timing};
+use crate::attention::Attention;
+use crate::cache::{Cache, Clock, RoleSpec, State, Timing};
 use crate::config::{self, Config, RoleConfig};
 use crate::profiles::AwsProfiles;
 use crate::server::session_token::SessionTokens;
@@ -175,8 +176,10 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     let specs = role_specs(&config, &profiles);
     warn_about_clamped_sessions(&specs);
     check_default_role(&config, &specs);
-    let sts = Arc::new(Sts::new(config.source.clone()));
+    let attention = Attention::new(notify_enabled(&config));
+    let sts = Arc::new(Sts::new(config.source.clone()).with_attention(attention.clone()));
     sts.set_profiles(profiles).await;
+    sts.restore_mfa_sessions();
     let timing = Timing {
         refresh_before: config.server.refresh_before,
         idle_timeout: config.server.idle_timeout,
@@ -186,6 +189,15 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     // Before the cache: its slot and driver gauges count from the first one.
     let metrics = config.server.metrics && server::metrics::install().is_some();
     let cache = Cache::new(specs, sts.clone(), timing, Clock::system());
+    // Reminders go out only for sessions whose roles are kept warm. (The
+    // cache holds the Sts that holds this: a cycle, for the daemon's life.)
+    let in_use = cache.clone();
+    attention.set_in_use(move |role| {
+        in_use
+            .status()
+            .iter()
+            .any(|s| s.name == role && matches!(s.state, State::Warm | State::Refreshing))
+    });
     let (control, mut requests) = mpsc::channel(4);
     let state = Arc::new(AppState {
         cache: cache.clone(),
@@ -405,6 +417,7 @@ impl Running {
         let changes = state.cache.replace_roles(specs);
         *write(&state.default_role) = new.server.default_role.clone();
         state.imdsv1.store(new.server.imdsv1, Ordering::Release);
+        state.sts.attention().set_enabled(notify_enabled(&new));
         state.allowed_hosts.replace(&new.server.allowed_hosts);
         // Reloaded, not deferred to a restart: revoking token-less access must not wait.
         *write(&state.trust_subnet) = new.server.trust_subnet;
@@ -425,6 +438,14 @@ impl Running {
             describe(&changes.removed)
         ))
     }
+}
+
+/// `[server] notify`, else on when a desktop is there to show notifications.
+fn notify_enabled(config: &Config) -> bool {
+    config
+        .server
+        .notify
+        .unwrap_or_else(crate::attention::notify_by_default)
 }
 
 /// Token-less access deserves a line in the log when it is on at start, and

@@ -15,7 +15,14 @@ const HELD_AT_INFO: [&str; 6] = [
     "hyper_util",
 ];
 
-pub fn init(format: crate::cli::LogFormat) {
+/// How `serve` logs: human-readable, or JSON lines for journald and collectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+pub fn init(format: LogFormat) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     for target in HELD_AT_INFO {
         if let Ok(directive) = format!("{target}=info").parse() {
@@ -26,7 +33,7 @@ pub fn init(format: crate::cli::LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        crate::cli::LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        crate::cli::LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
     }
 }

@@ -26,6 +26,10 @@ pub enum SourceKind {
         login: String,
     },
     CredentialProcess,
+    /// `aws login` (AWS CLI 2.32+): `login` is the command that renews it.
+    Login {
+        login: String,
+    },
     WebIdentity {
         token_file: String,
     },
@@ -116,6 +120,8 @@ impl AwsProfiles {
             session_name: get("role_session_name"),
             external_id: get("external_id"),
             mfa_serial: get("mfa_serial"),
+            // The convention of the maintained aws-vault fork.
+            mfa_process: get("mfa_process"),
             region: get("region"),
             ..RoleConfig::default()
         };
@@ -203,6 +209,11 @@ impl AwsProfiles {
         if self.get(profile, "credential_process").is_some() {
             return SourceKind::CredentialProcess;
         }
+        if self.get(profile, "login_session").is_some() {
+            return SourceKind::Login {
+                login: format!("aws login --profile {profile}"),
+            };
+        }
         if let Some(token_file) = self.get(profile, "web_identity_token_file") {
             return SourceKind::WebIdentity {
                 token_file: token_file.to_owned(),
@@ -212,6 +223,23 @@ impl AwsProfiles {
             return SourceKind::StaticKeys;
         }
         SourceKind::Other
+    }
+
+    /// For an SSO profile: the name its token's cache file is keyed by (the
+    /// sso-session's name, or a legacy profile's start URL) and the command
+    /// that renews it.
+    pub fn sso_login(&self, profile: &str) -> Option<(String, String)> {
+        if let Some(session) = self.get(profile, "sso_session") {
+            return Some((
+                session.to_owned(),
+                format!("aws sso login --sso-session {session}"),
+            ));
+        }
+        let start_url = self.get(profile, "sso_start_url")?;
+        Some((
+            start_url.to_owned(),
+            format!("aws sso login --profile {profile}"),
+        ))
     }
 
     /// `aws_access_key_id`/`aws_secret_access_key` (and a session token) set
@@ -282,5 +310,32 @@ fn drop_broken_chains(roles: &mut BTreeMap<String, RoleConfig>) {
     for name in looping {
         tracing::warn!(profile = %name, "not serving this profile: its source_profile chain loops");
         roles.remove(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn mfa_process_and_login_session_are_read_from_profiles() {
+        let profiles = AwsProfiles::from_config_text(
+            "[profile console]\nlogin_session = arn:aws:iam::111111111111:user/alice\n\
+             [profile admin]\nrole_arn = arn:aws:iam::111111111111:role/admin\n\
+             source_profile = console\nmfa_serial = arn:aws:iam::111111111111:mfa/alice\n\
+             mfa_process = ykman oath accounts code --single aws\n",
+        )
+        .await;
+        let roles = profiles.roles();
+        assert_eq!(
+            roles["admin"].mfa_process.as_deref(),
+            Some("ykman oath accounts code --single aws")
+        );
+        assert_eq!(
+            profiles.source_kind("console"),
+            SourceKind::Login {
+                login: "aws login --profile console".into()
+            }
+        );
     }
 }

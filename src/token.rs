@@ -132,7 +132,11 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     refuse_if_shared(dir, &metadata, 0o077)
 }
 
-fn refuse_if_shared(path: &Path, metadata: &fs::Metadata, forbidden: u32) -> io::Result<()> {
+pub(crate) fn refuse_if_shared(
+    path: &Path,
+    metadata: &fs::Metadata,
+    forbidden: u32,
+) -> io::Result<()> {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     if metadata.uid() != uid {

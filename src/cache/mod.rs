@@ -850,7 +850,9 @@ impl Cache {
                     State::Refreshing
                 } else if let Some(error) = &record.last_error {
                     match (error.permanence, error.code.as_str()) {
-                        (Permanence::NeedsUser, "MfaRequired") => State::NeedsMfa,
+                        (Permanence::NeedsUser, "MfaRequired" | "MfaProcessFailed") => {
+                            State::NeedsMfa
+                        }
                         (Permanence::NeedsUser, _) => State::NeedsLogin,
                         _ => State::Failing,
                     }

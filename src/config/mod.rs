@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub import_profiles: bool,
     /// Serve Prometheus metrics at /metrics.
     pub metrics: bool,
+    /// Desktop notifications when a person must act; `None`: on when a
+    /// graphical session is present (see `crate::attention::notify_by_default`).
+    pub notify: Option<bool>,
     /// Other local users whose processes may have credentials.
     pub allow_uids: Vec<u32>,
 }
@@ -63,6 +66,7 @@ impl Default for ServerConfig {
             imdsv1: false,
             import_profiles: true,
             metrics: true,
+            notify: None,
             allow_uids: Vec::new(),
         }
     }
@@ -79,6 +83,11 @@ pub struct SourceConfig {
     /// How long an MFA session (GetSessionToken) lasts when the source is
     /// long-lived keys; `None` means the default, 12h.
     pub mfa_session: Option<Duration>,
+    /// Keep MFA sessions across restarts; `None` means yes.
+    pub remember_mfa: Option<bool>,
+    /// Where MFA sessions are kept; `None`: the runtime directory, when the
+    /// system has one (see `crate::sts::mfa_store`).
+    pub mfa_session_file: Option<PathBuf>,
     pub deadlines: Deadlines,
 }
 
@@ -98,12 +107,16 @@ pub struct Deadlines {
     /// `source_timeout`: any other source (SSO token refresh, web identity,
     /// IMDS, the container endpoint).
     pub source: Duration,
+    /// `mfa_process_timeout`: a role's `mfa_process` run; then it is killed.
+    pub mfa_process: Duration,
 }
 
 impl Deadlines {
-    /// The whole of one role's fetch: its source, then STS, with room to spare.
+    /// The whole of one role's fetch: its source, then STS, with room to
+    /// spare; for a role that needs an MFA code, also its `mfa_process` and
+    /// the GetSessionToken that spends the code.
     pub fn fetch(&self) -> Duration {
-        self.process.max(self.source) + self.sts + Duration::from_secs(5)
+        self.process.max(self.source) + self.mfa_process + self.sts * 2 + Duration::from_secs(5)
     }
 }
 
@@ -115,6 +128,9 @@ impl Default for Deadlines {
             sts: Duration::from_secs(20),
             process: Duration::from_secs(60),
             source: Duration::from_secs(30),
+            // Long enough to touch a key or unlock a password manager,
+            // short enough that the client asking is still there.
+            mfa_process: Duration::from_secs(30),
         }
     }
 }
@@ -127,6 +143,9 @@ pub struct RoleConfig {
     pub duration: Option<Duration>,
     pub external_id: Option<String>,
     pub mfa_serial: Option<String>,
+    /// A command whose first line of output is the MFA code (a YubiKey, a
+    /// password manager), run by the daemon when a code is needed.
+    pub mfa_process: Option<String>,
     pub source_profile: Option<String>,
     pub via: Option<String>,
     pub policy: Option<String>,
@@ -224,6 +243,7 @@ impl fmt::Debug for RoleConfig {
                 &self.external_id.as_ref().map(|_| "<redacted>"),
             )
             .field("mfa_serial", &self.mfa_serial)
+            .field("mfa_process", &self.mfa_process)
             .field("source_profile", &self.source_profile)
             .field("via", &self.via)
             .field("policy", &self.policy)

@@ -310,23 +310,9 @@ fn type_error(what: &str, expected: &str, found: &DeValue<'_>) -> String {
 fn closest<'k>(typo: &str, known: &[&'k str]) -> Option<&'k str> {
     let scored = known
         .iter()
-        .map(|candidate| (edit_distance(typo, candidate), *candidate));
+        .map(|candidate| (strsim::levenshtein(typo, candidate), *candidate));
     scored
         .filter(|(distance, _)| *distance <= 2)
         .min()
         .map(|(_, candidate)| candidate)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }

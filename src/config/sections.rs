@@ -14,11 +14,12 @@ use super::{Config, Deadlines, RoleConfig, ServerConfig, SourceConfig};
 use crate::subnet::Subnet;
 
 /// Keys that only mean something when the role is assumed through STS.
-const ASSUME_ROLE_ONLY: [&str; 11] = [
+const ASSUME_ROLE_ONLY: [&str; 12] = [
     "session_name",
     "duration",
     "external_id",
     "mfa_serial",
+    "mfa_process",
     "source_profile",
     "via",
     "policy",
@@ -109,6 +110,7 @@ fn server(
             .bool("import_profiles")
             .unwrap_or(defaults.import_profiles),
         metrics: table.bool("metrics").unwrap_or(defaults.metrics),
+        notify: table.bool("notify"),
         allow_uids: table
             .uid_list("allow_uids")
             .map_or(defaults.allow_uids, Spanned::into_inner),
@@ -133,6 +135,7 @@ fn source(mut table: TableReader<'_>) -> SourceConfig {
         sts: deadline("sts_timeout", defaults.sts),
         process: deadline("process_timeout", defaults.process),
         source: deadline("source_timeout", defaults.source),
+        mfa_process: deadline("mfa_process_timeout", defaults.mfa_process),
     };
     let source = SourceConfig {
         profile: plain(table.string("profile", &not_empty)),
@@ -142,6 +145,10 @@ fn source(mut table: TableReader<'_>) -> SourceConfig {
             table.string("federation_endpoint", &validate::federation_endpoint),
         ),
         mfa_session: plain(table.duration("mfa_session", &validate::mfa_session)),
+        remember_mfa: table.bool("remember_mfa"),
+        mfa_session_file: table
+            .string("mfa_session_file", &not_empty)
+            .map(|path| expand_home(path.get_ref())),
         deadlines,
     };
     table.finish();
@@ -191,6 +198,14 @@ fn role(
         (None, Some(_)) => assume_role_keys_unused(&table),
         (Some(_), None) => {}
     }
+    let mfa_serial = table.string("mfa_serial", &validate::mfa_serial);
+    let mfa_process = table.string("mfa_process", &not_empty);
+    if let (Some(process), None) = (&mfa_process, &mfa_serial) {
+        table.report(
+            process.span(),
+            "mfa_process needs mfa_serial: the code it prints is for that device",
+        );
+    }
     if let (Some(via), Some(_)) = (&via, &source_profile) {
         table.report(via.span(), "via and source_profile are mutually exclusive: a role is assumed from one or the other");
     }
@@ -201,7 +216,8 @@ fn role(
         session_name: plain(table.string("session_name", &validate::session_name)),
         duration: plain(duration),
         external_id: plain(table.string("external_id", &validate::external_id)),
-        mfa_serial: plain(table.string("mfa_serial", &validate::mfa_serial)),
+        mfa_serial: plain(mfa_serial),
+        mfa_process: plain(mfa_process),
         source_profile: plain(source_profile),
         via: via.as_ref().map(|via| via.get_ref().clone()),
         policy: plain(table.string("policy", &validate::policy)),

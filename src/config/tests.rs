@@ -620,6 +620,54 @@ mod fuzz {
 }
 
 #[test]
+fn mfa_process_needs_mfa_serial_and_notify_is_a_boolean() {
+    let config = expect_ok(&format!(
+        "[server]\nnotify = false\n[source]\nmfa_process_timeout = \"45s\"\nremember_mfa = false\nmfa_session_file = \"/run/x.json\"\n{ROLE}mfa_serial = \"arn:aws:iam::111111111111:mfa/alice\"\nmfa_process = \"ykman oath accounts code --single aws\"\n"
+    ));
+    assert_eq!(config.server.notify, Some(false));
+    assert_eq!(
+        config.source.deadlines.mfa_process,
+        std::time::Duration::from_secs(45)
+    );
+    assert_eq!(config.source.remember_mfa, Some(false));
+    assert_eq!(
+        config.source.mfa_session_file.as_deref(),
+        Some(std::path::Path::new("/run/x.json"))
+    );
+    assert_eq!(
+        config.roles["dev"].mfa_process.as_deref(),
+        Some("ykman oath accounts code --single aws")
+    );
+    assert_eq!(
+        expect_ok(ROLE).server.notify,
+        None,
+        "default: decided at start"
+    );
+    expect_one(
+        &role("mfa_process = \"op item get aws --otp\""),
+        "3:15: mfa_process needs mfa_serial",
+    );
+    expect_one(
+        &role("mfa_serial = \"GAHT12345678\"\nmfa_process = \"\""),
+        "4:15: must not be empty",
+    );
+    expect_one("[server]\nnotify = \"yes\"\n", "2:10: expected a boolean");
+    expect_one(
+        "[source]\nmfa_process_timeout = \"0s\"\n",
+        "2:23: mfa_process_timeout must be greater than 0",
+    );
+    assert!(
+        problems(
+            "[roles.p]\nprofile = \"x\"\nmfa_serial = \"GAHT12345678\"\nmfa_process = \"x\"\n"
+        )
+        .contains(
+            &"4:1: mfa_process needs role_arn: a profile role serves the profile's own credentials"
+                .to_owned()
+        )
+    );
+}
+
+#[test]
 fn upstream_deadlines_have_defaults_and_are_checked() {
     let defaults = expect_ok("").source.deadlines;
     assert_eq!(defaults, crate::config::Deadlines::default());

@@ -214,6 +214,26 @@ pub async fn reload(
     }
 }
 
+/// `assumed mfa --forget`: every MFA session and pending code is dropped,
+/// here and in the file that keeps them across restarts.
+pub async fn forget_mfa(
+    State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admit(&state, connection.as_deref(), &headers)?;
+    let forgotten = state.sts.forget_mfa().map_err(|message| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ForgetFailed", message)
+    })?;
+    Ok(Json(serde_json::json!({
+        "message": format!(
+            "{forgotten} MFA session(s) forgotten; roles keep the credentials they hold until these expire"
+        ),
+        "forgotten": forgotten,
+    }))
+    .into_response())
+}
+
 pub async fn mfa(
     State(state): State<Arc<AppState>>,
     connection: Option<Extension<Connection>>,

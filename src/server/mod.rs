@@ -23,7 +23,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, put};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -100,6 +100,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/source/{name}", get(admin::source_of_role))
         .route("/admin/reload", put(admin::reload))
         .route("/admin/mfa/{name}", put(admin::mfa))
+        .route("/admin/mfa", delete(admin::forget_mfa))
         .route("/admin/console/{name}", get(admin::console))
         .with_state(state.clone());
     if state.bench_static {

@@ -20,7 +20,7 @@ impl Sts {
     ) -> Result<Issued, FetchError> {
         let config = &role.config;
         let role_arn = config.role_arn.as_deref().unwrap_or_default();
-        let mfa = self.mfa_for(role)?;
+        let mfa = self.mfa_for(role).await?;
         let signer = match (&mfa, upstream) {
             (Some(MfaProof::Session(session)), _) => signing(session),
             (_, Some(upstream)) => signing(upstream),

@@ -116,6 +116,7 @@ impl Sts {
         match self.profiles().source_kind(profile) {
             SourceKind::Sso { .. } => "SSO",
             SourceKind::CredentialProcess => "credential_process",
+            SourceKind::Login { .. } => "aws login",
             SourceKind::WebIdentity { .. } => "web identity",
             SourceKind::StaticKeys => "static keys",
             SourceKind::Other => "aws-config",

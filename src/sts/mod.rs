@@ -11,17 +11,22 @@
 //!   deadline and backoff;
 //! * `process.rs` — `credential_process`, run with a deadline and killed after it;
 //! * `assume.rs` — the STS calls themselves;
-//! * `mfa.rs` — what `assumed mfa` hands over;
+//! * `mfa.rs` — MFA codes (from `assumed mfa` or `mfa_process`) and the
+//!   MFA session per device they open; `mfa_process.rs` runs the command,
+//!   `mfa_store.rs` keeps sessions across restarts;
 //! * `check.rs` — `assumed doctor`'s check of the source and the clock;
 //! * `origin.rs` — whether a role's session is one AssumeRole or a chain.
 
 mod assume;
 mod check;
 mod mfa;
+mod mfa_process;
+pub mod mfa_store;
 mod origin;
 mod process;
 mod source;
 mod sources;
+mod sso_session;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,7 +42,8 @@ pub use check::{Identity, SourceReport};
 pub use mfa::MfaUse;
 pub use origin::Origin;
 
-use crate::cache::{FetchError, FetchFuture, Fetcher, RoleSpec};
+use crate::attention::Attention;
+use crate::cache::{FetchError, FetchFuture, Fetcher, Permanence, RoleSpec};
 use crate::config::{Deadlines, SourceConfig};
 use crate::credentials::Issued;
 use crate::profiles::AwsProfiles;
@@ -64,6 +70,8 @@ pub struct Sts {
     /// `~/.aws/config` as last read, for static keys and for messages.
     profiles: RwLock<Arc<AwsProfiles>>,
     mfa: std::sync::Mutex<mfa::MfaGrants>,
+    /// Who tells the person at the desk when a role needs them.
+    attention: Arc<Attention>,
 }
 
 impl Sts {
@@ -74,7 +82,18 @@ impl Sts {
             sources: sources::SourceCache::default(),
             profiles: RwLock::new(Arc::new(AwsProfiles::default())),
             mfa: std::sync::Mutex::new(mfa::MfaGrants::default()),
+            attention: Attention::new(false),
         }
+    }
+
+    /// Notifications (on failure and ahead of a session's end) go through `attention`.
+    pub fn with_attention(mut self, attention: Arc<Attention>) -> Self {
+        self.attention = attention;
+        self
+    }
+
+    pub fn attention(&self) -> &Attention {
+        &self.attention
     }
 
     /// A (re)read `~/.aws/config`: loaded profiles and their source
@@ -216,7 +235,17 @@ impl Sts {
 
 impl Fetcher for Sts {
     fn fetch<'a>(&'a self, role: &'a RoleSpec, upstream: Option<&'a Issued>) -> FetchFuture<'a> {
-        Box::pin(self.fetch_role(role, upstream))
+        Box::pin(async move {
+            let fetched = self.fetch_role(role, upstream).await;
+            match &fetched {
+                Ok(_) => self.watch_sso_session(role),
+                Err(error) if error.permanence == Permanence::NeedsUser => {
+                    self.attention.must_act(&role.name, &error.message);
+                }
+                Err(_) => {}
+            }
+            fetched
+        })
     }
 
     fn forget_failures(&self) {

@@ -109,7 +109,7 @@ impl ProvideCredentials for ProcessProvider {
 
 /// Kills a process group when dropped: on the deadline, and when the fetch
 /// that started it is abandoned (the cache's own deadline, a reload).
-struct KillGroup(Option<u32>);
+pub(super) struct KillGroup(pub(super) Option<u32>);
 
 impl Drop for KillGroup {
     fn drop(&mut self) {
@@ -123,7 +123,7 @@ impl Drop for KillGroup {
     }
 }
 
-async fn read_all(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> Vec<u8> {
+pub(super) async fn read_all(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> Vec<u8> {
     let mut out = Vec::new();
     if let Some(pipe) = pipe {
         let limit = u64::try_from(limit).unwrap_or(u64::MAX);

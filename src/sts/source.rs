@@ -29,12 +29,23 @@ impl Sts {
         &self,
         role: &RoleSpec,
     ) -> Result<Credentials, FetchError> {
+        let key = self.source_key(role);
+        let source = self.source_for(role, &key).await?;
+        source
+            .credentials(Freshness::Cached)
+            .await
+            .map_err(|error| self.explain(role, &key, &error))
+    }
+
+    /// Which source signs for `role`: what roles that share credentials
+    /// (and an MFA device) have in common.
+    pub(super) fn source_key(&self, role: &RoleSpec) -> SourceKey {
         let credential_source = role
             .config
             .imported
             .as_ref()
             .and_then(|i| i.credential_source);
-        let key = match credential_source {
+        match credential_source {
             Some(CredentialSource::Environment) => SourceKey::Environment,
             Some(CredentialSource::Ec2InstanceMetadata) => SourceKey::Ec2InstanceMetadata,
             Some(CredentialSource::EcsContainer) => SourceKey::EcsContainer,
@@ -42,12 +53,7 @@ impl Sts {
                 Some(profile) => SourceKey::Profile(profile.to_owned()),
                 None => SourceKey::DefaultChain,
             },
-        };
-        let source = self.source_for(role, &key).await?;
-        source
-            .credentials(Freshness::Cached)
-            .await
-            .map_err(|error| self.explain(role, &key, &error))
+        }
     }
 
     /// The shared source for `key`, made on first use.
@@ -165,8 +171,9 @@ impl Sts {
         })
     }
 
-    /// Whether an SSO login happened since `failed_at` for the profile behind
-    /// `role` (a token file in `~/.aws/sso/cache` newer than the failure); if
+    /// Whether an SSO login (or an `aws login`) happened since `failed_at` for
+    /// the profile behind `role` (a token file in `~/.aws/sso/cache`, or
+    /// `~/.aws/login/cache`, newer than the failure); if
     /// so, its source's remembered failure is dropped too.
     pub(super) fn sso_login_since(&self, role: &RoleSpec, failed_at: SystemTime) -> bool {
         let profile = match (&role.config.profile, role.config.role_arn.is_some()) {
@@ -174,11 +181,16 @@ impl Sts {
             _ => self.source_profile(role),
         };
         let profile = profile.unwrap_or("default");
-        if !matches!(self.profiles().source_kind(profile), SourceKind::Sso { .. }) {
-            return false;
-        }
-        let newest = std::env::var_os("HOME")
-            .map(|home| Path::new(&home).join(".aws/sso/cache"))
+        let home = std::env::var_os("HOME");
+        let cache = match self.profiles().source_kind(profile) {
+            SourceKind::Sso { .. } => home.map(|home| Path::new(&home).join(".aws/sso/cache")),
+            // `aws login` writes its own cache, where aws-config's provider reads it.
+            SourceKind::Login { .. } => std::env::var_os("AWS_LOGIN_CACHE_DIRECTORY")
+                .map(Into::into)
+                .or_else(|| home.map(|home| Path::new(&home).join(".aws/login/cache"))),
+            _ => return false,
+        };
+        let newest = cache
             .and_then(|dir| std::fs::read_dir(dir).ok())
             .into_iter()
             .flatten()
@@ -235,6 +247,13 @@ impl Sts {
                 "SsoLoginRequired",
                 format!(
                     "the AWS SSO session behind role {} (profile {profile}) has expired or was never started; run: {login}",
+                    role.name
+                ),
+            ),
+            SourceKind::Login { login } => FetchError::needs_user(
+                "LoginRequired",
+                format!(
+                    "the aws login session behind role {} (profile {profile}) has expired or was never started; run: {login}",
                     role.name
                 ),
             ),

@@ -1,7 +1,5 @@
 //! The IMDSv2 emulation: token rules, the paths SDKs read, per-role listeners.
 
-use std::time::Duration;
-
 use crate::harness::{Answer, Daemon, Options, StsProxy, free_port, run};
 
 const ROLES: &str = r#"
@@ -324,5 +322,4 @@ async fn botocore_does_not_refetch_on_every_call() {
         "50 API calls made {fetches} credential fetches"
     );
     assert_eq!(proxy.count("AssumeRole"), 1);
-    let _ = Duration::ZERO;
 }

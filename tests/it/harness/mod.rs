@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod federation_stub;
 pub mod moto;
 pub mod netns;
+pub mod signin_stub;
 pub mod sso_stub;
 pub mod sts_proxy;
 
