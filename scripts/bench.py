@@ -16,6 +16,8 @@ import time
 import urllib.request
 from contextlib import contextmanager
 
+import instructions
+
 BINARY = os.path.abspath(sys.argv[1])
 COLD_BURST = os.path.join(os.path.dirname(BINARY), "examples", "cold_burst")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -70,20 +72,22 @@ def moto():
 
 
 class Daemon:
-    def __init__(self, sts, roles, workdir, extra_args=()):
+    def __init__(self, sts, roles, workdir, extra_args=(), default_role=None):
         self.port = free_port()
         self.token_file = os.path.join(workdir, f"run-{self.port}", "token")
         config = os.path.join(workdir, f"config-{self.port}.toml")
         role_tables = "".join(
             f'[roles.{name}]\nrole_arn = "arn:aws:iam::111111111111:role/{name}"\n' for name in roles)
         with open(config, "w") as f:
-            f.write(f'[server]\nlisten = ["127.0.0.1:{self.port}"]\ntoken_file = "{self.token_file}"\n'
+            default = f'default_role = "{default_role}"\n' if default_role else ""
+            f.write(f'[server]\nlisten = ["127.0.0.1:{self.port}"]\ntoken_file = "{self.token_file}"\n{default}'
                     f'import_profiles = false\n[source]\nregion = "us-east-1"\nsts_endpoint = "{sts}"\n{role_tables}')
         env = {"PATH": os.environ["PATH"], "HOME": workdir, "AWS_ACCESS_KEY_ID": "AKIABENCH",
                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_CONFIG_FILE": os.path.join(workdir, "none"),
                "AWS_SHARED_CREDENTIALS_FILE": os.path.join(workdir, "none"), "RUST_LOG": "warn"}
+        self.argv, self.env = [BINARY, "serve", "--config", config, *extra_args], env
         self.started = time.monotonic()
-        self.process = subprocess.Popen([BINARY, "serve", "--config", config, *extra_args], env=env,
+        self.process = subprocess.Popen(self.argv, env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.url("/healthz"))
         self.ready_after = time.monotonic() - self.started
@@ -157,9 +161,24 @@ def check(value, target, higher_is_better=True):
     return "✓" if ok else "✗"
 
 
+def instruction_rows(sts, workdir):
+    """Instructions and allocations per warm request under valgrind, against
+    nginx in the same run (scripts/instructions.py)."""
+    daemon = Daemon(sts, ["dev"], workdir, default_role="dev")
+    _, body = get(daemon.url("/role/dev"), {"Authorization": daemon.token})
+    daemon.stop()
+    # The configured token_file keeps its token across the runs under valgrind.
+    return instructions.measure(daemon.argv, daemon.env, daemon.port, daemon.token, body, workdir)
+
+
 def main():
     rows = []
+    only_instructions = sys.argv[2:] == ["instructions"]
     with moto() as sts, tempfile.TemporaryDirectory() as workdir:
+        rows += instruction_rows(sts, workdir)
+        if only_instructions:
+            print_table(rows)
+            return
         # Warm throughput, against the static baseline of the same build.
         daemon = Daemon(sts, ["dev"], workdir, ["--bench-static"])
         status, _ = get(daemon.url("/role/dev"), {"Authorization": daemon.token})
@@ -180,6 +199,19 @@ def main():
         rows.append(("…relative to the static baseline", f"{ratio:.2f}", f"≥ 0.80 {check(ratio, 0.8)}"))
         rows.append(("p99 at 64 conn", f"{creds64['p99'] / 1000:.2f} ms",
                      f"≤ 1 ms {check(creds64['p99'] / 1000, 1.0, False)}"))
+
+        # nginx serving the same body behind the same token check, right
+        # after, with the same load (issue 19's yardstick).
+        _, body = get(daemon.url("/role/dev"), {"Authorization": daemon.token})
+        with instructions.native_nginx(workdir, daemon.token, body) as nginx_url:
+            limit = wrk(nginx_url + "/role/dev", 64, daemon.token)
+        rows.append(("nginx 1.22, same body and token check, 64 conn",
+                     f"{limit['rps']:,.0f} req/s; p50 {limit['p50']} µs, p99 {limit['p99']} µs; "
+                     f"errors {limit['errors'] + limit['non2xx']}", ""))
+        ratio = creds64["rps"] / limit["rps"]
+        rows.append(("…GET /role/dev relative to nginx, 64 conn", f"{ratio:.2f}", f"≥ 1.0 {check(ratio, 1.0)}"))
+        rows.append(("…p99 relative to nginx's, 64 conn", f"{creds64['p99'] / 1000:.2f} ms vs {limit['p99'] / 1000:.2f} ms",
+                     f"≤ nginx {check(creds64['p99'], limit['p99'], False)}"))
         daemon.stop()
 
         # Cold path: 1,000 concurrent first requests for one role, five
@@ -222,7 +254,7 @@ def main():
         # quiet long enough to give memory back), then 1,000 roles.
         daemon = Daemon(sts, ["dev"], workdir)
         idle = daemon.rss_mib()
-        rows.append(("RSS idle after start", f"{idle:.1f} MiB", f"≤ 10 MiB {check(idle, 10, False)}"))
+        rows.append(("RSS idle after start", f"{idle:.1f} MiB", f"≤ 8 MiB {check(idle, 8, False)}"))
         wrk(daemon.url("/role/dev"), 64, daemon.token)
         time.sleep(10)
         after = daemon.rss_mib()
@@ -246,6 +278,10 @@ def main():
         start_ms = statistics.median(starts)
         rows.append(("start to first /healthz 200 (median of 10)", f"{start_ms:.1f} ms", f"≤ 50 ms {check(start_ms, 50, False)}"))
 
+    print_table(rows)
+
+
+def print_table(rows):
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
           f"wrk on the same machine, {SECONDS} s per run; {time.strftime('%Y-%m-%d')}\n")

@@ -5,6 +5,7 @@
 //! so that serving a warm role costs a pointer copy.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -56,6 +57,9 @@ pub struct Credentials {
     pub issued: Issued,
     pub received_at: SystemTime,
     container_body: Bytes,
+    /// The IMDS answer, serialised on first use: most roles are never
+    /// served over IMDS, and 1,000 roles should not carry a second copy.
+    imds_body: OnceLock<Bytes>,
 }
 
 impl Credentials {
@@ -65,6 +69,7 @@ impl Credentials {
             issued,
             received_at,
             container_body,
+            imds_body: OnceLock::new(),
         }
     }
 
@@ -92,6 +97,31 @@ impl Credentials {
     pub fn container_body(&self) -> Bytes {
         self.container_body.clone()
     }
+
+    /// The body of an IMDS credentials answer, serialised once.
+    pub fn imds_body(&self) -> Bytes {
+        self.imds_body
+            .get_or_init(|| Bytes::from(self.imds_json(false)))
+            .clone()
+    }
+
+    /// An IMDS credentials answer; `extended` (Java v2's
+    /// `security-credentials-extended`) adds `AccountId`.
+    pub fn imds_json(&self, extended: bool) -> Vec<u8> {
+        let issued = &self.issued;
+        let answer = ImdsAnswer {
+            code: "Success",
+            last_updated: format_expiration(self.received_at),
+            kind: "AWS-HMAC",
+            access_key_id: &issued.access_key_id,
+            secret_access_key: issued.secret_access_key.expose(),
+            token: issued.session_token.expose(),
+            expiration: format_expiration(issued.expiration),
+            account_id: extended.then_some(issued.account_id.as_str()),
+        };
+        // As for the container body: a struct of strings always serialises.
+        serde_json::to_vec(&answer).unwrap_or_default()
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -118,6 +148,21 @@ struct ContainerAnswer<'a> {
     expiration: String,
     role_arn: &'a str,
     account_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImdsAnswer<'a> {
+    code: &'static str,
+    last_updated: String,
+    #[serde(rename = "Type")]
+    kind: &'static str,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: &'a str,
+    expiration: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
 }
 
 fn container_json(issued: &Issued) -> Bytes {

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -316,8 +315,8 @@ fn prefetch(cache: &Cache, names: impl IntoIterator<Item = impl AsRef<str>>) {
 async fn listeners(
     config: &Config,
     state: &Arc<AppState>,
-) -> Result<Vec<(TcpListener, Router)>, String> {
-    let main_router = server::router(state.clone());
+) -> Result<Vec<(TcpListener, server::listener::Endpoint)>, String> {
+    let main_endpoint = server::endpoint(state.clone());
     let inherited = service::inherited_listeners()
         .map_err(|e| format!("cannot use the sockets passed by the service manager: {e}"))?;
     let main = if inherited.is_empty() {
@@ -331,15 +330,17 @@ async fn listeners(
         );
         inherited
     };
-    let mut routed: Vec<(TcpListener, Router)> =
-        main.into_iter().map(|l| (l, main_router.clone())).collect();
+    let mut routed: Vec<(TcpListener, server::listener::Endpoint)> = main
+        .into_iter()
+        .map(|l| (l, main_endpoint.clone()))
+        .collect();
     for (name, role) in &config.roles {
         if let Some(address) = role.imds_listen {
             let mut bound = server::bind(&[address]).await.map_err(|e| e.to_string())?;
             routed.extend(
                 bound
                     .pop()
-                    .map(|l| (l, server::imds_router(state.clone(), name))),
+                    .map(|l| (l, server::imds_endpoint(state.clone(), name))),
             );
         }
     }

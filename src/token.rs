@@ -12,8 +12,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use subtle::ConstantTimeEq;
-
 /// 256 bits of randomness, hex-encoded.
 const TOKEN_BYTES: usize = 32;
 const TOKEN_FILE_NAME: &str = "token";
@@ -37,7 +35,27 @@ impl Token {
     /// Constant-time comparison with what a client presented. Length is not
     /// secret (every token has the same length), the content is.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        self.0.as_bytes().ct_eq(presented).into()
+        let ours = self.0.as_bytes();
+        if ours.len() != presented.len() {
+            return false;
+        }
+        // Eight bytes at a time, every byte looked at, one test at the end:
+        // no early exit, like `subtle`'s byte loop, at a fraction of its
+        // instructions on the path every credential request takes.
+        let mut difference = 0u64;
+        let mut ours_words = ours.chunks_exact(8);
+        let mut presented_words = presented.chunks_exact(8);
+        for (a, b) in (&mut ours_words).zip(&mut presented_words) {
+            difference |= word(a) ^ word(b);
+        }
+        for (a, b) in ours_words
+            .remainder()
+            .iter()
+            .zip(presented_words.remainder())
+        {
+            difference |= u64::from(a ^ b);
+        }
+        std::hint::black_box(difference) == 0
     }
 
     pub fn expose(&self) -> &str {
@@ -154,6 +172,13 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     file.write_all(contents)?;
     file.sync_all()?;
     fs::rename(&temp, path)
+}
+
+/// Eight bytes as one word (`chunks_exact(8)` guarantees the length).
+fn word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes);
+    u64::from_ne_bytes(word)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
@@ -559,25 +559,41 @@ impl Cache {
         // Read before looking at the held credentials, so an attempt that
         // finishes in between is noticed rather than repeated.
         let seen = slot.attempts.load(Ordering::Acquire);
-        if let Some(held) = slot.held() {
-            if now < held.refresh_at {
-                count_lookup("hit");
-                return Ok(held.creds);
-            }
-            if held.usable(now) {
-                count_lookup("hit");
-                self.kick(&slot, now);
-                return Ok(held.creds);
-            }
+        if let Some(creds) = self.hit(&slot, now) {
+            return Ok(creds);
         }
         if let Some(error) = slot.holding_back(now) {
             if !self.person_acted(&slot, &error) {
-                count_lookup("held_back");
+                count_lookup(Lookup::HeldBack);
                 return Err(CacheError::Unavailable(error));
             }
         }
-        count_lookup("wait");
+        count_lookup(Lookup::Wait);
         self.attempt_in_task(slot, seen).await
+    }
+
+    /// `get` when it can answer from memory, without waiting: `None` means
+    /// ask `get` (unknown role, nothing usable held, a fetch to wait for),
+    /// and nothing was counted. The server's warm path.
+    pub fn get_warm(&self, name: &str) -> Option<Arc<Credentials>> {
+        let slot = self.slot(name)?;
+        let now = self.shared.clock.now();
+        slot.touch(now);
+        self.hit(&slot, now)
+    }
+
+    /// The held credentials while they may be served (kicking a refresh
+    /// once one is due), counted as a hit.
+    fn hit(&self, slot: &Slot, now: SystemTime) -> Option<Arc<Credentials>> {
+        let held = slot.held()?;
+        if now >= held.refresh_at {
+            if !held.usable(now) {
+                return None;
+            }
+            self.kick(slot, now);
+        }
+        count_lookup(Lookup::Hit);
+        Some(held.creds)
     }
 
     /// Runs an attempt in its own task, so that a caller who disconnects
@@ -929,8 +945,29 @@ impl Drop for Flight<'_> {
 
 /// How a request was answered: from memory (`hit`), after waiting on a
 /// fetch (`wait`), or refused during backoff (`held_back`).
-fn count_lookup(result: &'static str) {
-    metrics::counter!("assumed_cache_lookups_total", "result" => result).increment(1);
+#[derive(Clone, Copy)]
+enum Lookup {
+    Hit,
+    Wait,
+    HeldBack,
+}
+
+/// `assumed_cache_lookups_total`, one handle per result, registered once by
+/// `register_metrics` (when the server installs its recorder): a lookup then
+/// costs an atomic add, not a labelled key. Without a recorder, nothing.
+static LOOKUPS: OnceLock<[metrics::Counter; 3]> = OnceLock::new();
+
+pub fn register_metrics() {
+    LOOKUPS.get_or_init(|| {
+        ["hit", "wait", "held_back"]
+            .map(|result| metrics::counter!("assumed_cache_lookups_total", "result" => result))
+    });
+}
+
+fn count_lookup(result: Lookup) {
+    if let Some(counters) = LOOKUPS.get() {
+        counters[result as usize].increment(1);
+    }
 }
 
 fn close(slot: &Slot) {

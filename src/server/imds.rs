@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Router};
+use bytes::Bytes;
 use serde::Serialize;
 
 use super::AppState;
@@ -19,8 +20,10 @@ use super::error::ApiError;
 use super::listener::Connection;
 use super::session_token::TTL_RANGE;
 use crate::cache::CacheError;
-use crate::credentials::{Credentials, format_expiration};
+use crate::credentials::format_expiration;
 
+/// The credentials route's template as `/metrics` labels it.
+pub(super) const CREDENTIALS_ROUTE: &str = "/latest/meta-data/iam/security-credentials/:name";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 
@@ -110,10 +113,13 @@ async fn issue_token(State(imds): State<Imds>, headers: HeaderMap) -> Result<Res
 
 /// IMDSv2: a valid session token, unless the config allows v1.
 fn require_session(imds: &Imds, headers: &HeaderMap) -> Result<(), ApiError> {
+    session_ok(&imds.app, headers)
+}
+
+pub(super) fn session_ok(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get(TOKEN_HEADER) {
         Some(token)
-            if imds
-                .app
+            if app
                 .session_tokens
                 .is_valid(token.as_bytes(), SystemTime::now()) =>
         {
@@ -124,7 +130,7 @@ fn require_session(imds: &Imds, headers: &HeaderMap) -> Result<(), ApiError> {
             "InvalidToken",
             "the IMDS session token is not valid or has expired; PUT /latest/api/token again",
         )),
-        None if imds.app.imdsv1.load(std::sync::atomic::Ordering::Acquire) => Ok(()),
+        None if app.imdsv1.load(std::sync::atomic::Ordering::Acquire) => Ok(()),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "MissingToken",
@@ -152,7 +158,10 @@ fn text(body: String) -> Response {
 }
 
 fn json(body: &impl Serialize) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    json_bytes(Bytes::from(serde_json::to_vec(body).unwrap_or_default()))
+}
+
+fn json_bytes(bytes: Bytes) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -220,7 +229,11 @@ async fn answer(
             if let Some(connection) = connection {
                 imds.app.clients.took(&connection.client, &role);
             }
-            Ok(json(&ImdsCredentials::new(&creds, extended)))
+            Ok(json_bytes(if extended {
+                Bytes::from(creds.imds_json(true))
+            } else {
+                creds.imds_body()
+            }))
         }
         Err(CacheError::UnknownRole) => Err(ApiError::unknown_role()),
         Err(CacheError::Unavailable(error)) => Err(ApiError::unavailable(
@@ -230,37 +243,6 @@ async fn answer(
                 error.message
             ),
         )),
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ImdsCredentials<'a> {
-    code: &'static str,
-    last_updated: String,
-    #[serde(rename = "Type")]
-    kind: &'static str,
-    access_key_id: &'a str,
-    secret_access_key: &'a str,
-    token: &'a str,
-    expiration: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_id: Option<&'a str>,
-}
-
-impl<'a> ImdsCredentials<'a> {
-    fn new(creds: &'a Credentials, extended: bool) -> Self {
-        let issued = &creds.issued;
-        ImdsCredentials {
-            code: "Success",
-            last_updated: format_expiration(creds.received_at),
-            kind: "AWS-HMAC",
-            access_key_id: &issued.access_key_id,
-            secret_access_key: issued.secret_access_key.expose(),
-            token: issued.session_token.expose(),
-            expiration: format_expiration(issued.expiration),
-            account_id: extended.then_some(issued.account_id.as_str()),
-        }
     }
 }
 

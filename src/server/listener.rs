@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -19,6 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use super::warm::Warm;
 use crate::clients::Client;
 use crate::peer::{self, PeerOwner};
 
@@ -58,9 +60,17 @@ impl Connection {
     }
 }
 
-/// Serves `router` on `listener` until `stopped` turns true, then waits for
+/// What a listener serves: the router, and in front of it the warm path for
+/// credential requests answered from memory (`warm`).
+#[derive(Clone)]
+pub struct Endpoint {
+    pub router: Router,
+    pub warm: Option<Arc<Warm>>,
+}
+
+/// Serves `endpoint` on `listener` until `stopped` turns true, then waits for
 /// the connections that are still answering.
-pub async fn run(listener: TcpListener, router: Router, mut stopped: watch::Receiver<bool>) {
+pub async fn run(listener: TcpListener, endpoint: Endpoint, mut stopped: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -87,13 +97,13 @@ pub async fn run(listener: TcpListener, router: Router, mut stopped: watch::Rece
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        let endpoint = endpoint.clone();
         let stopped = stopped.clone();
         let open = crate::memory::connection_opened();
         connections.spawn(async move {
             // In the connection's task, not the accept loop: others keep being accepted.
             let connection = Connection::accepted(local, peer);
-            serve_connection(stream, connection, router, stopped).await;
+            serve_connection(stream, connection, endpoint, stopped).await;
             drop(open);
             drop(permit);
         });
@@ -106,12 +116,29 @@ pub async fn run(listener: TcpListener, router: Router, mut stopped: watch::Rece
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     connection: Connection,
-    router: Router,
+    endpoint: Endpoint,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(connection.clone());
-        router.clone().oneshot(request)
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        // Warm credential requests are answered right here; everything else
+        // (and every refusal) goes through the router.
+        let warm = match &endpoint.warm {
+            Some(warm) => warm.answer(&connection, request),
+            None => Err(request),
+        };
+        let routed = warm.map_err(|mut request| {
+            request.extensions_mut().insert(connection.clone());
+            (request, endpoint.router.clone())
+        });
+        async move {
+            match routed {
+                Ok(response) => Ok(response.map(Either::Left)),
+                Err((request, router)) => {
+                    let response = router.oneshot(request).await;
+                    response.map(|response| response.map(Either::Right))
+                }
+            }
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

@@ -11,6 +11,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::AppState;
@@ -39,6 +40,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .install_recorder()
         .ok()?;
     metrics::gauge!("assumed_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    crate::cache::register_metrics();
     let handle = HANDLE.get_or_init(|| handle);
     // The recorder keeps every histogram sample until something drains it;
     // without a scraper that is every request since start. Drain it often.
@@ -51,6 +53,30 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         });
     }
     Some(handle)
+}
+
+/// The series `track` records for one route's 200s, registered once: the
+/// warm path (`warm`) records them with an atomic add and a histogram push
+/// instead of building a labelled key per request.
+pub struct RouteMetrics {
+    ok: Counter,
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    /// `route` as `track` labels it (`/role/:name`).
+    pub fn new(route: &'static str) -> Self {
+        RouteMetrics {
+            ok: metrics::counter!("assumed_http_requests_total", "route" => route, "status" => "200"),
+            duration: metrics::histogram!("assumed_http_request_duration_seconds", "route" => route),
+        }
+    }
+
+    /// A 200 answered, timed from `started`.
+    pub fn ok(&self, started: Instant) {
+        self.duration.record(started.elapsed().as_secs_f64());
+        self.ok.increment(1);
+    }
 }
 
 /// Counts every request by route template (never the raw path, which could

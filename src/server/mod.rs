@@ -10,6 +10,7 @@ pub mod listener;
 pub mod metrics;
 pub mod session_token;
 pub mod users;
+mod warm;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -112,6 +113,22 @@ pub fn router(state: Arc<AppState>) -> Router {
     finish(main, &state)
 }
 
+/// The main listener's router with the warm path in front.
+pub fn endpoint(state: Arc<AppState>) -> listener::Endpoint {
+    listener::Endpoint {
+        router: router(state.clone()),
+        warm: Some(Arc::new(warm::Warm::main(state))),
+    }
+}
+
+/// An `imds_listen` listener's router with the warm path in front.
+pub fn imds_endpoint(state: Arc<AppState>, role: &str) -> listener::Endpoint {
+    listener::Endpoint {
+        router: imds_router(state.clone(), role),
+        warm: Some(Arc::new(warm::Warm::imds_only(state, role))),
+    }
+}
+
 /// An `imds_listen` listener: IMDS for one role, nothing else.
 pub fn imds_router(state: Arc<AppState>, role: &str) -> Router {
     let imds = imds::router(imds::Imds {
@@ -203,13 +220,13 @@ pub async fn bind(addresses: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>>
 /// Serves each listener with its router until `shutdown` completes, then
 /// lets requests in flight finish, for at most `DRAIN_LIMIT`.
 pub async fn serve(
-    listeners: Vec<(TcpListener, Router)>,
+    listeners: Vec<(TcpListener, listener::Endpoint)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    for (listener, router) in listeners {
-        servers.spawn(listener::run(listener, router, stopped.clone()));
+    for (listener, endpoint) in listeners {
+        servers.spawn(listener::run(listener, endpoint, stopped.clone()));
     }
     shutdown.await;
     let _ = stop.send(true);

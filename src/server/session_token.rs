@@ -2,10 +2,12 @@
 //! key is random per start. Nothing is stored per token, so a client that
 //! PUTs in a loop costs no memory, and a restart invalidates every token.
 
+use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -17,14 +19,26 @@ pub const TTL_RANGE: std::ops::RangeInclusive<u64> = 1..=21_600;
 const GRACE: Duration = Duration::from_secs(10);
 
 pub struct SessionTokens {
-    key: [u8; 32],
+    /// Keyed once: cloning it skips hashing the key for every token.
+    mac: HmacSha256,
+    /// The last expiry verified and its tag. SDKs present one token for its
+    /// whole TTL, so a check is mostly a constant-time compare with this.
+    last: RwLock<Option<(u64, [u8; TAG_BYTES])>>,
 }
+
+const TAG_BYTES: usize = 32;
 
 impl SessionTokens {
     pub fn new() -> std::io::Result<Self> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(SessionTokens { key })
+        let Ok(mac) = HmacSha256::new_from_slice(&key) else {
+            unreachable!("HMAC accepts any key length")
+        };
+        Ok(SessionTokens {
+            mac,
+            last: RwLock::new(None),
+        })
     }
 
     pub fn issue(&self, ttl: Duration, now: SystemTime) -> String {
@@ -39,24 +53,25 @@ impl SessionTokens {
         let Some(signature) = unhex(signature) else {
             return false;
         };
-        let mut mac = self.mac();
-        mac.update(expiry.to_string().as_bytes());
-        let authentic = mac.verify_slice(&signature).is_ok();
+        let remembered = *self.last.read().unwrap_or_else(|p| p.into_inner());
+        let authentic = match remembered {
+            Some((seen, tag)) if seen == expiry => tag.ct_eq(&signature).into(),
+            _ => {
+                let tag = self.sign(expiry);
+                let authentic = bool::from(tag.ct_eq(&signature));
+                if authentic {
+                    *self.last.write().unwrap_or_else(|p| p.into_inner()) = Some((expiry, tag));
+                }
+                authentic
+            }
+        };
         authentic && unix_seconds(now) <= expiry.saturating_add(GRACE.as_secs())
     }
 
-    fn sign(&self, expiry: u64) -> Vec<u8> {
-        let mut mac = self.mac();
+    fn sign(&self, expiry: u64) -> [u8; TAG_BYTES] {
+        let mut mac = self.mac.clone();
         mac.update(expiry.to_string().as_bytes());
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    fn mac(&self) -> HmacSha256 {
-        // HMAC takes keys of any length; 32 bytes cannot be refused.
-        match HmacSha256::new_from_slice(&self.key) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC accepts any key length"),
-        }
+        mac.finalize().into_bytes().into()
     }
 }
 
@@ -76,13 +91,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+/// The tag's hex, or `None` for anything that is not 64 hex digits.
+fn unhex(text: &[u8]) -> Option<[u8; TAG_BYTES]> {
+    if text.len() != 2 * TAG_BYTES {
         return None;
     }
-    text.chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-        .collect()
+    let mut tag = [0u8; TAG_BYTES];
+    for (byte, pair) in tag.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(tag)
+}
+
+fn nibble(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -180,3 +180,121 @@ proptest! {
         })?;
     }
 }
+
+/// The warm path answers only what the router would answer with a 200 from
+/// memory, and then with the same status, headers and body; everything else
+/// it hands back for the router.
+#[tokio::test]
+async fn the_warm_path_answers_exactly_as_the_router_does_or_not_at_all() {
+    let state = state();
+    let router = router(state.clone());
+    let warm = warm::Warm::main(state.clone());
+    let peer = "127.0.0.1:40000".parse().expect("addr");
+    let connection = listener::Connection {
+        local: "127.0.0.1:9911".parse().expect("addr"),
+        peer,
+        owner: crate::peer::PeerOwner::Remote,
+        client: crate::clients::Client::new(peer, crate::peer::PeerOwner::Remote),
+    };
+    let token = state.token.expose().to_owned();
+    let session = state
+        .session_tokens
+        .issue(Duration::from_secs(300), SystemTime::now());
+    let request = |path: &str, headers: &[(&str, &str)]| {
+        let mut builder = Request::get(path).header("host", "127.0.0.1:9911");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Body::empty()).expect("request")
+    };
+    let imds = "/latest/meta-data/iam/security-credentials/dev";
+    let role = [("authorization", token.as_str())];
+    let imds_session = [("x-aws-ec2-metadata-token", session.as_str())];
+
+    // Cold: nothing held yet, so the router answers (and fetches).
+    assert!(
+        warm.answer(&connection, request("/role/dev", &role))
+            .is_err()
+    );
+    assert_eq!(
+        send(&router, request("/role/dev", &role)).await.0,
+        StatusCode::OK
+    );
+
+    for (path, headers) in [
+        ("/role/dev", &role[..]),
+        ("/creds", &role[..]),
+        (imds, &imds_session[..]),
+    ] {
+        let Ok(answer) = warm.answer(&connection, request(path, headers)) else {
+            panic!("{path}: a warm request is answered on the warm path");
+        };
+        let routed = router
+            .clone()
+            .oneshot(request(path, headers))
+            .await
+            .expect("infallible");
+        assert_eq!(answer.status(), routed.status(), "{path}");
+        // The router's body sets Content-Length; hyper writes the same from
+        // the warm body's exact size.
+        let mut headers = routed.headers().clone();
+        let length = headers.remove("content-length").expect("content-length");
+        let size = hyper::body::Body::size_hint(answer.body()).exact();
+        assert_eq!(
+            size.map(|n| n.to_string()),
+            length.to_str().ok().map(str::to_owned)
+        );
+        assert_eq!(answer.headers(), &headers, "{path}");
+        let routed = axum::body::to_bytes(routed.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let answer = http_body_util::BodyExt::collect(answer.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(answer, routed, "{path}");
+    }
+
+    let wrong_token = [("authorization", "wrong")];
+    let browser = [
+        ("authorization", token.as_str()),
+        ("origin", "https://evil.example"),
+    ];
+    let body = [("authorization", token.as_str()), ("content-length", "3")];
+    let wrong_session = [("x-aws-ec2-metadata-token", "1.00")];
+    for (path, headers) in [
+        ("/role/dev", &wrong_token[..]),
+        ("/role/dev", &[][..]),
+        ("/role/dev", &browser[..]),
+        ("/role/dev", &body[..]),
+        ("/role/dev?x=1", &role[..]),
+        ("/role/de%76", &role[..]),
+        ("/role/unknown", &role[..]),
+        ("/role/denied", &role[..]),
+        ("/role/", &role[..]),
+        ("/role/dev/", &role[..]),
+        (imds, &[][..]),
+        (imds, &wrong_session[..]),
+        (
+            "/latest/meta-data/iam/security-credentials/denied",
+            &imds_session[..],
+        ),
+    ] {
+        assert!(
+            warm.answer(&connection, request(path, headers)).is_err(),
+            "{path} {headers:?}: left to the router"
+        );
+    }
+    let evil_host = Request::get("/role/dev")
+        .header("host", "attacker.example")
+        .header("authorization", token.as_str())
+        .body(Body::empty())
+        .expect("request");
+    assert!(warm.answer(&connection, evil_host).is_err());
+    let put = Request::put("/role/dev")
+        .header("host", "127.0.0.1")
+        .header("authorization", token.as_str())
+        .body(Body::empty())
+        .expect("request");
+    assert!(warm.answer(&connection, put).is_err());
+}

@@ -43,7 +43,7 @@ impl LocalUsers {
         *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = allow_uids.to_vec();
     }
 
-    fn admit(&self, owner: PeerOwner) -> Result<(), ApiError> {
+    pub(super) fn admit(&self, owner: PeerOwner) -> Result<(), ApiError> {
         match owner {
             PeerOwner::Local(socket) if socket.uid == self.own => Ok(()),
             PeerOwner::Local(socket)
