@@ -236,6 +236,14 @@ mod tests {
             )))
             .spawn()
             .expect("start sleep");
+        // Its exec is done once /proc shows its own command line; sampled
+        // earlier (a loaded machine), the exe is new but the cmdline empty.
+        let cmdline = format!("/proc/{}/cmdline", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read(&cmdline).unwrap_or_default() != b"sleep\x0030\x00" {
+            assert!(std::time::Instant::now() < deadline, "sleep never started");
+            std::thread::yield_now();
+        }
         let found = processes_holding(&[inode, 1]);
         let _ = child.kill();
         let _ = child.wait();
