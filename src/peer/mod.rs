@@ -138,7 +138,12 @@ fn lookup(peer: SocketAddr, local: SocketAddr) -> Result<Option<SocketOwner>, St
         };
     if netlink {
         match sock_diag::lookup(peer, local) {
-            Ok(found) => return Ok(found),
+            Ok(Some(found)) if found.inode != 0 => return Ok(Some(found)),
+            // Seen under a burst of new connections: netlink missed a live
+            // peer. Refusing is for when the table agrees it is gone.
+            Ok(_) => {
+                tracing::debug!(%peer, "sock_diag did not find the peer; reading /proc/net/tcp")
+            }
             Err(error) => tracing::debug!(%error, "sock_diag failed; reading /proc/net/tcp"),
         }
     }

@@ -10,22 +10,21 @@ use std::fs;
 use super::{CMDLINE_LIMIT, Process};
 
 pub fn holding(inodes: &[u64]) -> HashMap<u64, Process> {
-    let mut wanted: HashSet<u64> = inodes.iter().copied().collect();
+    let wanted: HashSet<u64> = inodes.iter().copied().collect();
     let mut found = HashMap::new();
     let own = std::process::id();
     let Ok(entries) = fs::read_dir("/proc") else {
         return found;
     };
-    let mut pids: Vec<u32> = entries
+    let pids: Vec<u32> = entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
         .filter(|&pid| pid != own)
         .collect();
-    pids.sort_unstable_by(|a, b| b.cmp(a));
+    // Every holder is looked at: a socket inherited across fork is held by
+    // the parent and, until it execs, by the child too. It is the oldest
+    // holder's, the one that opened it.
     for pid in pids {
-        if wanted.is_empty() {
-            break;
-        }
         let held = sockets_of(pid, &wanted);
         if held.is_empty() {
             continue;
@@ -35,8 +34,12 @@ pub fn holding(inodes: &[u64]) -> HashMap<u64, Process> {
             continue;
         };
         for inode in held {
-            wanted.remove(&inode);
-            found.insert(inode, process.clone());
+            let older = found
+                .get(&inode)
+                .is_none_or(|known: &Process| process.started < known.started);
+            if older {
+                found.insert(inode, process.clone());
+            }
         }
     }
     found
