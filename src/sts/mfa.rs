@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::mfa_store::{self, Kept};
 use super::sources::SourceKey;
-use super::{Sts, classify, mfa_process, record_call};
+use super::{Sts, classify, issued, mfa_process, record_call};
 use crate::attention::Renew;
 use crate::cache::{FetchError, RoleSpec};
 use crate::credentials::{Issued, Secret};
@@ -127,7 +127,7 @@ impl Sts {
             .await;
         record_call(&role.name, "GetSessionToken", started, sent.as_ref().err());
         let output = sent.map_err(classify)?;
-        let session = super::assume::issued(output.credentials(), "", "")?;
+        let session = issued(output.credentials(), "", "")?;
         let device = self.device(role, serial);
         tracing::info!(
             serial,

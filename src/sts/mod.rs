@@ -2,8 +2,10 @@
 //! so every source it knows works: env, static, SSO, credential_process, web
 //! identity), then `AssumeRole` with every per-role parameter.
 //!
-//! This module knows nothing about caching; the cache calls [`Sts::fetch`]
-//! and decides when.
+//! A role's credentials are cached by `crate::cache`, which calls
+//! [`Fetcher::fetch`] and decides when; what this module caches is what
+//! signs for them: source credentials, per source (`sources.rs`), MFA
+//! sessions, per device (`mfa.rs`), and aws-config's loaded profiles.
 //!
 //! * `source.rs` — where the credentials that sign an AssumeRole come from,
 //!   and what to tell the user when they cannot be had;
@@ -15,7 +17,8 @@
 //!   MFA session per device they open; `mfa_process.rs` runs the command,
 //!   `mfa_store.rs` keeps sessions across restarts;
 //! * `check.rs` — `assumed doctor`'s check of the source and the clock;
-//! * `origin.rs` — whether a role's session is one AssumeRole or a chain.
+//! * `origin.rs` — whether a role's session is one AssumeRole or a chain;
+//! * `sso_session.rs` — when an SSO session ends, for the reminder.
 
 mod assume;
 mod check;
@@ -30,7 +33,7 @@ mod sso_session;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -42,10 +45,11 @@ pub use check::{Identity, SourceReport};
 pub use mfa::MfaUse;
 pub use origin::Origin;
 
+use crate::arn;
 use crate::attention::Attention;
 use crate::cache::{FetchError, FetchFuture, Fetcher, Permanence, RoleSpec};
 use crate::config::{Deadlines, SourceConfig};
-use crate::credentials::Issued;
+use crate::credentials::{Issued, Secret};
 use crate::profiles::AwsProfiles;
 
 /// STS refuses role-chained sessions longer than an hour.
@@ -279,12 +283,6 @@ pub fn session_duration(role: &RoleSpec) -> Option<Duration> {
     }
 }
 
-/// The account id inside an IAM or STS ARN (`arn:aws:sts::123456789012:…`).
-fn account_of(arn: &str) -> Option<&str> {
-    let account = arn.split(':').nth(4)?;
-    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
-}
-
 fn record_call<E>(role: &str, operation: &'static str, started: Instant, error: Option<&E>) {
     let outcome = if error.is_some() { "error" } else { "success" };
     metrics::histogram!("assumed_sts_call_duration_seconds", "operation" => operation)
@@ -326,17 +324,32 @@ where
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn empty_answer() -> FetchError {
+    FetchError::transient("EmptyResponse", "STS answered without credentials")
+}
 
-    #[test]
-    fn account_comes_from_the_arn() {
-        assert_eq!(
-            account_of("arn:aws:sts::123456789012:assumed-role/dev/alice"),
-            Some("123456789012")
-        );
-        assert_eq!(account_of("arn:aws:iam::12345:role/x"), None);
-        assert_eq!(account_of("nonsense"), None);
-    }
+/// STS's credentials as the cache holds them. The account comes from the
+/// assumed-role ARN STS returned, else from the role's own ARN.
+fn issued(
+    creds: Option<&aws_sdk_sts::types::Credentials>,
+    role_arn: &str,
+    assumed_role_arn: &str,
+) -> Result<Issued, FetchError> {
+    let creds = creds.ok_or_else(empty_answer)?;
+    let expiration = SystemTime::try_from(*creds.expiration()).map_err(|_| {
+        FetchError::transient("BadExpiration", "STS answered an unusable Expiration")
+    })?;
+    let account_id = arn::account(assumed_role_arn)
+        .or_else(|| arn::account(role_arn))
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Issued {
+        access_key_id: creds.access_key_id().to_owned(),
+        secret_access_key: Secret::new(creds.secret_access_key()),
+        session_token: Secret::new(creds.session_token()),
+        expiration,
+        role_arn: role_arn.to_owned(),
+        assumed_role_arn: assumed_role_arn.to_owned(),
+        account_id,
+    })
 }
