@@ -12,6 +12,8 @@
 //! * `sources.rs` — those credentials shared and cached per source, with a
 //!   deadline and backoff;
 //! * `process.rs` — `credential_process`, run with a deadline and killed after it;
+//! * `shell.rs` — how both it and `mfa_process` are run: `sh -c`, a deadline,
+//!   the process group killed, stderr to the log;
 //! * `assume.rs` — the STS calls themselves;
 //! * `mfa.rs` — MFA codes (from `assumed mfa` or `mfa_process`) and the
 //!   MFA session per device they open; `mfa_process.rs` runs the command,
@@ -27,6 +29,7 @@ mod mfa_process;
 pub mod mfa_store;
 mod origin;
 mod process;
+mod shell;
 mod source;
 mod sources;
 mod sso_session;
