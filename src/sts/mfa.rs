@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use parking_lot::MutexGuard;
+
 use super::mfa_store::{self, Kept};
 use super::sources::SourceKey;
 use super::{Sts, classify, issued, mfa_process, record_call};
@@ -67,10 +69,8 @@ pub(super) enum MfaProof {
 }
 
 impl Sts {
-    fn grants(&self) -> std::sync::MutexGuard<'_, MfaGrants> {
-        self.mfa
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn grants(&self) -> MutexGuard<'_, MfaGrants> {
+        self.mfa.lock()
     }
 
     fn device(&self, role: &RoleSpec, serial: &str) -> Device {

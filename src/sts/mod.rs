@@ -35,13 +35,14 @@ mod sources;
 mod sso_session;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::OnceCell;
 
 pub use check::{Identity, SourceReport};
@@ -76,7 +77,7 @@ pub struct Sts {
     sources: sources::SourceCache,
     /// `~/.aws/config` as last read, for static keys and for messages.
     profiles: RwLock<Arc<AwsProfiles>>,
-    mfa: std::sync::Mutex<mfa::MfaGrants>,
+    mfa: Mutex<mfa::MfaGrants>,
     /// Who tells the person at the desk when a role needs them.
     attention: Arc<Attention>,
 }
@@ -88,7 +89,7 @@ impl Sts {
             loaded: Mutex::new(HashMap::new()),
             sources: sources::SourceCache::default(),
             profiles: RwLock::new(Arc::new(AwsProfiles::default())),
-            mfa: std::sync::Mutex::new(mfa::MfaGrants::default()),
+            mfa: Mutex::new(mfa::MfaGrants::default()),
             attention: Attention::new(false),
         }
     }
@@ -106,11 +107,8 @@ impl Sts {
     /// A (re)read `~/.aws/config`: loaded profiles and their source
     /// credentials are forgotten so they are read again as they are now.
     pub async fn set_profiles(&self, profiles: Arc<AwsProfiles>) {
-        *self.profiles.write().unwrap_or_else(|p| p.into_inner()) = profiles;
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        *self.profiles.write() = profiles;
+        self.loaded.lock().clear();
         self.sources.clear();
     }
 
@@ -119,10 +117,7 @@ impl Sts {
     }
 
     fn profiles(&self) -> Arc<AwsProfiles> {
-        self.profiles
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.profiles.read().clone()
     }
 
     /// The profile whose credentials sign for `role` (`None`: the default chain).
@@ -135,13 +130,7 @@ impl Sts {
 
     async fn sdk_config(&self, profile: Option<&str>) -> SdkConfig {
         let key = profile.map(str::to_owned);
-        let cell = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
+        let cell = self.loaded.lock().entry(key).or_default().clone();
         cell.get_or_init(|| async {
             let deadlines = self.deadlines();
             // What aws-config's own providers (SSO token refresh, web
