@@ -11,7 +11,7 @@ use aws_config::profile::ProfileSet;
 use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_types::os_shim_internal::{Env, Fs};
 
-use crate::config::{CredentialSource, ImportedProfile, RoleConfig, checks};
+use crate::config::{CredentialSource, ImportedProfile, RoleConfig, validate};
 
 #[derive(Debug, Default)]
 pub struct AwsProfiles {
@@ -114,7 +114,7 @@ impl AwsProfiles {
         }
         let get = |key| self.get(name, key).map(str::to_owned);
         let role_arn = get("role_arn").ok_or("no role_arn")?;
-        checks::role_arn(&role_arn)?;
+        validate::role_arn(&role_arn)?;
         let mut role = RoleConfig {
             role_arn: Some(role_arn),
             session_name: get("role_session_name"),
@@ -130,17 +130,17 @@ impl AwsProfiles {
                 .parse::<u64>()
                 .map(Duration::from_secs)
                 .map_err(|_| format!("duration_seconds {seconds:?} is not a number"))?;
-            checks::session_duration(&duration)?;
+            validate::session_duration(&duration)?;
             role.duration = Some(duration);
         }
         for (value, check) in [
             (
                 &role.session_name,
-                checks::session_name as fn(&str) -> Result<(), String>,
+                validate::session_name as fn(&str) -> Result<(), String>,
             ),
-            (&role.external_id, checks::external_id),
-            (&role.mfa_serial, checks::mfa_serial),
-            (&role.region, checks::region),
+            (&role.external_id, validate::external_id),
+            (&role.mfa_serial, validate::mfa_serial),
+            (&role.region, validate::region),
         ] {
             if let Some(value) = value {
                 check(value)?;

@@ -67,7 +67,6 @@ impl FakeSts {
             session_token: Secret::new(format!("token{n}")),
             expiration: self.clock.now() + *self.lifetime.lock(),
             role_arn: format!("arn:aws:iam::111111111111:role/{}", role.name),
-            assumed_role_arn: String::new(),
             account_id: "111111111111".into(),
         })
     }

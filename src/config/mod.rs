@@ -6,7 +6,7 @@ mod reader;
 mod sections;
 #[cfg(test)]
 mod tests;
-mod validate;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -193,41 +193,6 @@ pub fn locate_value(source: &str, key: &str) -> Option<(usize, usize)> {
         let value_at = line.len() - after_equals.trim_start().len();
         Some((index + 1, line[..value_at].chars().count() + 1))
     })
-}
-
-/// The value checks of the TOML config, for settings that arrive another way
-/// (profiles imported from `~/.aws/config`).
-pub mod checks {
-    pub fn role_arn(arn: &str) -> Result<(), String> {
-        super::validate::role_arn(arn)
-    }
-
-    pub fn session_name(name: &str) -> Result<(), String> {
-        super::validate::session_name(name)
-    }
-
-    pub fn session_duration(duration: &std::time::Duration) -> Result<(), String> {
-        super::validate::session_duration(duration)
-    }
-
-    pub fn mfa_serial(serial: &str) -> Result<(), String> {
-        super::validate::mfa_serial(serial)
-    }
-
-    pub fn external_id(id: &str) -> Result<(), String> {
-        super::validate::external_id(id)
-    }
-
-    pub fn region(region: &str) -> Result<(), String> {
-        super::validate::region(region)
-    }
-}
-
-impl RoleConfig {
-    /// The session duration as configured; `None` lets STS use the role's default.
-    pub fn effective_duration(&self) -> Option<Duration> {
-        self.duration
-    }
 }
 
 /// Field by field, except that the external ID (a shared secret with the role's owner) is hidden.

@@ -266,7 +266,7 @@ fn signing(issued: &Issued) -> Credentials {
 
 /// The session length to ask for: as configured, but never more than STS
 /// grants a chained session.
-pub fn session_duration(role: &RoleSpec) -> Option<Duration> {
+fn session_duration(role: &RoleSpec) -> Option<Duration> {
     let wanted = role.config.duration?;
     if role.config.via.is_some() {
         Some(wanted.min(CHAINED_SESSION_LIMIT))
@@ -341,7 +341,6 @@ fn issued(
         session_token: Secret::new(creds.session_token()),
         expiration,
         role_arn: role_arn.to_owned(),
-        assumed_role_arn: assumed_role_arn.to_owned(),
         account_id,
     })
 }

@@ -166,7 +166,6 @@ impl Sts {
             secret_access_key: Secret::new(creds.secret_access_key()),
             session_token: Secret::new(creds.session_token().unwrap_or_default()),
             expiration,
-            assumed_role_arn: role_arn.clone(),
             role_arn,
             account_id,
         })
