@@ -531,7 +531,7 @@ impl Cache {
         slot.record().retry_at = None;
         self.shared.fetcher.forget_failures();
         let seen = slot.attempts.load(Ordering::Acquire);
-        self.attempt_in_task(slot, seen).await
+        self.join_or_start(slot, seen).await
     }
 
     fn slot(&self, name: &str) -> Option<Arc<Slot>> {
@@ -575,7 +575,7 @@ impl Cache {
             }
         }
         count_lookup(Lookup::Wait);
-        self.attempt_in_task(slot, seen).await
+        self.join_or_start(slot, seen).await
     }
 
     /// `get` when it can answer from memory, without waiting: `None` means
@@ -602,16 +602,16 @@ impl Cache {
         Some(held.creds)
     }
 
-    /// Runs an attempt in its own task, so that a caller who disconnects
-    /// does not cancel the fetch everyone else is waiting for.
-    async fn attempt_in_task(
+    /// Joins the fetch under way, or starts one. Joining needs no task:
+    /// the caller waits right here, so a thousand callers cost a thousand
+    /// wake-ups, not a thousand spawned tasks. A fetch this caller starts
+    /// runs in a task of its own, so that a caller who disconnects does not
+    /// cancel the fetch everyone else then waits for.
+    async fn join_or_start(
         &self,
         slot: Arc<Slot>,
         seen: u64,
     ) -> Result<Arc<Credentials>, CacheError> {
-        // Joining a fetch already under way needs no task of its own: wait
-        // right here, and a thousand callers cost a thousand wake-ups, not a
-        // thousand spawned tasks.
         loop {
             let ended = slot.done.notified();
             if slot.attempts.load(Ordering::Acquire) != seen {
