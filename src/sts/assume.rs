@@ -32,7 +32,7 @@ impl Sts {
             .role_arn(role_arn)
             .role_session_name(role.session_name())
             .set_duration_seconds(session_duration(role).map(|d| d.as_secs() as i32))
-            .set_external_id(config.external_id.clone())
+            .set_external_id(config.external_id.as_ref().map(|id| id.expose().to_owned()))
             .set_policy(config.policy.clone())
             .set_source_identity(config.source_identity.clone());
         for arn in &config.policy_arns {
