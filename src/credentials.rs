@@ -1,8 +1,10 @@
 //! Temporary credentials as the daemon holds and serves them.
 //!
-//! The secret parts never print: `Debug` shows `<redacted>`, and the only way
-//! to the bytes is the pre-serialised response body, built once per STS answer
-//! so that serving a warm role costs a pointer copy.
+//! The secret parts never print: `Debug` and `Display` show `<redacted>`.
+//! The bytes come out only where they are sent on: [`Secret::expose`] (to
+//! sign a request, to the console's federation endpoint) and the
+//! pre-serialised response body, built once per STS answer so that serving a
+//! warm role costs a pointer copy.
 
 use std::fmt;
 use std::sync::OnceLock;
