@@ -13,10 +13,11 @@
 //! Times here are tokio's, so the rules run on a paused clock in tests.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -91,15 +92,11 @@ impl Attention {
     /// How to tell whether a role is in use (it holds credentials that are
     /// being kept warm); until this is set, every role counts as in use.
     pub fn set_in_use(&self, in_use: impl Fn(&str) -> bool + Send + Sync + 'static) {
-        *self.in_use.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(in_use));
+        *self.in_use.write() = Some(Arc::new(in_use));
     }
 
     fn in_use(&self, role: &str) -> bool {
-        let check = self
-            .in_use
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let check = self.in_use.read().clone();
         check.is_none_or(|check| check(role))
     }
 
@@ -115,7 +112,7 @@ impl Attention {
     pub fn must_act(&self, role: &str, message: &str) {
         let now = Instant::now();
         {
-            let mut last = lock(&self.last_told);
+            let mut last = self.last_told.lock();
             if last
                 .get(role)
                 .is_some_and(|told| now.duration_since(*told) < QUIET_PERIOD)
@@ -140,7 +137,9 @@ impl Attention {
         renew: Renew,
         ends: SystemTime,
     ) {
-        if lock(&self.sessions)
+        if self
+            .sessions
+            .lock()
             .get(key)
             .is_some_and(|watched| watched.ends == ends)
         {
@@ -157,7 +156,7 @@ impl Attention {
                 attention.remind(&owned_key, end);
             }
         });
-        let mut sessions = lock(&self.sessions);
+        let mut sessions = self.sessions.lock();
         let roles = sessions
             .remove(key)
             .map(|old| {
@@ -181,7 +180,7 @@ impl Attention {
 
     /// `role` used the session under `key` (it signed the role's AssumeRole).
     pub fn session_used(&self, key: &str, role: &str) {
-        if let Some(watched) = lock(&self.sessions).get_mut(key) {
+        if let Some(watched) = self.sessions.lock().get_mut(key) {
             if !watched.roles.contains(role) {
                 watched.roles.insert(role.to_owned());
             }
@@ -190,7 +189,9 @@ impl Attention {
 
     /// The session under `key` is gone (forgotten): no reminder.
     pub fn session_ended(&self, key: &str) {
-        if let Some(task) = lock(&self.sessions)
+        if let Some(task) = self
+            .sessions
+            .lock()
             .remove(key)
             .and_then(|watched| watched.reminder)
         {
@@ -200,7 +201,7 @@ impl Attention {
 
     fn remind(&self, key: &str, end: Instant) {
         let (label, renew, roles) = {
-            let sessions = lock(&self.sessions);
+            let sessions = self.sessions.lock();
             let Some(watched) = sessions.get(key) else {
                 return;
             };
@@ -232,12 +233,6 @@ impl Attention {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,15 +240,12 @@ mod tests {
     fn recording(enabled: bool) -> (Arc<Attention>, Arc<Mutex<Vec<Notification>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        let attention = Attention::with_sink(
-            enabled,
-            Box::new(move |n| sink.lock().expect("lock").push(n)),
-        );
+        let attention = Attention::with_sink(enabled, Box::new(move |n| sink.lock().push(n)));
         (attention, seen)
     }
 
     fn count(seen: &Mutex<Vec<Notification>>) -> usize {
-        seen.lock().expect("lock").len()
+        seen.lock().len()
     }
 
     #[tokio::test(start_paused = true)]
@@ -265,7 +257,7 @@ mod tests {
         attention.must_act("ops", "run: aws sso login --profile ops");
         assert_eq!(count(&seen), 2);
         {
-            let seen = seen.lock().expect("lock");
+            let seen = seen.lock();
             assert_eq!(seen[0].title, "assumed: role dev needs you");
             assert!(seen[0].body.contains("assumed mfa dev <code>"));
         }
@@ -308,7 +300,7 @@ mod tests {
         // Ten minutes before the end (the paused clock jumps there).
         tokio::time::sleep(Duration::from_secs(2 * 60)).await;
         assert_eq!(count(&seen), 1);
-        let notice = seen.lock().expect("lock")[0].clone();
+        let notice = seen.lock()[0].clone();
         assert!(
             notice.body.contains("run: assumed mfa dev <code>"),
             "{notice:?}"

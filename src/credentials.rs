@@ -1,8 +1,10 @@
 //! Temporary credentials as the daemon holds and serves them.
 //!
-//! The secret parts never print: `Debug` shows `<redacted>`, and the only way
-//! to the bytes is the pre-serialised response body, built once per STS answer
-//! so that serving a warm role costs a pointer copy.
+//! The secret parts never print: `Debug` and `Display` show `<redacted>`.
+//! The bytes come out only where they are sent on: [`Secret::expose`] (to
+//! sign a request, to the console's federation endpoint) and the
+//! pre-serialised response body, built once per STS answer so that serving a
+//! warm role costs a pointer copy.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -46,8 +48,6 @@ pub struct Issued {
     pub expiration: SystemTime,
     /// The role the credentials act as (`arn:aws:iam::…:role/…`), what ECS calls `RoleArn`.
     pub role_arn: String,
-    /// `AssumedRoleUser.Arn` (`arn:aws:sts::…:assumed-role/…/session`), for status output.
-    pub assumed_role_arn: String,
     pub account_id: String,
 }
 
@@ -190,7 +190,6 @@ mod tests {
             session_token: Secret::new("very-secret-token"),
             expiration: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045),
             role_arn: "arn:aws:iam::111111111111:role/dev".into(),
-            assumed_role_arn: "arn:aws:sts::111111111111:assumed-role/dev/alice".into(),
             account_id: "111111111111".into(),
         }
     }

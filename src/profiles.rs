@@ -11,7 +11,8 @@ use aws_config::profile::ProfileSet;
 use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_types::os_shim_internal::{Env, Fs};
 
-use crate::config::{CredentialSource, ImportedProfile, RoleConfig, checks};
+use crate::config::{CredentialSource, ImportedProfile, RoleConfig, validate};
+use crate::credentials::Secret;
 
 #[derive(Debug, Default)]
 pub struct AwsProfiles {
@@ -112,13 +113,27 @@ impl AwsProfiles {
         {
             return Err("its name cannot be used in a URL path".into());
         }
+        let mut role = self.assume_role_settings(name)?;
+        let mut imported = ImportedProfile {
+            profile: name.to_owned(),
+            legacy_global_sts: self.get(name, "sts_regional_endpoints") == Some("legacy"),
+            ..ImportedProfile::default()
+        };
+        self.source_of_role(name, &mut role, &mut imported)?;
+        role.imported = Some(imported);
+        Ok(role)
+    }
+
+    /// The profile's AssumeRole settings, each checked as the TOML config
+    /// checks it.
+    fn assume_role_settings(&self, name: &str) -> Result<RoleConfig, String> {
         let get = |key| self.get(name, key).map(str::to_owned);
         let role_arn = get("role_arn").ok_or("no role_arn")?;
-        checks::role_arn(&role_arn)?;
+        validate::role_arn(&role_arn)?;
         let mut role = RoleConfig {
             role_arn: Some(role_arn),
             session_name: get("role_session_name"),
-            external_id: get("external_id"),
+            external_id: get("external_id").map(Secret::new),
             mfa_serial: get("mfa_serial"),
             // The convention of the maintained aws-vault fork.
             mfa_process: get("mfa_process"),
@@ -130,27 +145,38 @@ impl AwsProfiles {
                 .parse::<u64>()
                 .map(Duration::from_secs)
                 .map_err(|_| format!("duration_seconds {seconds:?} is not a number"))?;
-            checks::session_duration(&duration)?;
+            validate::session_duration(&duration)?;
             role.duration = Some(duration);
         }
         for (value, check) in [
             (
-                &role.session_name,
-                checks::session_name as fn(&str) -> Result<(), String>,
+                role.session_name.as_deref(),
+                validate::session_name as fn(&str) -> Result<(), String>,
             ),
-            (&role.external_id, checks::external_id),
-            (&role.mfa_serial, checks::mfa_serial),
-            (&role.region, checks::region),
+            (
+                role.external_id.as_ref().map(Secret::expose),
+                validate::external_id,
+            ),
+            (role.mfa_serial.as_deref(), validate::mfa_serial),
+            (role.region.as_deref(), validate::region),
         ] {
             if let Some(value) = value {
                 check(value)?;
             }
         }
-        let mut imported = ImportedProfile {
-            profile: name.to_owned(),
-            legacy_global_sts: get("sts_regional_endpoints").as_deref() == Some("legacy"),
-            ..ImportedProfile::default()
-        };
+        Ok(role)
+    }
+
+    /// What signs the profile's AssumeRole, as the AWS CLI reads it: a web
+    /// identity token, a source profile (a role of its own becomes `via`),
+    /// or a `credential_source`.
+    fn source_of_role(
+        &self,
+        name: &str,
+        role: &mut RoleConfig,
+        imported: &mut ImportedProfile,
+    ) -> Result<(), String> {
+        let get = |key| self.get(name, key).map(str::to_owned);
         match (
             get("source_profile"),
             get("credential_source"),
@@ -185,8 +211,7 @@ impl AwsProfiles {
                 );
             }
         }
-        role.imported = Some(imported);
-        Ok(role)
+        Ok(())
     }
 
     /// Whether `profile` assumes a role itself (has a `role_arn`): credentials

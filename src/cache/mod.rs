@@ -20,9 +20,10 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio::sync::Notify;
 
 use crate::config::RoleConfig;
@@ -359,19 +360,19 @@ impl Slot {
     }
 
     fn held(&self) -> Option<Held> {
-        read(&self.held).clone()
+        self.held.read().clone()
     }
 
-    fn record(&self) -> std::sync::MutexGuard<'_, Record> {
-        lock(&self.record)
+    fn record(&self) -> MutexGuard<'_, Record> {
+        self.record.lock()
     }
 
     fn touch(&self, now: SystemTime) {
-        *lock(&self.last_used) = now;
+        *self.last_used.lock() = now;
     }
 
     fn idle_since(&self) -> SystemTime {
-        *lock(&self.last_used)
+        *self.last_used.lock()
     }
 
     /// The error a caller gets while fetches are held back, if they are.
@@ -447,7 +448,12 @@ impl Cache {
 
     fn insert(&self, spec: RoleSpec) {
         let slot = self.new_slot(spec);
-        if let Some(old) = write(&self.shared.slots).insert(slot.spec.name.clone(), slot) {
+        if let Some(old) = self
+            .shared
+            .slots
+            .write()
+            .insert(slot.spec.name.clone(), slot)
+        {
             close(&old);
         }
     }
@@ -465,7 +471,7 @@ impl Cache {
     /// names added, changed, removed.
     pub fn replace_roles(&self, roles: Vec<RoleSpec>) -> RoleChanges {
         let mut changes = RoleChanges::default();
-        let mut slots = write(&self.shared.slots);
+        let mut slots = self.shared.slots.write();
         let wanted: HashSet<String> = roles.iter().map(|spec| spec.name.clone()).collect();
         let mut renewed: HashSet<String> = roles
             .iter()
@@ -525,11 +531,11 @@ impl Cache {
         slot.record().retry_at = None;
         self.shared.fetcher.forget_failures();
         let seen = slot.attempts.load(Ordering::Acquire);
-        self.attempt_in_task(slot, seen).await
+        self.join_or_start(slot, seen).await
     }
 
     fn slot(&self, name: &str) -> Option<Arc<Slot>> {
-        read(&self.shared.slots).get(name).cloned()
+        self.shared.slots.read().get(name).cloned()
     }
 
     /// The configuration of a role, for answers that need no credentials.
@@ -538,7 +544,7 @@ impl Cache {
     }
 
     pub fn role_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = read(&self.shared.slots).keys().cloned().collect();
+        let mut names: Vec<String> = self.shared.slots.read().keys().cloned().collect();
         names.sort();
         names
     }
@@ -569,7 +575,7 @@ impl Cache {
             }
         }
         count_lookup(Lookup::Wait);
-        self.attempt_in_task(slot, seen).await
+        self.join_or_start(slot, seen).await
     }
 
     /// `get` when it can answer from memory, without waiting: `None` means
@@ -596,16 +602,16 @@ impl Cache {
         Some(held.creds)
     }
 
-    /// Runs an attempt in its own task, so that a caller who disconnects
-    /// does not cancel the fetch everyone else is waiting for.
-    async fn attempt_in_task(
+    /// Joins the fetch under way, or starts one. Joining needs no task:
+    /// the caller waits right here, so a thousand callers cost a thousand
+    /// wake-ups, not a thousand spawned tasks. A fetch this caller starts
+    /// runs in a task of its own, so that a caller who disconnects does not
+    /// cancel the fetch everyone else then waits for.
+    async fn join_or_start(
         &self,
         slot: Arc<Slot>,
         seen: u64,
     ) -> Result<Arc<Credentials>, CacheError> {
-        // Joining a fetch already under way needs no task of its own: wait
-        // right here, and a thousand callers cost a thousand wake-ups, not a
-        // thousand spawned tasks.
         loop {
             let ended = slot.done.notified();
             if slot.attempts.load(Ordering::Acquire) != seen {
@@ -766,7 +772,7 @@ impl Cache {
                 );
                 // The held copy is not due before then either: otherwise every
                 // request would wake the driver to ask again at once.
-                if let Some(held) = write(&slot.held).as_mut() {
+                if let Some(held) = slot.held.write().as_mut() {
                     held.refresh_at = held.refresh_at.max(next.min(held.unusable_at));
                 }
                 self.record_success(slot, now);
@@ -789,7 +795,7 @@ impl Cache {
         metrics::counter!("assumed_refreshes_total", "role" => slot.spec.name.clone()).increment(1);
         let creds = fresh.creds.clone();
         let refresh_at = fresh.refresh_at;
-        *write(&slot.held) = Some(fresh);
+        *slot.held.write() = Some(fresh);
         self.record_success(slot, now);
         slot.schedule(Some(refresh_at));
         Ok(creds)
@@ -840,7 +846,7 @@ impl Cache {
 
     pub fn status(&self) -> Vec<RoleStatus> {
         let now = self.shared.clock.now();
-        let slots: Vec<Arc<Slot>> = read(&self.shared.slots).values().cloned().collect();
+        let slots: Vec<Arc<Slot>> = self.shared.slots.read().values().cloned().collect();
         let mut statuses: Vec<RoleStatus> = slots
             .iter()
             .map(|slot| {
@@ -1006,24 +1012,6 @@ pub fn backoff(permanence: Permanence, failures: u32) -> Duration {
             ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
         }
     }
-}
-
-// A poisoned lock only means another thread panicked while holding it; the
-// data are plain values that stay consistent, so carry on rather than
-// turning one panic into a dead daemon.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! clock: hours of refresh behaviour in milliseconds, deterministically.
 
 use std::collections::VecDeque;
-use std::sync::Mutex as StdMutex;
 use std::sync::atomic::AtomicUsize;
 
 use tokio::time::{advance, sleep};
@@ -18,12 +17,12 @@ const MINUTE: Duration = Duration::from_secs(60);
 struct FakeSts {
     clock: Clock,
     calls: AtomicUsize,
-    lifetime: StdMutex<Duration>,
-    failures: StdMutex<VecDeque<FetchError>>,
-    fail_always: StdMutex<Option<FetchError>>,
+    lifetime: Mutex<Duration>,
+    failures: Mutex<VecDeque<FetchError>>,
+    fail_always: Mutex<Option<FetchError>>,
     /// When set, every fetch waits here first (to pile up concurrent callers).
-    gate: StdMutex<Option<Arc<tokio::sync::Semaphore>>>,
-    upstream_keys: StdMutex<Vec<Option<String>>>,
+    gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    upstream_keys: Mutex<Vec<Option<String>>>,
 }
 
 impl FakeSts {
@@ -31,11 +30,11 @@ impl FakeSts {
         Arc::new(FakeSts {
             clock,
             calls: AtomicUsize::new(0),
-            lifetime: StdMutex::new(HOUR),
-            failures: StdMutex::new(VecDeque::new()),
-            fail_always: StdMutex::new(None),
-            gate: StdMutex::new(None),
-            upstream_keys: StdMutex::new(Vec::new()),
+            lifetime: Mutex::new(HOUR),
+            failures: Mutex::new(VecDeque::new()),
+            fail_always: Mutex::new(None),
+            gate: Mutex::new(None),
+            upstream_keys: Mutex::new(Vec::new()),
         })
     }
 
@@ -48,25 +47,26 @@ impl FakeSts {
         role: &RoleSpec,
         upstream: Option<&Issued>,
     ) -> Result<Issued, FetchError> {
-        let gate = lock(&self.gate).clone();
+        let gate = self.gate.lock().clone();
         if let Some(gate) = gate {
             let _permit = gate.acquire().await;
         }
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        lock(&self.upstream_keys).push(upstream.map(|u| u.access_key_id.clone()));
-        if let Some(error) = lock(&self.failures).pop_front() {
+        self.upstream_keys
+            .lock()
+            .push(upstream.map(|u| u.access_key_id.clone()));
+        if let Some(error) = self.failures.lock().pop_front() {
             return Err(error);
         }
-        if let Some(error) = lock(&self.fail_always).clone() {
+        if let Some(error) = self.fail_always.lock().clone() {
             return Err(error);
         }
         Ok(Issued {
             access_key_id: format!("ASIA{}{n}", role.name.to_uppercase()),
             secret_access_key: Secret::new(format!("secret{n}")),
             session_token: Secret::new(format!("token{n}")),
-            expiration: self.clock.now() + *lock(&self.lifetime),
+            expiration: self.clock.now() + *self.lifetime.lock(),
             role_arn: format!("arn:aws:iam::111111111111:role/{}", role.name),
-            assumed_role_arn: String::new(),
             account_id: "111111111111".into(),
         })
     }
@@ -117,7 +117,7 @@ async fn unknown_role_is_reported_as_such() {
 async fn concurrent_cold_requests_share_one_fetch() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    *lock(&sts.gate) = Some(gate.clone());
+    *sts.gate.lock() = Some(gate.clone());
     let callers: Vec<_> = (0..200)
         .map(|_| {
             let cache = cache.clone();
@@ -138,9 +138,9 @@ async fn concurrent_cold_requests_share_one_fetch() {
 #[tokio::test(start_paused = true)]
 async fn concurrent_callers_share_one_failure_too() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    *lock(&sts.fail_always) = Some(FetchError::transient("Throttling", "slow down"));
+    *sts.fail_always.lock() = Some(FetchError::transient("Throttling", "slow down"));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    *lock(&sts.gate) = Some(gate.clone());
+    *sts.gate.lock() = Some(gate.clone());
     let callers: Vec<_> = (0..50)
         .map(|_| {
             let cache = cache.clone();
@@ -182,7 +182,7 @@ async fn callers_do_not_wait_for_a_refresh_while_margin_remains() {
     let first = cache.get("dev").await.expect("credentials");
     // Hold the next fetch forever: a caller that waited on it would hang.
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    *lock(&sts.gate) = Some(gate);
+    *sts.gate.lock() = Some(gate);
     advance(35 * MINUTE).await; // past refresh_at (expiry − 30m − jitter)
     settle().await;
     let served = tokio::time::timeout(Duration::from_millis(1), cache.get("dev"))
@@ -196,7 +196,7 @@ async fn callers_do_not_wait_for_a_refresh_while_margin_remains() {
 async fn outage_keeps_serving_valid_credentials_and_never_expired_ones() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     let first = cache.get("dev").await.expect("credentials");
-    *lock(&sts.fail_always) = Some(FetchError::transient("InternalFailure", "STS is down"));
+    *sts.fail_always.lock() = Some(FetchError::transient("InternalFailure", "STS is down"));
     // Through the refresh window the held credentials keep coming.
     for _ in 0..58 {
         sleep(MINUTE).await;
@@ -219,7 +219,7 @@ async fn outage_keeps_serving_valid_credentials_and_never_expired_ones() {
         .expect_err("expired credentials are never served");
     assert!(matches!(error, CacheError::Unavailable(e) if e.message.contains("STS is down")));
     // STS comes back: the next attempt succeeds.
-    *lock(&sts.fail_always) = None;
+    *sts.fail_always.lock() = None;
     sleep(BACKOFF_CAP).await;
     let fresh = cache.get("dev").await.expect("recovered");
     assert_ne!(fresh.issued.access_key_id, first.issued.access_key_id);
@@ -228,7 +228,9 @@ async fn outage_keeps_serving_valid_credentials_and_never_expired_ones() {
 #[tokio::test(start_paused = true)]
 async fn permanent_failures_are_remembered_for_a_while() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    lock(&sts.failures).push_back(FetchError::permanent("AccessDenied", "not allowed"));
+    sts.failures
+        .lock()
+        .push_back(FetchError::permanent("AccessDenied", "not allowed"));
     for _ in 0..20 {
         let error = cache.get("dev").await.expect_err("denied");
         assert!(matches!(error, CacheError::Unavailable(e) if e.code == "AccessDenied"));
@@ -242,7 +244,7 @@ async fn permanent_failures_are_remembered_for_a_while() {
 #[tokio::test(start_paused = true)]
 async fn transient_failures_back_off_exponentially() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    *lock(&sts.fail_always) = Some(FetchError::transient("Throttling", "slow down"));
+    *sts.fail_always.lock() = Some(FetchError::transient("Throttling", "slow down"));
     // A client hammering every 100 ms for a minute.
     for _ in 0..600 {
         let _ = cache.get("dev").await;
@@ -272,7 +274,7 @@ async fn idle_roles_stop_refreshing_and_wake_on_demand() {
 #[tokio::test(start_paused = true)]
 async fn short_sessions_refresh_at_half_life_not_every_request() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    *lock(&sts.lifetime) = Duration::from_secs(20 * 60);
+    *sts.lifetime.lock() = Duration::from_secs(20 * 60);
     cache.get("dev").await.expect("credentials");
     for _ in 0..100 {
         cache.get("dev").await.expect("credentials");
@@ -301,7 +303,7 @@ async fn chained_roles_are_signed_by_the_upstream_session() {
     let (cache, sts) = cache_with(vec![role("hub"), downstream]);
     let creds = cache.get("prod").await.expect("credentials");
     assert!(creds.issued.access_key_id.starts_with("ASIAPROD"));
-    let upstream_keys = lock(&sts.upstream_keys).clone();
+    let upstream_keys = sts.upstream_keys.lock().clone();
     assert_eq!(upstream_keys.len(), 2);
     assert_eq!(upstream_keys[0], None, "hub is assumed from the source");
     assert_eq!(
@@ -315,7 +317,9 @@ async fn chained_roles_are_signed_by_the_upstream_session() {
 async fn status_reports_each_role() {
     let (cache, sts) = cache_with(vec![role("dev"), role("ops")]);
     cache.get("dev").await.expect("credentials");
-    lock(&sts.failures).push_back(FetchError::permanent("AccessDenied", "no"));
+    sts.failures
+        .lock()
+        .push_back(FetchError::permanent("AccessDenied", "no"));
     let _ = cache.get("ops").await;
     let status = cache.status();
     assert_eq!(status[0].name, "dev");
@@ -330,7 +334,7 @@ async fn credentials_are_never_replaced_by_ones_that_expire_sooner() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     let first = cache.get("dev").await.expect("credentials");
     // From now on STS grants only 20-minute sessions.
-    *lock(&sts.lifetime) = 20 * MINUTE;
+    *sts.lifetime.lock() = 20 * MINUTE;
     sleep(35 * MINUTE).await; // the refresh at ~30 min left got a shorter session
     let served = cache.get("dev").await.expect("credentials");
     assert_eq!(
@@ -360,7 +364,7 @@ fn cache_timed(roles: Vec<RoleSpec>, timing: Timing) -> (Cache, Arc<FakeSts>) {
 async fn a_fetch_past_its_deadline_fails_transiently_and_the_role_recovers() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     // Upstream accepts and never answers.
-    *lock(&sts.gate) = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    *sts.gate.lock() = Some(Arc::new(tokio::sync::Semaphore::new(0)));
     let waiters: Vec<_> = (0..5)
         .map(|_| {
             let cache = cache.clone();
@@ -380,7 +384,7 @@ async fn a_fetch_past_its_deadline_fails_transiently_and_the_role_recovers() {
     assert_eq!(status[0].state, State::Failing, "not 'refreshing' for ever");
     assert!(status[0].last_error.is_some());
     // Upstream answers again: after the backoff the next caller gets credentials.
-    *lock(&sts.gate) = None;
+    *sts.gate.lock() = None;
     sleep(2 * BACKOFF_BASE).await;
     cache.get("dev").await.expect("recovered by itself");
     assert_eq!(cache.status()[0].state, State::Warm);
@@ -416,7 +420,7 @@ async fn removed_and_changed_roles_leave_no_driver_behind() {
 async fn a_shorter_session_does_not_turn_into_a_call_per_request() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     cache.get("dev").await.expect("credentials");
-    *lock(&sts.lifetime) = 20 * MINUTE;
+    *sts.lifetime.lock() = 20 * MINUTE;
     sleep(35 * MINUTE).await; // the refresh got a shorter session, so the held one stays
     settle().await;
     let calls = sts.calls();
@@ -453,7 +457,7 @@ async fn refresh_before_under_the_floor_still_refreshes_before_the_floor() {
 #[tokio::test(start_paused = true)]
 async fn credentials_that_arrive_unusable_are_a_failure_with_backoff() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    *lock(&sts.lifetime) = Duration::ZERO;
+    *sts.lifetime.lock() = Duration::ZERO;
     match cache.get("dev").await {
         Err(CacheError::Unavailable(error)) => assert_eq!(error.code, "ExpiringCredentials"),
         other => panic!("expected a failure, got {other:?}"),
@@ -491,7 +495,7 @@ async fn a_role_via_a_changed_role_is_renewed_on_reload() {
     assert_eq!(changes.changed, vec!["hub".to_owned(), "prod".to_owned()]);
     let after = cache.get("prod").await.expect("credentials");
     assert_ne!(after.issued.access_key_id, before.issued.access_key_id);
-    let upstream = lock(&sts.upstream_keys).last().cloned().flatten();
+    let upstream = sts.upstream_keys.lock().last().cloned().flatten();
     assert_eq!(
         upstream.as_deref(),
         Some("ASIAHUB3"),
@@ -515,7 +519,7 @@ async fn refreshes_run_on_time_after_a_suspend() {
 #[tokio::test(start_paused = true)]
 async fn a_source_that_needs_a_person_backs_off_further_each_time() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    *lock(&sts.fail_always) = Some(FetchError::needs_user(
+    *sts.fail_always.lock() = Some(FetchError::needs_user(
         "CredentialProcessFailed",
         "the credential_process failed",
     ));
@@ -531,11 +535,11 @@ async fn a_source_that_needs_a_person_backs_off_further_each_time() {
 #[tokio::test(start_paused = true)]
 async fn an_outage_shorter_than_the_margin_costs_clients_nothing() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    *lock(&sts.lifetime) = Duration::from_secs(90);
+    *sts.lifetime.lock() = Duration::from_secs(90);
     cache.get("dev").await.expect("credentials");
     // STS fails from the moment the refresh is due (45 s before expiry,
     // 22.5 s before the floor) for 20 s; the backoff would have grown past that.
-    *lock(&sts.fail_always) = Some(FetchError::transient("InternalFailure", "down"));
+    *sts.fail_always.lock() = Some(FetchError::transient("InternalFailure", "down"));
     sleep(Duration::from_secs(40)).await;
     for _ in 0..20 {
         sleep(Duration::from_secs(1)).await;
@@ -544,7 +548,7 @@ async fn an_outage_shorter_than_the_margin_costs_clients_nothing() {
             .await
             .expect("still served during the outage");
     }
-    *lock(&sts.fail_always) = None;
+    *sts.fail_always.lock() = None;
     for _ in 0..40 {
         sleep(Duration::from_millis(500)).await;
         cache.get("dev").await.expect("served after the outage");
@@ -581,7 +585,7 @@ async fn a_person_acting_ends_a_grown_hold_at_once() {
         fetch_timeout: MINUTE,
     };
     let cache = Cache::new(vec![role("dev")], fetcher.clone(), timing, clock);
-    *lock(&sts.fail_always) = Some(FetchError::needs_user("SsoLoginRequired", "log in"));
+    *sts.fail_always.lock() = Some(FetchError::needs_user("SsoLoginRequired", "log in"));
     for _ in 0..4 {
         let _ = cache.get("dev").await;
         sleep(MINUTE).await;
@@ -590,7 +594,7 @@ async fn a_person_acting_ends_a_grown_hold_at_once() {
     let calls = sts.calls();
     assert!(cache.get("dev").await.is_err());
     assert_eq!(sts.calls(), calls, "held back");
-    *lock(&sts.fail_always) = None;
+    *sts.fail_always.lock() = None;
     fetcher.logged_in.store(true, Ordering::SeqCst);
     cache
         .get("dev")

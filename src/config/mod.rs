@@ -6,15 +6,16 @@ mod reader;
 mod sections;
 #[cfg(test)]
 mod tests;
-mod validate;
+pub mod validate;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
+
+use crate::credentials::Secret;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9911";
 const DEFAULT_PORT: u16 = 9911;
@@ -135,13 +136,14 @@ impl Default for Deadlines {
     }
 }
 
-#[derive(Clone, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct RoleConfig {
     pub role_arn: Option<String>,
     pub profile: Option<String>,
     pub session_name: Option<String>,
     pub duration: Option<Duration>,
-    pub external_id: Option<String>,
+    /// A secret shared with the role's owner: it prints as `<redacted>`.
+    pub external_id: Option<Secret>,
     pub mfa_serial: Option<String>,
     /// A command whose first line of output is the MFA code (a YubiKey, a
     /// password manager), run by the daemon when a code is needed.
@@ -193,71 +195,6 @@ pub fn locate_value(source: &str, key: &str) -> Option<(usize, usize)> {
         let value_at = line.len() - after_equals.trim_start().len();
         Some((index + 1, line[..value_at].chars().count() + 1))
     })
-}
-
-/// The value checks of the TOML config, for settings that arrive another way
-/// (profiles imported from `~/.aws/config`).
-pub mod checks {
-    pub fn role_arn(arn: &str) -> Result<(), String> {
-        super::validate::role_arn(arn)
-    }
-
-    pub fn session_name(name: &str) -> Result<(), String> {
-        super::validate::session_name(name)
-    }
-
-    pub fn session_duration(duration: &std::time::Duration) -> Result<(), String> {
-        super::validate::session_duration(duration)
-    }
-
-    pub fn mfa_serial(serial: &str) -> Result<(), String> {
-        super::validate::mfa_serial(serial)
-    }
-
-    pub fn external_id(id: &str) -> Result<(), String> {
-        super::validate::external_id(id)
-    }
-
-    pub fn region(region: &str) -> Result<(), String> {
-        super::validate::region(region)
-    }
-}
-
-impl RoleConfig {
-    /// The session duration as configured; `None` lets STS use the role's default.
-    pub fn effective_duration(&self) -> Option<Duration> {
-        self.duration
-    }
-}
-
-/// Field by field, except that the external ID (a shared secret with the role's owner) is hidden.
-impl fmt::Debug for RoleConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RoleConfig")
-            .field("role_arn", &self.role_arn)
-            .field("profile", &self.profile)
-            .field("session_name", &self.session_name)
-            .field("duration", &self.duration)
-            .field(
-                "external_id",
-                &self.external_id.as_ref().map(|_| "<redacted>"),
-            )
-            .field("mfa_serial", &self.mfa_serial)
-            .field("mfa_process", &self.mfa_process)
-            .field("source_profile", &self.source_profile)
-            .field("via", &self.via)
-            .field("policy", &self.policy)
-            .field("policy_arns", &self.policy_arns)
-            .field("tags", &self.tags)
-            .field("transitive_tag_keys", &self.transitive_tag_keys)
-            .field("source_identity", &self.source_identity)
-            .field("region", &self.region)
-            .field("prefetch", &self.prefetch)
-            .field("imds_listen", &self.imds_listen)
-            .field("notify_on_use", &self.notify_on_use)
-            .field("imported", &self.imported)
-            .finish()
-    }
 }
 
 /// Parses and validates a config; `file_name` only labels the diagnostics.

@@ -11,6 +11,7 @@ use super::diagnostic::Problems;
 use super::reader::TableReader;
 use super::validate::{self, Listener, anything, not_empty};
 use super::{Config, Deadlines, RoleConfig, ServerConfig, SourceConfig};
+use crate::credentials::Secret;
 use crate::subnet::Subnet;
 
 /// Keys that only mean something when the role is assumed through STS.
@@ -169,43 +170,10 @@ fn role(
     // the AWS CLI does, rather than refused here.
     let duration = table.duration("duration", &validate::session_duration);
     let tags = tags(&mut table);
-    let transitive_tag_keys =
-        table.string_list("transitive_tag_keys", &|key| match tags.contains_key(key) {
-            true => Ok(()),
-            false => Err(format!(
-                "transitive_tag_keys entry \"{key}\" is not a key of tags"
-            )),
-        });
-    let policy_arns = table.string_list("policy_arns", &validate::policy_arn);
-    if let Some(extra) = policy_arns
-        .as_ref()
-        .and_then(|arns| arns.get_ref().get(MAX_POLICY_ARNS))
-    {
-        table.report(
-            extra.span(),
-            format!("policy_arns has more than {MAX_POLICY_ARNS} entries, the most STS accepts"),
-        );
-    }
-
-    match (&role_arn, &profile) {
-        (None, None) => table.report(
-            name.span(),
-            format!("role \"{}\" needs role_arn or profile", name.get_ref()),
-        ),
-        (Some(_), Some(profile)) => {
-            table.report(profile.span(), "set role_arn or profile, not both")
-        }
-        (None, Some(_)) => assume_role_keys_unused(&table),
-        (Some(_), None) => {}
-    }
-    let mfa_serial = table.string("mfa_serial", &validate::mfa_serial);
-    let mfa_process = table.string("mfa_process", &not_empty);
-    if let (Some(process), None) = (&mfa_process, &mfa_serial) {
-        table.report(
-            process.span(),
-            "mfa_process needs mfa_serial: the code it prints is for that device",
-        );
-    }
+    let transitive_tag_keys = transitive_tag_keys(&mut table, &tags);
+    let policy_arns = policy_arns(&mut table);
+    role_or_profile(name, &table, role_arn.is_some(), profile.as_ref());
+    let (mfa_serial, mfa_process) = mfa(&mut table);
     if let (Some(via), Some(_)) = (&via, &source_profile) {
         table.report(via.span(), "via and source_profile are mutually exclusive: a role is assumed from one or the other");
     }
@@ -215,15 +183,15 @@ fn role(
         profile: plain(profile),
         session_name: plain(table.string("session_name", &validate::session_name)),
         duration: plain(duration),
-        external_id: plain(table.string("external_id", &validate::external_id)),
-        mfa_serial: plain(mfa_serial),
-        mfa_process: plain(mfa_process),
+        external_id: plain(table.string("external_id", &validate::external_id)).map(Secret::new),
+        mfa_serial,
+        mfa_process,
         source_profile: plain(source_profile),
         via: via.as_ref().map(|via| via.get_ref().clone()),
         policy: plain(table.string("policy", &validate::policy)),
-        policy_arns: strings(policy_arns),
+        policy_arns,
         tags,
-        transitive_tag_keys: strings(transitive_tag_keys),
+        transitive_tag_keys,
         source_identity: plain(table.string("source_identity", &validate::source_identity)),
         region: plain(table.string("region", &validate::region)),
         prefetch: table.bool("prefetch").unwrap_or(false),
@@ -235,6 +203,66 @@ fn role(
     };
     table.finish();
     (role, via)
+}
+
+/// A role is assumed (`role_arn`) or serves a profile's own credentials
+/// (`profile`): exactly one of the two, and a profile role takes no STS options.
+fn role_or_profile(
+    name: &Spanned<String>,
+    table: &TableReader<'_>,
+    has_role_arn: bool,
+    profile: Option<&Spanned<String>>,
+) {
+    match (has_role_arn, profile) {
+        (false, None) => table.report(
+            name.span(),
+            format!("role \"{}\" needs role_arn or profile", name.get_ref()),
+        ),
+        (true, Some(profile)) => table.report(profile.span(), "set role_arn or profile, not both"),
+        (false, Some(_)) => assume_role_keys_unused(table),
+        (true, None) => {}
+    }
+}
+
+/// `mfa_serial`, and the `mfa_process` that prints codes for that device.
+fn mfa(table: &mut TableReader<'_>) -> (Option<String>, Option<String>) {
+    let mfa_serial = table.string("mfa_serial", &validate::mfa_serial);
+    let mfa_process = table.string("mfa_process", &not_empty);
+    if let (Some(process), None) = (&mfa_process, &mfa_serial) {
+        table.report(
+            process.span(),
+            "mfa_process needs mfa_serial: the code it prints is for that device",
+        );
+    }
+    (plain(mfa_serial), plain(mfa_process))
+}
+
+fn transitive_tag_keys(
+    table: &mut TableReader<'_>,
+    tags: &BTreeMap<String, String>,
+) -> Vec<String> {
+    strings(
+        table.string_list("transitive_tag_keys", &|key| match tags.contains_key(key) {
+            true => Ok(()),
+            false => Err(format!(
+                "transitive_tag_keys entry \"{key}\" is not a key of tags"
+            )),
+        }),
+    )
+}
+
+fn policy_arns(table: &mut TableReader<'_>) -> Vec<String> {
+    let policy_arns = table.string_list("policy_arns", &validate::policy_arn);
+    if let Some(extra) = policy_arns
+        .as_ref()
+        .and_then(|arns| arns.get_ref().get(MAX_POLICY_ARNS))
+    {
+        table.report(
+            extra.span(),
+            format!("policy_arns has more than {MAX_POLICY_ARNS} entries, the most STS accepts"),
+        );
+    }
+    strings(policy_arns)
 }
 
 fn tags(table: &mut TableReader<'_>) -> BTreeMap<String, String> {

@@ -211,7 +211,7 @@ fn durations_parse_and_respect_bounds() {
         "{ROLE}duration = \"90m\"\n[server]\nidle_timeout = \"2h\"\n"
     ));
     assert_eq!(
-        config.roles["dev"].effective_duration(),
+        config.roles["dev"].duration,
         Some(Duration::from_secs(5400))
     );
     assert_eq!(config.server.idle_timeout, Duration::from_secs(7200));

@@ -1,5 +1,7 @@
 //! Checks of single values (pure: text in, message out) and of how values
-//! relate across the file (role chains, listeners).
+//! relate across the file (role chains, listeners). The public ones also
+//! check settings that arrive another way: profiles imported from
+//! `~/.aws/config`, `console --region`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,7 +52,7 @@ pub(super) fn role_name(name: &str) -> Checked {
         .map_err(|message| format!("{message} (it is part of URLs)"))
 }
 
-pub(super) fn session_name(text: &str) -> Checked {
+pub fn session_name(text: &str) -> Checked {
     word_chars("session_name", text, "+=,.@-", 2, 64)
 }
 
@@ -58,7 +60,7 @@ pub(super) fn source_identity(text: &str) -> Checked {
     word_chars("source_identity", text, "+=,.@-", 2, 64)
 }
 
-pub(super) fn external_id(text: &str) -> Checked {
+pub fn external_id(text: &str) -> Checked {
     word_chars("external_id", text, "+=,.@:/-", 2, 1224)
 }
 
@@ -97,7 +99,7 @@ fn iam_arn<'t>(arn: &'t str, kind: &str) -> Result<&'t str, String> {
     rest.ok_or_else(|| format!("resource \"{resource}\" does not start with {kind}/"))
 }
 
-pub(super) fn role_arn(arn: &str) -> Checked {
+pub fn role_arn(arn: &str) -> Checked {
     let explain =
         |problem: String| format!("role_arn \"{arn}\": {problem}; expected {ROLE_ARN_SHAPE}");
     let path_and_name = iam_arn(arn, "role").map_err(explain)?;
@@ -119,7 +121,7 @@ pub(super) fn role_arn(arn: &str) -> Checked {
     Ok(())
 }
 
-pub(super) fn mfa_serial(serial: &str) -> Checked {
+pub fn mfa_serial(serial: &str) -> Checked {
     if serial.starts_with("arn:") {
         let explain = |problem: String| {
             format!("mfa_serial \"{serial}\": {problem}; expected {MFA_ARN_SHAPE}")
@@ -154,7 +156,7 @@ pub(super) fn policy_arn(arn: &str) -> Checked {
     ))
 }
 
-pub(super) fn region(region: &str) -> Checked {
+pub fn region(region: &str) -> Checked {
     if !region.is_empty()
         && region
             .chars()
@@ -224,7 +226,7 @@ pub(super) fn positive(key: &'static str) -> impl Fn(&Duration) -> Checked {
     }
 }
 
-pub(super) fn session_duration(duration: &Duration) -> Checked {
+pub fn session_duration(duration: &Duration) -> Checked {
     let (min, max) = SESSION_BOUNDS;
     if (min..=max).contains(duration) {
         return Ok(());

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::config::{Config, checks};
+use crate::config::{Config, validate};
 use crate::credentials::Secret;
 use partition::Partition;
 
@@ -132,7 +132,7 @@ pub fn run(
         }
     }
     if let Some(region) = &request.region {
-        checks::region(region).map_err(|problem| format!("--region: {problem}"))?;
+        validate::region(region).map_err(|problem| format!("--region: {problem}"))?;
     }
     let destination = request
         .destination

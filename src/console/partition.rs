@@ -118,6 +118,20 @@ mod tests {
         assert!(Partition::of_arn("role/dev").is_err());
     }
 
+    /// Where `partition` signs in and which console page it opens for
+    /// `service` in `region`, and which partition `region` itself names.
+    fn landing(
+        partition: Partition,
+        service: &str,
+        region: &str,
+    ) -> (String, String, Result<Partition, String>) {
+        (
+            partition.federation_endpoint(region),
+            partition.service_url(service, region),
+            Partition::of_region(region),
+        )
+    }
+
     #[test]
     fn an_aws_cn_role_signs_in_and_lands_in_china() {
         let partition = Partition::of_arn("arn:aws-cn:iam::111111111111:role/dev")
@@ -130,14 +144,13 @@ mod tests {
             "https://signin.amazonaws.cn/federation"
         );
         assert_eq!(
-            partition.federation_endpoint("cn-northwest-1"),
-            "https://signin.amazonaws.cn/federation"
+            landing(partition, "s3", "cn-northwest-1"),
+            (
+                "https://signin.amazonaws.cn/federation".into(),
+                "https://console.amazonaws.cn/s3/home?region=cn-northwest-1".into(),
+                Ok(Partition::China)
+            )
         );
-        assert_eq!(
-            partition.service_url("s3", "cn-northwest-1"),
-            "https://console.amazonaws.cn/s3/home?region=cn-northwest-1"
-        );
-        assert_eq!(Partition::of_region("cn-northwest-1"), Ok(Partition::China));
     }
 
     #[test]
@@ -147,16 +160,12 @@ mod tests {
             .unwrap();
         assert_eq!(partition.default_region(), "us-gov-west-1");
         assert_eq!(
-            partition.federation_endpoint("us-gov-east-1"),
-            "https://signin.amazonaws-us-gov.com/federation"
-        );
-        assert_eq!(
-            partition.service_url("console", "us-gov-east-1"),
-            "https://console.amazonaws-us-gov.com/console/home?region=us-gov-east-1"
-        );
-        assert_eq!(
-            Partition::of_region("us-gov-east-1"),
-            Ok(Partition::GovCloud)
+            landing(partition, "console", "us-gov-east-1"),
+            (
+                "https://signin.amazonaws-us-gov.com/federation".into(),
+                "https://console.amazonaws-us-gov.com/console/home?region=us-gov-east-1".into(),
+                Ok(Partition::GovCloud)
+            )
         );
     }
 
@@ -168,14 +177,13 @@ mod tests {
             "https://signin.aws.amazon.com/federation"
         );
         assert_eq!(
-            aws.federation_endpoint("eu-west-1"),
-            "https://eu-west-1.signin.aws.amazon.com/federation"
+            landing(aws, "ec2", "eu-west-1"),
+            (
+                "https://eu-west-1.signin.aws.amazon.com/federation".into(),
+                "https://eu-west-1.console.aws.amazon.com/ec2/home?region=eu-west-1".into(),
+                Ok(Partition::Aws)
+            )
         );
-        assert_eq!(
-            aws.service_url("ec2", "eu-west-1"),
-            "https://eu-west-1.console.aws.amazon.com/ec2/home?region=eu-west-1"
-        );
-        assert_eq!(Partition::of_region("eu-west-1"), Ok(Partition::Aws));
         assert!(Partition::of_region("us-iso-east-1").is_err());
     }
 }

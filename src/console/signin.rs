@@ -218,16 +218,34 @@ mod tests {
             .collect()
     }
 
+    /// The secret parts of a test session, which a `Session` borrows.
+    struct Keys {
+        secret: Secret,
+        token: Secret,
+    }
+
+    impl Keys {
+        fn new(secret: &str, token: &str) -> Self {
+            Keys {
+                secret: Secret::new(secret),
+                token: Secret::new(token),
+            }
+        }
+
+        fn session(&self) -> Session<'_> {
+            Session {
+                access_key_id: "ASIAEXAMPLE",
+                secret_access_key: &self.secret,
+                session_token: &self.token,
+            }
+        }
+    }
+
     #[test]
     fn the_token_request_carries_the_session_and_duration_only_when_asked() {
         let endpoint = Url::parse("https://signin.aws.amazon.com/federation").unwrap();
-        let secret = Secret::new("secret/key+=");
-        let token = Secret::new("token&more");
-        let session = Session {
-            access_key_id: "ASIAEXAMPLE",
-            secret_access_key: &secret,
-            session_token: &token,
-        };
+        let keys = Keys::new("secret/key+=", "token&more");
+        let session = keys.session();
         let pairs = query(&token_request(&endpoint, &session, None));
         assert_eq!(pairs[0], ("Action".into(), "getSigninToken".into()));
         assert_eq!(pairs.len(), 2, "no SessionDuration: {pairs:?}");
@@ -272,13 +290,8 @@ mod tests {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let secret = Secret::new("the-secret-key");
-        let token = Secret::new("the-session-token");
-        let session = Session {
-            access_key_id: "ASIAEXAMPLE",
-            secret_access_key: &secret,
-            session_token: &token,
-        };
+        let keys = Keys::new("the-secret-key", "the-session-token");
+        let session = keys.session();
         for scheme in ["http", "https"] {
             let endpoint = Url::parse(&format!("{scheme}://127.0.0.1:{port}/federation")).unwrap();
             let error = signin_token(&endpoint, &session, None).unwrap_err();

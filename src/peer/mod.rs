@@ -29,7 +29,7 @@ mod process;
 mod sock_diag;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// The peer's socket as the kernel lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,12 +70,6 @@ pub struct Process {
 
 /// How much of a command line is kept.
 pub const CMDLINE_LIMIT: usize = 200;
-
-/// Whether the address is loopback, IPv4-mapped loopback (`::ffff:127.0.0.1`,
-/// which a dual-stack listener sees) included.
-pub fn is_loopback(ip: IpAddr) -> bool {
-    ip.to_canonical().is_loopback()
-}
 
 /// The user behind the connection from `peer` to our `local` address.
 /// Loopback peers that cannot be looked up come back [`PeerOwner::Unknown`]

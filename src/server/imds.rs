@@ -253,7 +253,7 @@ fn placement(imds: &Imds) -> (String, String) {
     let account = role
         .as_ref()
         .and_then(|spec| spec.config.role_arn.as_deref())
-        .and_then(|arn| arn.split(':').nth(4))
+        .and_then(crate::arn::account)
         .unwrap_or("000000000000")
         .to_owned();
     let region = role

@@ -28,7 +28,6 @@ impl Fetcher for AlwaysIssues {
                 session_token: Secret::new("token"),
                 expiration: SystemTime::now() + Duration::from_secs(3600),
                 role_arn: "arn:aws:iam::111111111111:role/dev".into(),
-                assumed_role_arn: String::new(),
                 account_id: "111111111111".into(),
             })
         })

@@ -3,14 +3,14 @@
 //! profiles.
 
 use std::path::Path;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 
 use super::mfa::MfaProof;
-use super::{Sts, account_of, classify, record_call, session_duration, signing};
+use super::{Sts, classify, issued, record_call, session_duration, signing};
 use crate::cache::{FetchError, RoleSpec};
-use crate::credentials::{Issued, Secret};
+use crate::credentials::Issued;
 
 impl Sts {
     pub(super) async fn assume_role(
@@ -32,7 +32,7 @@ impl Sts {
             .role_arn(role_arn)
             .role_session_name(role.session_name())
             .set_duration_seconds(session_duration(role).map(|d| d.as_secs() as i32))
-            .set_external_id(config.external_id.clone())
+            .set_external_id(config.external_id.as_ref().map(|id| id.expose().to_owned()))
             .set_policy(config.policy.clone())
             .set_source_identity(config.source_identity.clone());
         for arn in &config.policy_arns {
@@ -100,34 +100,4 @@ impl Sts {
         let assumed = output.assumed_role_user().map(|user| user.arn());
         issued(output.credentials(), role_arn, assumed.unwrap_or_default())
     }
-}
-
-fn empty_answer() -> FetchError {
-    FetchError::transient("EmptyResponse", "STS answered without credentials")
-}
-
-/// STS's credentials as the cache holds them. The account comes from the
-/// assumed-role ARN STS returned, else from the role's own ARN.
-pub(super) fn issued(
-    creds: Option<&aws_sdk_sts::types::Credentials>,
-    role_arn: &str,
-    assumed_role_arn: &str,
-) -> Result<Issued, FetchError> {
-    let creds = creds.ok_or_else(empty_answer)?;
-    let expiration = SystemTime::try_from(*creds.expiration()).map_err(|_| {
-        FetchError::transient("BadExpiration", "STS answered an unusable Expiration")
-    })?;
-    let account_id = account_of(assumed_role_arn)
-        .or_else(|| account_of(role_arn))
-        .unwrap_or_default()
-        .to_owned();
-    Ok(Issued {
-        access_key_id: creds.access_key_id().to_owned(),
-        secret_access_key: Secret::new(creds.secret_access_key()),
-        session_token: Secret::new(creds.session_token()),
-        expiration,
-        role_arn: role_arn.to_owned(),
-        assumed_role_arn: assumed_role_arn.to_owned(),
-        account_id,
-    })
 }

@@ -2,13 +2,14 @@
 //! a role's AssumeRole work, and is this machine's clock in step with STS?
 //! One `GetCallerIdentity`, signed by the source, answers both (its `Date`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_sdk_sts::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_sts::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sts::error::BoxError;
 use aws_sdk_sts::primitives::{DateTime, DateTimeFormat as Format};
+use parking_lot::Mutex;
 
 use super::sources::Freshness;
 use super::{Sts, classify};
@@ -130,7 +131,7 @@ struct ServerDate(Arc<Mutex<Option<String>>>);
 
 impl ServerDate {
     fn skew_seconds(&self, now: SystemTime) -> Option<i64> {
-        let text = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let text = self.0.lock().clone()?;
         let server = DateTime::from_str(&text, Format::HttpDate).ok()?;
         let now = DateTime::from(now);
         Some(server.secs() - now.secs())
@@ -149,7 +150,7 @@ impl Intercept for ServerDate {
         _config: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(date) = context.response().headers().get("date") {
-            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(date.to_owned());
+            *self.0.lock() = Some(date.to_owned());
         }
         Ok(())
     }
@@ -164,7 +165,7 @@ mod tests {
     fn skew_is_sts_time_minus_ours() {
         let date = ServerDate::default();
         assert_eq!(date.skew_seconds(SystemTime::now()), None);
-        *date.0.lock().expect("lock") = Some("Sun, 06 Nov 1994 08:49:37 GMT".into());
+        *date.0.lock() = Some("Sun, 06 Nov 1994 08:49:37 GMT".into());
         let ours = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777 - 90);
         assert_eq!(date.skew_seconds(ours), Some(90));
     }

@@ -16,9 +16,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use parking_lot::MutexGuard;
+
 use super::mfa_store::{self, Kept};
 use super::sources::SourceKey;
-use super::{Sts, classify, mfa_process, record_call};
+use super::{Sts, classify, issued, mfa_process, record_call};
 use crate::attention::Renew;
 use crate::cache::{FetchError, RoleSpec};
 use crate::credentials::{Issued, Secret};
@@ -67,10 +69,8 @@ pub(super) enum MfaProof {
 }
 
 impl Sts {
-    fn grants(&self) -> std::sync::MutexGuard<'_, MfaGrants> {
-        self.mfa
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn grants(&self) -> MutexGuard<'_, MfaGrants> {
+        self.mfa.lock()
     }
 
     fn device(&self, role: &RoleSpec, serial: &str) -> Device {
@@ -127,7 +127,7 @@ impl Sts {
             .await;
         record_call(&role.name, "GetSessionToken", started, sent.as_ref().err());
         let output = sent.map_err(classify)?;
-        let session = super::assume::issued(output.credentials(), "", "")?;
+        let session = issued(output.credentials(), "", "")?;
         let device = self.device(role, serial);
         tracing::info!(
             serial,
@@ -135,12 +135,7 @@ impl Sts {
             until = %crate::credentials::format_expiration(session.expiration),
             "MFA session opened"
         );
-        self.attention.session_started(
-            &reminder_key(&device),
-            format!("the MFA session of {serial}"),
-            Renew::MfaCode,
-            session.expiration,
-        );
+        self.remind_before_end(&device, session.expiration);
         self.attention
             .session_used(&reminder_key(&device), &role.name);
         self.grants().sessions.insert(
@@ -213,13 +208,10 @@ impl Sts {
         }
         let usable_until = SystemTime::now() + MFA_SESSION_MARGIN;
         let (session, verified, key_id) = {
-            let mut grants = self.grants();
+            let grants = self.grants();
             let grant = grants.sessions.get(device)?;
             if grant.session.expiration <= usable_until {
-                grants.sessions.remove(device);
-                drop(grants);
-                self.attention.session_ended(&reminder_key(device));
-                self.keep_sessions();
+                self.end_session(grants, device);
                 return None;
             }
             (
@@ -239,10 +231,7 @@ impl Sts {
                     serial = %device.1,
                     "the kept MFA session was opened with other source keys; not using it"
                 );
-                grants.sessions.remove(device);
-                drop(grants);
-                self.attention.session_ended(&reminder_key(device));
-                self.keep_sessions();
+                self.end_session(grants, device);
                 return None;
             }
             if let Some(grant) = grants.sessions.get_mut(device) {
@@ -251,6 +240,24 @@ impl Sts {
         }
         self.note_use(device, role);
         Some(session)
+    }
+
+    /// The user is reminded before the device's session ends.
+    fn remind_before_end(&self, device: &Device, ends: SystemTime) {
+        self.attention.session_started(
+            &reminder_key(device),
+            format!("the MFA session of {}", device.1),
+            Renew::MfaCode,
+            ends,
+        );
+    }
+
+    /// Forgets the device's session (here, on disk, and its reminder).
+    fn end_session(&self, mut grants: MutexGuard<'_, MfaGrants>, device: &Device) {
+        grants.sessions.remove(device);
+        drop(grants); // keep_sessions takes the lock again
+        self.attention.session_ended(&reminder_key(device));
+        self.keep_sessions();
     }
 
     /// `role` signs with the device's session: it is reminded before the
@@ -269,12 +276,7 @@ impl Sts {
         };
         for kept in mfa_store::load(&path) {
             let device = (kept.source, kept.serial);
-            self.attention.session_started(
-                &reminder_key(&device),
-                format!("the MFA session of {}", device.1),
-                Renew::MfaCode,
-                kept.session.expiration,
-            );
+            self.remind_before_end(&device, kept.session.expiration);
             self.grants().sessions.insert(
                 device,
                 Grant {

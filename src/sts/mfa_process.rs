@@ -10,19 +10,12 @@
 //! six digits; stderr (a "touch your key" hint, a reason) goes to the log,
 //! never to a client.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
-use super::process::{KillGroup, read_all};
-
+use super::shell::{Ended, Shell};
 use crate::credentials::Secret;
-
-/// At most this much of stderr is kept for the log.
-const STDERR_LIMIT: usize = 4096;
-/// After the process ends or is killed, how long to wait for its pipes.
-const DRAIN: Duration = Duration::from_secs(1);
 
 /// Why no code came. The text is for the client's 503 and the log: it
 /// names what happened, never what the process printed on stdout.
@@ -32,65 +25,37 @@ pub struct ProcessFailure(pub String);
 /// Runs `command` for `role` and returns the code it printed. The command
 /// itself is not logged: it may carry a password manager's session key.
 pub async fn run(role: &str, command: &str, deadline: Duration) -> Result<Secret, ProcessFailure> {
-    let mut child = tokio::process::Command::new("sh");
-    child
-        .args(["-c", command])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    // SAFETY: setsid(2) is async-signal-safe and touches no memory of ours.
-    // A new session has no controlling terminal (so /dev/tty cannot be
-    // opened) and is its own process group, which the kill below reaches.
-    unsafe {
-        child.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = child
-        .spawn()
-        .map_err(|error| ProcessFailure(format!("mfa_process could not be started: {error}")))?;
-    let group = KillGroup(child.id());
-    let stdout = tokio::spawn(first_line(child.stdout.take()));
-    let stderr = tokio::spawn(read_all(child.stderr.take(), STDERR_LIMIT));
-    let status = tokio::time::timeout(deadline, child.wait()).await;
-    // Ended or not, nothing it started may outlive the run (a `sleep` it
-    // left behind would hold the pipes open): the group is killed either way.
-    drop(group);
-    let stderr = tokio::time::timeout(DRAIN, stderr)
+    let shell = Shell {
+        command,
+        without_terminal: true,
+        kill_leftovers: true,
+    };
+    let run = shell
+        .run(deadline, first_line)
         .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&stderr).trim().to_owned();
-    if !stderr.is_empty() {
-        tracing::info!(role, "mfa_process stderr: {stderr}");
+        .map_err(|error| ProcessFailure(format!("mfa_process could not be started: {error}")))?;
+    if !run.stderr.is_empty() {
+        tracing::info!(role, "mfa_process stderr: {}", run.stderr);
     }
-    let status = match status {
-        Err(_) => {
+    let line = match run.ended {
+        Ended::Succeeded(line) => line,
+        Ended::Failed(status) => {
+            return Err(ProcessFailure(format!(
+                "mfa_process exited with {status} (its stderr is in the daemon's log)"
+            )));
+        }
+        Ended::TimedOut => {
             return Err(ProcessFailure(format!(
                 "mfa_process did not print a code within {}; it was stopped",
                 humantime::format_duration(deadline)
             )));
         }
-        Ok(Err(error)) => {
+        Ended::Lost(error) => {
             return Err(ProcessFailure(format!(
                 "mfa_process could not be waited for: {error}"
             )));
         }
-        Ok(Ok(status)) => status,
     };
-    if !status.success() {
-        return Err(ProcessFailure(format!(
-            "mfa_process exited with {status} (its stderr is in the daemon's log)"
-        )));
-    }
-    let line = tokio::time::timeout(DRAIN, stdout)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
     let code = line.trim();
     if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
         Ok(Secret::new(code))
@@ -117,6 +82,7 @@ async fn first_line(pipe: Option<impl AsyncRead + Unpin>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sts::shell::Leftover;
 
     async fn code(command: &str) -> Result<String, ProcessFailure> {
         run("test", command, Duration::from_secs(10))
@@ -175,29 +141,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_hung_process_is_killed_with_its_children_at_the_deadline() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pid_file = dir.path().join("pid");
-        let command = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let leftover = Leftover::new();
         let started = std::time::Instant::now();
-        let error = run("test", &command, Duration::from_millis(300))
+        let error = run("test", &leftover.command(), Duration::from_millis(300))
             .await
             .expect_err("times out");
         assert!(error.0.contains("within 300ms"), "{error:?}");
         assert!(started.elapsed() < Duration::from_secs(5));
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .expect("pid file")
-            .trim()
-            .parse()
-            .expect("pid");
-        let mut alive = true;
-        for _ in 0..100 {
-            alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|stat| !stat.contains(") Z "));
-            if !alive {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(!alive, "the process's child {pid} outlived the deadline");
+        assert!(
+            !leftover.outlived().await,
+            "the process's child outlived the deadline"
+        );
     }
 }

@@ -149,7 +149,6 @@ fn read(path: &Path) -> io::Result<Vec<Kept>> {
                     session_token: Secret::new(entry.session_token),
                     expiration: UNIX_EPOCH + Duration::from_secs(entry.expiration),
                     role_arn: String::new(),
-                    assumed_role_arn: String::new(),
                     account_id: String::new(),
                 },
             })
@@ -210,7 +209,6 @@ mod tests {
                 session_token: Secret::new("token"),
                 expiration: SystemTime::now() + lasts,
                 role_arn: String::new(),
-                assumed_role_arn: String::new(),
                 account_id: String::new(),
             },
         }

@@ -2,20 +2,25 @@
 //! so every source it knows works: env, static, SSO, credential_process, web
 //! identity), then `AssumeRole` with every per-role parameter.
 //!
-//! This module knows nothing about caching; the cache calls [`Sts::fetch`]
-//! and decides when.
+//! A role's credentials are cached by `crate::cache`, which calls
+//! [`Fetcher::fetch`] and decides when; what this module caches is what
+//! signs for them: source credentials, per source (`sources.rs`), MFA
+//! sessions, per device (`mfa.rs`), and aws-config's loaded profiles.
 //!
 //! * `source.rs` — where the credentials that sign an AssumeRole come from,
 //!   and what to tell the user when they cannot be had;
 //! * `sources.rs` — those credentials shared and cached per source, with a
 //!   deadline and backoff;
 //! * `process.rs` — `credential_process`, run with a deadline and killed after it;
+//! * `shell.rs` — how both it and `mfa_process` are run: `sh -c`, a deadline,
+//!   the process group killed, stderr to the log;
 //! * `assume.rs` — the STS calls themselves;
 //! * `mfa.rs` — MFA codes (from `assumed mfa` or `mfa_process`) and the
 //!   MFA session per device they open; `mfa_process.rs` runs the command,
 //!   `mfa_store.rs` keeps sessions across restarts;
 //! * `check.rs` — `assumed doctor`'s check of the source and the clock;
-//! * `origin.rs` — whether a role's session is one AssumeRole or a chain.
+//! * `origin.rs` — whether a role's session is one AssumeRole or a chain;
+//! * `sso_session.rs` — when an SSO session ends, for the reminder.
 
 mod assume;
 mod check;
@@ -24,28 +29,31 @@ mod mfa_process;
 pub mod mfa_store;
 mod origin;
 mod process;
+mod shell;
 mod source;
 mod sources;
 mod sso_session;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::OnceCell;
 
 pub use check::{Identity, SourceReport};
 pub use mfa::MfaUse;
 pub use origin::Origin;
 
+use crate::arn;
 use crate::attention::Attention;
 use crate::cache::{FetchError, FetchFuture, Fetcher, Permanence, RoleSpec};
 use crate::config::{Deadlines, SourceConfig};
-use crate::credentials::Issued;
+use crate::credentials::{Issued, Secret};
 use crate::profiles::AwsProfiles;
 
 /// STS refuses role-chained sessions longer than an hour.
@@ -69,7 +77,7 @@ pub struct Sts {
     sources: sources::SourceCache,
     /// `~/.aws/config` as last read, for static keys and for messages.
     profiles: RwLock<Arc<AwsProfiles>>,
-    mfa: std::sync::Mutex<mfa::MfaGrants>,
+    mfa: Mutex<mfa::MfaGrants>,
     /// Who tells the person at the desk when a role needs them.
     attention: Arc<Attention>,
 }
@@ -81,7 +89,7 @@ impl Sts {
             loaded: Mutex::new(HashMap::new()),
             sources: sources::SourceCache::default(),
             profiles: RwLock::new(Arc::new(AwsProfiles::default())),
-            mfa: std::sync::Mutex::new(mfa::MfaGrants::default()),
+            mfa: Mutex::new(mfa::MfaGrants::default()),
             attention: Attention::new(false),
         }
     }
@@ -99,11 +107,8 @@ impl Sts {
     /// A (re)read `~/.aws/config`: loaded profiles and their source
     /// credentials are forgotten so they are read again as they are now.
     pub async fn set_profiles(&self, profiles: Arc<AwsProfiles>) {
-        *self.profiles.write().unwrap_or_else(|p| p.into_inner()) = profiles;
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        *self.profiles.write() = profiles;
+        self.loaded.lock().clear();
         self.sources.clear();
     }
 
@@ -112,10 +117,7 @@ impl Sts {
     }
 
     fn profiles(&self) -> Arc<AwsProfiles> {
-        self.profiles
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.profiles.read().clone()
     }
 
     /// The profile whose credentials sign for `role` (`None`: the default chain).
@@ -128,13 +130,7 @@ impl Sts {
 
     async fn sdk_config(&self, profile: Option<&str>) -> SdkConfig {
         let key = profile.map(str::to_owned);
-        let cell = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
+        let cell = self.loaded.lock().entry(key).or_default().clone();
         cell.get_or_init(|| async {
             let deadlines = self.deadlines();
             // What aws-config's own providers (SSO token refresh, web
@@ -270,19 +266,13 @@ fn signing(issued: &Issued) -> Credentials {
 
 /// The session length to ask for: as configured, but never more than STS
 /// grants a chained session.
-pub fn session_duration(role: &RoleSpec) -> Option<Duration> {
+fn session_duration(role: &RoleSpec) -> Option<Duration> {
     let wanted = role.config.duration?;
     if role.config.via.is_some() {
         Some(wanted.min(CHAINED_SESSION_LIMIT))
     } else {
         Some(wanted)
     }
-}
-
-/// The account id inside an IAM or STS ARN (`arn:aws:sts::123456789012:…`).
-fn account_of(arn: &str) -> Option<&str> {
-    let account = arn.split(':').nth(4)?;
-    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
 }
 
 fn record_call<E>(role: &str, operation: &'static str, started: Instant, error: Option<&E>) {
@@ -326,17 +316,31 @@ where
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn empty_answer() -> FetchError {
+    FetchError::transient("EmptyResponse", "STS answered without credentials")
+}
 
-    #[test]
-    fn account_comes_from_the_arn() {
-        assert_eq!(
-            account_of("arn:aws:sts::123456789012:assumed-role/dev/alice"),
-            Some("123456789012")
-        );
-        assert_eq!(account_of("arn:aws:iam::12345:role/x"), None);
-        assert_eq!(account_of("nonsense"), None);
-    }
+/// STS's credentials as the cache holds them. The account comes from the
+/// assumed-role ARN STS returned, else from the role's own ARN.
+fn issued(
+    creds: Option<&aws_sdk_sts::types::Credentials>,
+    role_arn: &str,
+    assumed_role_arn: &str,
+) -> Result<Issued, FetchError> {
+    let creds = creds.ok_or_else(empty_answer)?;
+    let expiration = SystemTime::try_from(*creds.expiration()).map_err(|_| {
+        FetchError::transient("BadExpiration", "STS answered an unusable Expiration")
+    })?;
+    let account_id = arn::account(assumed_role_arn)
+        .or_else(|| arn::account(role_arn))
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Issued {
+        access_key_id: creds.access_key_id().to_owned(),
+        secret_access_key: Secret::new(creds.secret_access_key()),
+        session_token: Secret::new(creds.session_token()),
+        expiration,
+        role_arn: role_arn.to_owned(),
+        account_id,
+    })
 }

@@ -1,25 +1,18 @@
 //! A profile's `credential_process`, run by the daemon itself rather than by
 //! aws-config, whose runner has no deadline and leaves the process behind
-//! when its future is dropped. Here the process gets a deadline, is killed
-//! with everything it started when the deadline passes (or the fetch is
-//! abandoned), and its stderr (a prompt, a reason) goes to the log. Its
-//! stdout carries secrets and never goes anywhere but the parser.
-//!
-//! The command runs as the AWS CLI and aws-config run it on Unix: `sh -c`.
+//! when its future is dropped. Here it runs through `shell.rs`: a deadline,
+//! killed with everything it started when the deadline passes (or the fetch
+//! is abandoned), stderr to the log. Its stdout carries secrets and never
+//! goes anywhere but the parser.
 
-use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{self, ProvideCredentials};
 use aws_sdk_sts::primitives::{DateTime, DateTimeFormat};
-use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// At most this much of stderr is kept for the log.
-const STDERR_LIMIT: usize = 4096;
-/// After a kill, how long to wait for the pipes to close.
-const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
+use super::shell::{Ended, Shell, read_all};
 
 #[derive(Debug)]
 pub struct ProcessProvider {
@@ -38,63 +31,40 @@ impl ProcessProvider {
     }
 
     async fn run(&self) -> Result<Credentials, CredentialsError> {
-        let mut command = tokio::process::Command::new("sh");
-        command
-            .args(["-c", &self.command])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group, so a kill reaches whatever it started.
-            .process_group(0);
-        let mut child = command.spawn().map_err(|error| {
-            CredentialsError::provider_error(format!("cannot start credential_process: {error}"))
-        })?;
-        let mut group = KillGroup(child.id());
-        let stdout = tokio::spawn(read_all(child.stdout.take(), usize::MAX));
-        let stderr = tokio::spawn(read_all(child.stderr.take(), STDERR_LIMIT));
-        let status = tokio::time::timeout(self.deadline, child.wait()).await;
-        if matches!(status, Ok(Ok(_))) {
-            group.0 = None; // it ended by itself; leave what it left running
-        } else {
-            drop(group); // kill it, and everything it started
-        }
-        let stderr = tokio::time::timeout(DRAIN_AFTER_KILL, stderr)
+        let shell = Shell {
+            command: &self.command,
+            without_terminal: false,
+            kill_leftovers: false,
+        };
+        let run = shell
+            .run(self.deadline, |pipe| read_all(pipe, usize::MAX))
             .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        let stderr = String::from_utf8_lossy(&stderr).trim().to_owned();
+            .map_err(|error| {
+                CredentialsError::provider_error(format!(
+                    "cannot start credential_process: {error}"
+                ))
+            })?;
+        let stderr = run.stderr;
         if !stderr.is_empty() {
             tracing::info!(profile = %self.profile, "credential_process stderr: {stderr}");
         }
-        let status = match status {
-            Err(_) => {
+        match run.ended {
+            Ended::Succeeded(stdout) => parse(&stdout).map_err(CredentialsError::provider_error),
+            Ended::Failed(status) => Err(CredentialsError::provider_error(format!(
+                "credential_process exited with {status}; stderr: {stderr}"
+            ))),
+            Ended::TimedOut => {
                 tracing::warn!(
                     profile = %self.profile,
                     "credential_process did not finish within {}; killed it",
                     humantime::format_duration(self.deadline)
                 );
-                return Err(CredentialsError::provider_timed_out(self.deadline));
+                Err(CredentialsError::provider_timed_out(self.deadline))
             }
-            Ok(Err(error)) => {
-                return Err(CredentialsError::provider_error(format!(
-                    "credential_process could not be waited for: {error}"
-                )));
-            }
-            Ok(Ok(status)) => status,
-        };
-        if !status.success() {
-            return Err(CredentialsError::provider_error(format!(
-                "credential_process exited with {status}; stderr: {stderr}"
-            )));
+            Ended::Lost(error) => Err(CredentialsError::provider_error(format!(
+                "credential_process could not be waited for: {error}"
+            ))),
         }
-        let stdout = tokio::time::timeout(DRAIN_AFTER_KILL, stdout)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        parse(&stdout).map_err(CredentialsError::provider_error)
     }
 }
 
@@ -105,31 +75,6 @@ impl ProvideCredentials for ProcessProvider {
     {
         provider::future::ProvideCredentials::new(self.run())
     }
-}
-
-/// Kills a process group when dropped: on the deadline, and when the fetch
-/// that started it is abandoned (the cache's own deadline, a reload).
-pub(super) struct KillGroup(pub(super) Option<u32>);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) {
-            // SAFETY: kill(2) with a negative pid signals that process group;
-            // it touches no memory of ours.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-pub(super) async fn read_all(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    if let Some(pipe) = pipe {
-        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-        let _ = pipe.take(limit).read_to_end(&mut out).await;
-    }
-    out
 }
 
 /// The credential_process output format (Version 1). Only field names and
@@ -182,6 +127,7 @@ fn parse(stdout: &[u8]) -> Result<Credentials, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sts::shell::Leftover;
 
     fn provider(command: &str, deadline: Duration) -> ProcessProvider {
         ProcessProvider::new("test", command, deadline)
@@ -201,58 +147,39 @@ mod tests {
 
     #[tokio::test]
     async fn a_process_past_its_deadline_is_killed_with_its_children() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pid_file = dir.path().join("pid");
-        // The grandchild `sleep` is what must die: sh alone is the easy part.
-        let command = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let leftover = Leftover::new();
         let started = std::time::Instant::now();
-        let error = provider(&command, Duration::from_millis(300))
+        let error = provider(&leftover.command(), Duration::from_millis(300))
             .provide_credentials()
             .await
             .expect_err("times out");
         assert!(matches!(error, CredentialsError::ProviderTimedOut(_)));
         assert!(started.elapsed() < Duration::from_secs(5));
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .expect("pid file")
-            .trim()
-            .parse()
-            .expect("pid");
-        // Reaped by init once killed; give the kernel a moment to deliver it.
-        let mut alive = true;
-        for _ in 0..50 {
-            // SAFETY: signal 0 only asks whether the process exists.
-            alive = unsafe { libc::kill(pid, 0) } == 0
-                && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|stat| !stat.contains(") Z "));
-            if !alive {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(!alive, "the process's child {pid} outlived the deadline");
+        assert!(
+            !leftover.outlived().await,
+            "the process's child outlived the deadline"
+        );
+    }
+
+    /// How a failing run's error reads.
+    async fn failure(command: &str) -> String {
+        let error = provider(command, Duration::from_secs(10))
+            .provide_credentials()
+            .await
+            .expect_err("fails");
+        format!("{}", aws_sdk_sts::error::DisplayErrorContext(&error))
     }
 
     #[tokio::test]
     async fn a_failure_says_why_without_the_output() {
-        let error = provider(
+        let text = failure(
             "echo '{\"Version\":1,\"AccessKeyId\":\"AKID\",\"SecretAccessKey\":\"SECRETVALUE\"}'; echo 'touch the key' >&2; exit 3",
-            Duration::from_secs(10),
         )
-        .provide_credentials()
-        .await
-        .expect_err("fails");
-        let text = format!("{}", aws_sdk_sts::error::DisplayErrorContext(&error));
+        .await;
         assert!(text.contains("touch the key"), "{text}");
         assert!(!text.contains("SECRETVALUE"), "{text}");
 
-        let error = provider(
-            "echo '{\"Version\":1,\"AccessKeyId\":\"SECRETVALUE\"'",
-            Duration::from_secs(10),
-        )
-        .provide_credentials()
-        .await
-        .expect_err("bad output");
-        let text = format!("{}", aws_sdk_sts::error::DisplayErrorContext(&error));
+        let text = failure("echo '{\"Version\":1,\"AccessKeyId\":\"SECRETVALUE\"'").await;
         assert!(!text.contains("SECRETVALUE"), "{text}");
     }
 }

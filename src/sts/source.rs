@@ -14,9 +14,10 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+use super::Sts;
 use super::process::ProcessProvider;
 use super::sources::{Freshness, Source, SourceError, SourceKey};
-use super::{Sts, account_of};
+use crate::arn;
 use crate::cache::{FetchError, RoleSpec};
 use crate::config::CredentialSource;
 use crate::credentials::{Issued, Secret};
@@ -158,14 +159,13 @@ impl Sts {
         let account_id = creds
             .account_id()
             .map(|a| a.as_str().to_owned())
-            .or_else(|| account_of(&role_arn).map(str::to_owned))
+            .or_else(|| arn::account(&role_arn).map(str::to_owned))
             .unwrap_or_default();
         Ok(Issued {
             access_key_id: creds.access_key_id().to_owned(),
             secret_access_key: Secret::new(creds.secret_access_key()),
             session_token: Secret::new(creds.session_token().unwrap_or_default()),
             expiration,
-            assumed_role_arn: role_arn.clone(),
             role_arn,
             account_id,
         })

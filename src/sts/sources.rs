@@ -11,13 +11,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_sts::error::DisplayErrorContext;
+use parking_lot::Mutex;
 
 use crate::cache::{Permanence, backoff};
 
@@ -85,7 +86,7 @@ impl SourceCache {
         key: &SourceKey,
         make: impl FnOnce() -> (SharedCredentialsProvider, Duration),
     ) -> Arc<Source> {
-        let mut sources = lock(&self.sources);
+        let mut sources = self.sources.lock();
         if let Some(source) = sources.get(key) {
             return source.clone();
         }
@@ -97,26 +98,26 @@ impl SourceCache {
 
     /// Whether `key` already has its source (and so needs no provider made).
     pub fn get(&self, key: &SourceKey) -> Option<Arc<Source>> {
-        lock(&self.sources).get(key).cloned()
+        self.sources.lock().get(key).cloned()
     }
 
     /// Forgets every source (a reload: profiles may have changed). Fetches
     /// under way finish on the sources they started with.
     pub fn clear(&self) {
-        lock(&self.sources).clear();
+        self.sources.lock().clear();
     }
 
     /// A person fixed this source (an SSO login): try it again.
     pub fn forget_failure(&self, key: &SourceKey) {
-        if let Some(source) = lock(&self.sources).get(key) {
-            *lock(&source.failure) = None;
+        if let Some(source) = self.sources.lock().get(key) {
+            *source.failure.lock() = None;
         }
     }
 
     /// A person acted (logged in, touched a key): try every source again.
     pub fn forget_failures(&self) {
-        for source in lock(&self.sources).values() {
-            *lock(&source.failure) = None;
+        for source in self.sources.lock().values() {
+            *source.failure.lock() = None;
         }
     }
 }
@@ -192,7 +193,7 @@ impl Source {
         match outcome {
             Ok(creds) => {
                 let renewal = self.renewals.fetch_add(1, Ordering::AcqRel) + 1;
-                *lock(&self.failure) = None;
+                *self.failure.lock() = None;
                 *obtained = Some(Obtained {
                     creds: creds.clone(),
                     at: SystemTime::now(),
@@ -203,7 +204,7 @@ impl Source {
             }
             Err(error) => {
                 *obtained = None;
-                let mut failure = lock(&self.failure);
+                let mut failure = self.failure.lock();
                 let in_a_row = failure.as_ref().map_or(0, |f| f.in_a_row) + 1;
                 let wait = backoff(Permanence::NeedsUser, in_a_row);
                 tracing::warn!(
@@ -237,7 +238,7 @@ impl Source {
     }
 
     fn holding_back(&self) -> Option<SourceError> {
-        let failure = lock(&self.failure);
+        let failure = self.failure.lock();
         let failure = failure.as_ref()?;
         (SystemTime::now() < failure.retry_at).then(|| failure.error.clone())
     }
@@ -254,12 +255,6 @@ fn good_for_a_while(held: &Obtained, now: SystemTime) -> bool {
     expiry
         .duration_since(now)
         .is_ok_and(|left| left > margin && !left.is_zero())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -394,7 +389,7 @@ mod tests {
                 Duration::from_secs(1),
             )
         });
-        *lock(&held.failure) = Some(Failure {
+        *held.failure.lock() = Some(Failure {
             error: SourceError {
                 detail: "x".into(),
                 timed_out: false,
