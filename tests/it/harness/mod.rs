@@ -162,11 +162,22 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// would send (odd Host headers, huge heads, bytes that are not UTF-8).
 /// Returns the status code (0 if the server closed without answering) and the body.
 pub async fn raw_request(port: u16, request: &[u8]) -> (u16, String) {
+    raw_answer(raw_send(port, request).await).await
+}
+
+/// The first half of [`raw_request`]: returns once all of `request` is
+/// written (on loopback: in the server's receive queue).
+pub async fn raw_send(port: u16, request: &[u8]) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     stream.write_all(request).await.expect("send");
+    stream
+}
+
+/// The second half of [`raw_request`]: the status and body of the answer.
+pub async fn raw_answer(mut stream: tokio::net::TcpStream) -> (u16, String) {
     let mut answer = Vec::new();
     let read = tokio::time::timeout(RUN_TIMEOUT, stream.read_to_end(&mut answer)).await;
     read.expect("answer in time").ok();
