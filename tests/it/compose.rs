@@ -143,86 +143,74 @@ async fn compose_network_serves_boto3_and_both_aws_clis_with_the_token() {
     let token_file = daemon.token_path.display().to_string();
     let whoami = repo_path("tests/clients/whoami.py");
 
-    // boto3 with what ECS itself sets: RELATIVE_URI (resolved against
-    // 169.254.170.2:80), plus the token file from the shared volume.
-    let boto3 = caller(
-        "boto3 (RELATIVE_URI)",
-        app.command(&python())
-            .arg(&whoami)
+    // A client in the app's namespace with only the app's environment and `vars`.
+    let in_app = async |what: &str, program: &str, args: &[&str], vars: &[(&str, &str)]| {
+        let mut command = app.command(program);
+        command
+            .args(args)
             .env_clear()
-            .envs(app_env(
-                &daemon,
-                &app_sts,
-                &[
-                    ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/role/dev"),
-                    ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
-                ],
-            )),
-    )
-    .await;
-    assert_eq!(boto3["arn"], ASSUMED_DEV);
-    assert_eq!(boto3["method"], "container-role");
-
-    // AWS CLI v1 with FULL_URI at the ECS address and the token file.
+            .envs(app_env(&daemon, &app_sts, vars));
+        caller(what, &mut command).await
+    };
     let cli_args = [
         "sts",
         "get-caller-identity",
         "--output",
         "json",
         "--endpoint-url",
+        &app_sts.url(),
     ];
-    let v1 = caller(
+
+    // boto3 with what ECS itself sets: RELATIVE_URI (resolved against
+    // 169.254.170.2:80), plus the token file from the shared volume.
+    let boto3 = in_app(
+        "boto3 (RELATIVE_URI)",
+        &python(),
+        &[&whoami],
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/role/dev"),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
+        ],
+    )
+    .await;
+    assert_eq!(boto3["arn"], ASSUMED_DEV);
+    assert_eq!(boto3["method"], "container-role");
+
+    // AWS CLI v1 with FULL_URI at the ECS address and the token file.
+    let v1 = in_app(
         "aws v1 (FULL_URI + token file)",
-        app.command(&python())
-            .args(["-m", "awscli"])
-            .args(cli_args)
-            .arg(app_sts.url())
-            .env_clear()
-            .envs(app_env(
-                &daemon,
-                &app_sts,
-                &[
-                    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", FULL_URI),
-                    ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
-                ],
-            )),
+        &python(),
+        &[&["-m", "awscli"][..], &cli_args].concat(),
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", FULL_URI),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
+        ],
     )
     .await;
     assert_eq!(v1["Arn"], ASSUMED_DEV);
 
     // Debian's AWS CLI 2.9 reads only AWS_CONTAINER_AUTHORIZATION_TOKEN.
-    let v2 = caller(
+    let v2 = in_app(
         "Debian aws 2.9 (FULL_URI + token)",
-        app.command("/usr/bin/aws")
-            .args(cli_args)
-            .arg(app_sts.url())
-            .env_clear()
-            .envs(app_env(
-                &daemon,
-                &app_sts,
-                &[
-                    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", FULL_URI),
-                    ("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token),
-                ],
-            )),
+        "/usr/bin/aws",
+        &cli_args,
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", FULL_URI),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token),
+        ],
     )
     .await;
     assert_eq!(v2["Arn"], ASSUMED_DEV);
 
     // The IMDS variant: default_role through AWS_EC2_METADATA_SERVICE_ENDPOINT.
-    let imds = caller(
+    let imds = in_app(
         "boto3 (IMDS)",
-        app.command(&python())
-            .arg(&whoami)
-            .env_clear()
-            .envs(app_env(
-                &daemon,
-                &app_sts,
-                &[
-                    ("AWS_EC2_METADATA_DISABLED", "false"),
-                    ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.170.2/"),
-                ],
-            )),
+        &python(),
+        &[&whoami],
+        &[
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.170.2/"),
+        ],
     )
     .await;
     assert_eq!(imds["arn"], ASSUMED_DEV);

@@ -22,6 +22,20 @@ fn is_whole_second_utc(text: &str) -> bool {
         })
 }
 
+/// `aws sts get-caller-identity --output json` succeeded as role dev.
+fn assert_caller_is_dev(what: &str, output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(
+        result["Arn"],
+        "arn:aws:sts::111111111111:assumed-role/dev/alice"
+    );
+}
+
 #[tokio::test]
 async fn answer_has_the_container_credentials_shape() {
     let proxy = StsProxy::start().await;
@@ -154,16 +168,7 @@ async fn aws_cli_v1_gets_the_role_through_full_uri_and_token_file() {
         .env_clear()
         .envs(daemon.client_env("dev")))
     .await;
-    assert!(
-        output.status.success(),
-        "aws v1 failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(
-        result["Arn"],
-        "arn:aws:sts::111111111111:assumed-role/dev/alice"
-    );
+    assert_caller_is_dev("aws v1", &output);
 }
 
 #[tokio::test]
@@ -183,16 +188,7 @@ async fn exec_runs_debian_aws_cli_v2_with_the_role() {
         ])
         .args(["--output", "json", "--endpoint-url", &proxy.url()]))
     .await;
-    assert!(
-        output.status.success(),
-        "exec aws failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(
-        result["Arn"],
-        "arn:aws:sts::111111111111:assumed-role/dev/alice"
-    );
+    assert_caller_is_dev("exec aws", &output);
 }
 
 #[tokio::test]

@@ -315,6 +315,13 @@ async fn the_role_wins(setup: Setup) {
     );
 }
 
+/// Adds `text` to the end of the file at `path`, as a user editing it would.
+fn append_to(path: &std::path::Path, text: &str) {
+    let mut content = std::fs::read_to_string(path).expect("read");
+    content.push_str(text);
+    std::fs::write(path, content).expect("write");
+}
+
 macro_rules! setups {
     ($($name:ident: $setup:ident;)*) => {
         $(
@@ -371,14 +378,14 @@ async fn env_twice_and_credential_process_from_a_set_up_shell() {
 
     // A profile that asks the daemon through credential_process, in the
     // user's own config next to their keys.
-    let config = home.dir.path().join(".aws/config");
-    let mut text = std::fs::read_to_string(&config).expect("read");
-    text.push_str(&format!(
-        "\n[profile via-assumed]\nregion = {HOME_REGION}\nendpoint_url = {}\ncredential_process = {} credential-process dev\n",
-        client_sts.url(),
-        binary()
-    ));
-    std::fs::write(&config, text).expect("write");
+    append_to(
+        &home.dir.path().join(".aws/config"),
+        &format!(
+            "\n[profile via-assumed]\nregion = {HOME_REGION}\nendpoint_url = {}\ncredential_process = {} credential-process dev\n",
+            client_sts.url(),
+            binary()
+        ),
+    );
     let mut command = Client::Boto3.command(None);
     command
         .env_clear()
@@ -401,10 +408,10 @@ async fn the_copy_holds_no_secret_and_is_private() {
     let daemon_sts = StsProxy::start().await;
     let daemon = Daemon::start_with(Options::new(&daemon_sts.url(), ROLES)).await;
     let home = Home::new(Setup::KeysInCredentials, "http://127.0.0.1:9");
-    let config = home.dir.path().join(".aws/config");
-    let mut text = std::fs::read_to_string(&config).expect("read");
-    text.push_str("credential_process = /bin/secret-helper --token hunter2\n");
-    std::fs::write(&config, text).expect("write");
+    append_to(
+        &home.dir.path().join(".aws/config"),
+        "credential_process = /bin/secret-helper --token hunter2\n",
+    );
     let mut command = Command::new(binary());
     command
         .args(["env", "dev", "--format", "json"])
