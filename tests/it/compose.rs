@@ -21,12 +21,7 @@ use crate::harness::daemon::{base_env, binary};
 use crate::harness::netns::{self, veth};
 use crate::harness::{Daemon, Netns, Options, StsProxy, free_port, python, run};
 
-const DEV: &str = r#"
-[roles.dev]
-role_arn = "arn:aws:iam::111111111111:role/dev"
-session_name = "alice"
-"#;
-const ASSUMED_DEV: &str = "arn:aws:sts::111111111111:assumed-role/dev/alice";
+use crate::harness::{DEV_ALICE as DEV, DEV_ALICE_ARN as ASSUMED_DEV};
 const FULL_URI: &str = "http://169.254.170.2/role/dev";
 
 fn ecs_address() -> SocketAddr {
@@ -110,6 +105,21 @@ async fn caller(what: &str, command: &mut tokio::process::Command) -> serde_json
     );
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("{what} printed no JSON ({e}): {output:?}"))
+}
+
+/// From `netns`, `/role/dev` takes the token and nothing else: none is a
+/// 401, a wrong one a 403, the right one a 200.
+async fn assert_token_is_the_barrier(netns: &Netns, token: &str) {
+    let from = netns.name();
+    assert_eq!(
+        status(netns, "/role/dev", &[]).await,
+        401,
+        "{from}: no token"
+    );
+    let guess = status(netns, "/role/dev", &[("Authorization", "guess")]).await;
+    assert_eq!(guess, 403, "{from}: a wrong token");
+    let right = status(netns, "/role/dev", &[("Authorization", token)]).await;
+    assert_eq!(right, 200, "{from}: the token");
 }
 
 async fn status(netns: &Netns, path: &str, headers: &[(&str, &str)]) -> u16 {
@@ -219,18 +229,10 @@ async fn compose_network_serves_boto3_and_both_aws_clis_with_the_token() {
     // By default the token is needed on the compose network too.
     assert_eq!(status(app, "/role/dev", &[]).await, 401);
     // From outside the network: no token, no credentials.
-    let outsider = &network.outsider;
-    assert_eq!(status(outsider, "/role/dev", &[]).await, 401);
-    assert_eq!(status(outsider, "/creds", &[]).await, 401);
-    assert_eq!(
-        status(outsider, "/role/dev", &[("Authorization", "guess")]).await,
-        403
-    );
     // With expose = true the token is the barrier (docs/security.md).
-    assert_eq!(
-        status(outsider, "/role/dev", &[("Authorization", &token)]).await,
-        200
-    );
+    let outsider = &network.outsider;
+    assert_eq!(status(outsider, "/creds", &[]).await, 401);
+    assert_token_is_the_barrier(outsider, &token).await;
     // A container holding the token gets credentials, not the admin endpoints.
     assert_eq!(
         status(app, "/admin/status", &[("Authorization", &token)]).await,
@@ -343,21 +345,9 @@ async fn trust_subnet_serves_its_peers_without_a_token_and_no_one_else() {
     );
 
     // Same /24, outside the trusted /25: the token as always.
-    assert_eq!(status(gateway, "/role/dev", &[]).await, 401);
-    assert_eq!(
-        status(gateway, "/role/dev", &[("Authorization", &token)]).await,
-        200
-    );
+    assert_token_is_the_barrier(gateway, &token).await;
     // Routed in from another subnet: the same.
-    assert_eq!(status(outsider, "/role/dev", &[]).await, 401);
-    assert_eq!(
-        status(outsider, "/role/dev", &[("Authorization", "guess")]).await,
-        403
-    );
-    assert_eq!(
-        status(outsider, "/role/dev", &[("Authorization", &token)]).await,
-        200
-    );
+    assert_token_is_the_barrier(outsider, &token).await;
     assert!(
         daemon
             .log()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::harness::daemon::SOURCE_KEY_ID;
-use crate::harness::{Daemon, Options, StsProxy, run};
+use crate::harness::{Daemon, Options, StsProxy, run, run_ok};
 
 const DEVICE: &str = "arn:aws:iam::111111111111:mfa/alice";
 
@@ -132,12 +132,7 @@ async fn a_failing_garbled_or_hung_mfa_process_is_a_503_that_says_why() {
     assert!(daemon.log().contains("mfa_process stderr: locked"));
     assert!(proxy.calls().is_empty(), "no code, no STS call");
     // Nothing is wedged: a code by hand serves the role at once.
-    let mfa = run(daemon.cli().args(["mfa", "hangs", "135790"])).await;
-    assert!(
-        mfa.status.success(),
-        "{}",
-        String::from_utf8_lossy(&mfa.stderr)
-    );
+    run_ok(daemon.cli().args(["mfa", "hangs", "135790"])).await;
     assert_eq!(daemon.get("/role/hangs").await.status, 200);
 }
 
@@ -151,16 +146,9 @@ mfa_serial = "arn:aws:iam::111111111111:mfa/alice"
 /// directory (which holds the kept MFA session) and the key the session signs with.
 async fn daemon_with_a_session_then_stopped(proxy: &StsProxy) -> (Daemon, String) {
     let mut first = Daemon::start(&proxy.url(), MFA_ROLE).await;
-    let mfa = run(first.cli().args(["mfa", "secure", "123456"])).await;
-    assert!(
-        mfa.status.success(),
-        "{}",
-        String::from_utf8_lossy(&mfa.stderr)
-    );
+    run_ok(first.cli().args(["mfa", "secure", "123456"])).await;
     let signer = proxy
-        .calls()
-        .into_iter()
-        .find(|c| c.action == "AssumeRole")
+        .first("AssumeRole")
         .and_then(|c| c.access_key_id)
         .expect("AssumeRole signed");
     first.signal(libc::SIGTERM);
@@ -214,12 +202,7 @@ async fn the_mfa_session_survives_a_restart_and_can_be_forgotten() {
     assert_eq!(assumes[1].access_key_id.as_deref(), Some(signer.as_str()));
     assert!(second.log().contains("MFA sessions restored"));
 
-    let forget = run(second.cli().args(["mfa", "--forget"])).await;
-    assert!(
-        forget.status.success(),
-        "{}",
-        String::from_utf8_lossy(&forget.stderr)
-    );
+    let forget = run_ok(second.cli().args(["mfa", "--forget"])).await;
     assert!(
         String::from_utf8_lossy(&forget.stdout).contains("1 MFA session(s) forgotten"),
         "{}",

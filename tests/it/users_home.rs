@@ -17,14 +17,9 @@ use tokio::process::Command;
 
 use crate::harness::clients::{Client, arn_of};
 use crate::harness::daemon::binary;
-use crate::harness::{Daemon, Options, StsProxy, run};
-
-const ROLES: &str = r#"
-[roles.dev]
-role_arn = "arn:aws:iam::111111111111:role/dev"
-session_name = "alice"
-"#;
-const ROLE_IDENTITY: &str = "arn:aws:sts::111111111111:assumed-role/dev/alice";
+use crate::harness::{
+    DEV_ALICE as ROLES, DEV_ALICE_ARN as ROLE_IDENTITY, Daemon, Options, StsProxy, run, run_ok,
+};
 /// The user's own long-lived keys, which must never sign a client's call.
 const USER_KEY: &str = "AKIAUSEROWNKEYS00001";
 const USER_KEYS: &str =
@@ -299,10 +294,7 @@ async fn the_role_wins(setup: Setup) {
                 String::from_utf8_lossy(&output.stdout)
             );
             let call = client_sts
-                .calls()
-                .into_iter()
-                .rev()
-                .find(|c| c.action == "GetCallerIdentity")
+                .last("GetCallerIdentity")
                 .unwrap_or_else(|| panic!("{what}: no call reached the user's endpoint_url"));
             assert_ne!(call.access_key_id.as_deref(), Some(USER_KEY), "{what}");
             assert_eq!(call.region.as_deref(), Some(home.region), "{what}: region");
@@ -368,12 +360,7 @@ async fn env_twice_and_credential_process_from_a_set_up_shell() {
         .args(Client::Boto3.argv(None))
         .env_clear()
         .envs(home.shell(&daemon));
-    let output = run(&mut command).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_ok(&mut command).await;
     assert_eq!(arn_of(&output.stdout).as_deref(), Some(ROLE_IDENTITY));
 
     // A profile that asks the daemon through credential_process, in the
@@ -391,12 +378,7 @@ async fn env_twice_and_credential_process_from_a_set_up_shell() {
         .env_clear()
         .envs(home.shell(&daemon))
         .env("AWS_PROFILE", "via-assumed");
-    let output = run(&mut command).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_ok(&mut command).await;
     assert_eq!(arn_of(&output.stdout).as_deref(), Some(ROLE_IDENTITY));
 }
 
@@ -417,12 +399,7 @@ async fn the_copy_holds_no_secret_and_is_private() {
         .args(["env", "dev", "--format", "json"])
         .env_clear()
         .envs(home.shell(&daemon));
-    let output = run(&mut command).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_ok(&mut command).await;
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     let copy = doc["set"]["AWS_CONFIG_FILE"]
         .as_str()

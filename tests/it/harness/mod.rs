@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod federation_stub;
 pub mod moto;
 pub mod netns;
+pub mod served;
 pub mod signin_stub;
 pub mod sso_stub;
 pub mod sts_proxy;
@@ -18,6 +19,15 @@ pub use daemon::{Answer, Daemon, Options};
 pub use moto::{fake_sigv4, moto_url};
 pub use netns::Netns;
 pub use sts_proxy::{Fault, Stall, StsCall, StsProxy};
+
+/// Role `dev` as most tests configure it: session `alice`, so a client that
+/// took it is [`DEV_ALICE_ARN`].
+pub const DEV_ALICE: &str = r#"
+[roles.dev]
+role_arn = "arn:aws:iam::111111111111:role/dev"
+session_name = "alice"
+"#;
+pub const DEV_ALICE_ARN: &str = "arn:aws:sts::111111111111:assumed-role/dev/alice";
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +59,19 @@ pub async fn run(cmd: &mut tokio::process::Command) -> Output {
 }
 
 /// [`run`] with an explicit time limit.
+/// [`run`], and the command must succeed (else a panic with its output).
+pub async fn run_ok(cmd: &mut tokio::process::Command) -> Output {
+    let output = run(cmd).await;
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 pub async fn run_with_timeout(cmd: &mut tokio::process::Command, limit: Duration) -> Output {
     let what = format!("{:?}", cmd.as_std());
     cmd.stdin(Stdio::null())
@@ -229,6 +252,14 @@ mod tests {
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(String::from_utf8_lossy(&out.stdout), "to stdout\n");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "to stderr\n");
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "said why on stderr")]
+    async fn run_ok_panics_with_the_output_of_a_failed_command() {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args(["-c", "echo said why on stderr >&2; exit 1"]);
+        run_ok(&mut cmd).await;
     }
 
     #[tokio::test]

@@ -187,6 +187,21 @@ impl StsProxy {
         self.shared.calls().clone()
     }
 
+    /// The first call of `action`, if any.
+    pub fn first(&self, action: &str) -> Option<StsCall> {
+        self.shared
+            .calls()
+            .iter()
+            .find(|c| c.action == action)
+            .cloned()
+    }
+
+    /// The latest call of `action`, if any.
+    pub fn last(&self, action: &str) -> Option<StsCall> {
+        let calls = self.shared.calls();
+        calls.iter().rev().find(|c| c.action == action).cloned()
+    }
+
     /// How many calls of `action` (e.g. `"AssumeRole"`) were recorded, faulted ones included.
     pub fn count(&self, action: &str) -> usize {
         self.shared.count(action)
