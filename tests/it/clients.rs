@@ -122,10 +122,10 @@ async fn status_names_the_python_client_and_the_aws_cli_that_took_roles() {
     );
 
     // The AWS CLI (a Python program: its executable is the interpreter, its
-    // command line names aws), for prod. Its STS call is held while the test
-    // looks, so the process is still there to be found.
+    // command line names aws), for prod. Its STS call is held until the test
+    // has found it, so the process is still there to be found.
     assert_eq!(daemon.get("/role/prod").await.status, 200, "prod is warm");
-    proxy.set_delay(Some(Duration::from_secs(3)));
+    proxy.hold();
     let mut cli = daemon.cli();
     cli.args(["exec", "prod", "--", "/usr/bin/aws"])
         .args(["sts", "get-caller-identity", "--output", "json"])
@@ -138,6 +138,7 @@ async fn status_names_the_python_client_and_the_aws_cli_that_took_roles() {
     let child = cli.spawn().expect("start the AWS CLI");
     let cli_pid = child.id().expect("pid");
     let client = named(&daemon, "prod", cli_pid).await;
+    proxy.release();
     let finished = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("the AWS CLI finishes")

@@ -362,25 +362,12 @@ async fn trust_subnet_serves_its_peers_without_a_token_and_no_one_else() {
     assert_ne!(config, without);
     std::fs::write(&daemon.config_path, without).expect("write config");
     daemon.signal(libc::SIGHUP);
-    wait_for_log(&daemon, "trust_subnet removed").await;
+    daemon.wait_for_log("trust_subnet removed").await;
     assert_eq!(status(app, "/role/dev", &[]).await, 401);
     assert_eq!(
         status(app, "/role/dev", &[("Authorization", &token)]).await,
         200
     );
-}
-
-/// Waits (bounded) until the daemon has logged `line`: its signal that a reload is applied.
-async fn wait_for_log(daemon: &Daemon, line: &str) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !daemon.log().contains(line) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {line:?} in the log:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 /// `docker compose config` where a compose client is installed; the

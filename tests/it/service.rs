@@ -360,7 +360,7 @@ async fn assumed_reload_applies_removals_and_reports_errors() {
 async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
     let proxy = StsProxy::start().await;
     let mut daemon = Daemon::start(&proxy.url(), DEV).await;
-    proxy.set_delay(Some(Duration::from_secs(2)));
+    proxy.hold();
     let url = daemon.url("/role/dev");
     let token = daemon.token();
     let slow = tokio::spawn(async move {
@@ -378,6 +378,12 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
         "the request is in flight"
     );
     daemon.signal(libc::SIGTERM);
+    // STS answers only once the daemon is draining.
+    daemon
+        .wait_for_log("shutting down: finishing requests in flight")
+        .await;
+    assert!(!slow.is_finished(), "the request is still held");
+    proxy.release();
     assert_eq!(
         slow.await.expect("task").expect("answered"),
         200,

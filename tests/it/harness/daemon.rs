@@ -224,6 +224,20 @@ impl Daemon {
         }
     }
 
+    /// Waits (bounded) until the daemon has logged `line`: its signal that
+    /// a reload is applied, a shutdown begun, …
+    pub async fn wait_for_log(&self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains(line) {
+            assert!(
+                Instant::now() < deadline,
+                "no {line:?} in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn token(&self) -> String {
         std::fs::read_to_string(&self.token_path).expect("token file")
     }
