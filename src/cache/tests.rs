@@ -1,5 +1,7 @@
 //! The cache's timing rules, run against a fake fetcher on tokio's paused
 //! clock: hours of refresh behaviour in milliseconds, deterministically.
+//! The paused clock also says when the cache's tasks are done: it moves only
+//! when no task can run (see [`until_idle`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
@@ -16,6 +18,9 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// Hands out credentials that live `lifetime`, or queued failures, and counts calls.
 struct FakeSts {
     clock: Clock,
+    /// Fetches begun, counted before the gate.
+    started: AtomicUsize,
+    /// Fetches past the gate.
     calls: AtomicUsize,
     lifetime: Mutex<Duration>,
     failures: Mutex<VecDeque<FetchError>>,
@@ -29,6 +34,7 @@ impl FakeSts {
     fn new(clock: Clock) -> Arc<Self> {
         Arc::new(FakeSts {
             clock,
+            started: AtomicUsize::new(0),
             calls: AtomicUsize::new(0),
             lifetime: Mutex::new(HOUR),
             failures: Mutex::new(VecDeque::new()),
@@ -42,19 +48,30 @@ impl FakeSts {
         self.calls.load(Ordering::SeqCst)
     }
 
+    fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// From now on every fetch waits until the test adds permits to the
+    /// returned gate (none: it never passes).
+    fn hold(&self) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        *self.gate.lock() = Some(gate.clone());
+        gate
+    }
+
     async fn answer(
         &self,
         role: &RoleSpec,
         upstream: Option<&Issued>,
     ) -> Result<Issued, FetchError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
         let gate = self.gate.lock().clone();
         if let Some(gate) = gate {
             let _permit = gate.acquire().await;
         }
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        self.upstream_keys
-            .lock()
-            .push(upstream.map(|u| u.access_key_id.clone()));
+        self.upstream_keys.lock().push(upstream.map(|u| u.access_key_id.clone()));
         if let Some(error) = self.failures.lock().pop_front() {
             return Err(error);
         }
@@ -88,22 +105,45 @@ fn role(name: &str) -> RoleSpec {
     }
 }
 
-fn cache_with(roles: Vec<RoleSpec>) -> (Cache, Arc<FakeSts>) {
-    let clock = Clock::following_tokio();
-    let sts = FakeSts::new(clock);
-    let timing = Timing {
+/// The daemon's defaults.
+fn timing() -> Timing {
+    Timing {
         refresh_before: 30 * MINUTE,
         idle_timeout: HOUR,
         fetch_timeout: MINUTE,
-    };
+    }
+}
+
+fn cache_with(roles: Vec<RoleSpec>) -> (Cache, Arc<FakeSts>) {
+    cache_timed(roles, timing())
+}
+
+fn cache_timed(roles: Vec<RoleSpec>, timing: Timing) -> (Cache, Arc<FakeSts>) {
+    let clock = Clock::following_tokio();
+    let sts = FakeSts::new(clock);
     (Cache::new(roles, sts.clone(), timing, clock), sts)
 }
 
-/// Lets every ready task (the drivers) run without moving the clock.
-async fn settle() {
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
-    }
+/// Returns once every task (callers, drivers, fetches) is waiting on
+/// something: on the paused clock, time moves to the next timer only when
+/// the runtime has no task left to run, so this 1 ms sleep ends exactly
+/// then (tokio's auto-advance), moving the clock by 1 ms.
+async fn until_idle() {
+    sleep(Duration::from_millis(1)).await;
+}
+
+/// `n` callers asking for `name` at once, each in its own task.
+fn callers(
+    cache: &Cache,
+    name: &'static str,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<Arc<Credentials>, CacheError>>> {
+    (0..n)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get(name).await })
+        })
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -116,15 +156,10 @@ async fn unknown_role_is_reported_as_such() {
 #[tokio::test(start_paused = true)]
 async fn concurrent_cold_requests_share_one_fetch() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    *sts.gate.lock() = Some(gate.clone());
-    let callers: Vec<_> = (0..200)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move { cache.get("dev").await })
-        })
-        .collect();
-    settle().await;
+    let gate = sts.hold();
+    let callers = callers(&cache, "dev", 200);
+    until_idle().await;
+    assert_eq!(sts.started(), 1, "all 200 wait on one fetch");
     gate.add_permits(1000);
     let mut keys = std::collections::HashSet::new();
     for caller in callers {
@@ -139,15 +174,10 @@ async fn concurrent_cold_requests_share_one_fetch() {
 async fn concurrent_callers_share_one_failure_too() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     *sts.fail_always.lock() = Some(FetchError::transient("Throttling", "slow down"));
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    *sts.gate.lock() = Some(gate.clone());
-    let callers: Vec<_> = (0..50)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move { cache.get("dev").await })
-        })
-        .collect();
-    settle().await;
+    let gate = sts.hold();
+    let callers = callers(&cache, "dev", 50);
+    until_idle().await;
+    assert_eq!(sts.started(), 1, "all 50 wait on one fetch");
     gate.add_permits(1000);
     for caller in callers {
         let error = caller.await.expect("task").expect_err("must fail");
@@ -181,10 +211,10 @@ async fn callers_do_not_wait_for_a_refresh_while_margin_remains() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     let first = cache.get("dev").await.expect("credentials");
     // Hold the next fetch forever: a caller that waited on it would hang.
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    *sts.gate.lock() = Some(gate);
+    let _gate = sts.hold();
     advance(35 * MINUTE).await; // past refresh_at (expiry − 30m − jitter)
-    settle().await;
+    until_idle().await;
+    assert_eq!(sts.started(), 2, "the refresh is under way, and held");
     let served = tokio::time::timeout(Duration::from_millis(1), cache.get("dev"))
         .await
         .expect("answered without waiting")
@@ -228,9 +258,7 @@ async fn outage_keeps_serving_valid_credentials_and_never_expired_ones() {
 #[tokio::test(start_paused = true)]
 async fn permanent_failures_are_remembered_for_a_while() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    sts.failures
-        .lock()
-        .push_back(FetchError::permanent("AccessDenied", "not allowed"));
+    sts.failures.lock().push_back(FetchError::permanent("AccessDenied", "not allowed"));
     for _ in 0..20 {
         let error = cache.get("dev").await.expect_err("denied");
         assert!(matches!(error, CacheError::Unavailable(e) if e.code == "AccessDenied"));
@@ -290,7 +318,7 @@ async fn short_sessions_refresh_at_half_life_not_every_request() {
 async fn prefetch_assumes_without_a_request() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     cache.prefetch("dev");
-    settle().await;
+    until_idle().await;
     assert_eq!(sts.calls(), 1);
     cache.get("dev").await.expect("credentials");
     assert_eq!(sts.calls(), 1, "served from the prefetched credentials");
@@ -317,9 +345,7 @@ async fn chained_roles_are_signed_by_the_upstream_session() {
 async fn status_reports_each_role() {
     let (cache, sts) = cache_with(vec![role("dev"), role("ops")]);
     cache.get("dev").await.expect("credentials");
-    sts.failures
-        .lock()
-        .push_back(FetchError::permanent("AccessDenied", "no"));
+    sts.failures.lock().push_back(FetchError::permanent("AccessDenied", "no"));
     let _ = cache.get("ops").await;
     let status = cache.status();
     assert_eq!(status[0].name, "dev");
@@ -352,26 +378,14 @@ async fn credentials_are_never_replaced_by_ones_that_expire_sooner() {
     assert_ne!(later.issued.access_key_id, first.issued.access_key_id);
 }
 
-fn cache_timed(roles: Vec<RoleSpec>, timing: Timing) -> (Cache, Arc<FakeSts>) {
-    let clock = Clock::following_tokio();
-    let sts = FakeSts::new(clock);
-    (Cache::new(roles, sts.clone(), timing, clock), sts)
-}
-
 // Regression tests for issue 12: each failed on the code before it.
 
 #[tokio::test(start_paused = true)]
 async fn a_fetch_past_its_deadline_fails_transiently_and_the_role_recovers() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     // Upstream accepts and never answers.
-    *sts.gate.lock() = Some(Arc::new(tokio::sync::Semaphore::new(0)));
-    let waiters: Vec<_> = (0..5)
-        .map(|_| {
-            let cache = cache.clone();
-            tokio::spawn(async move { cache.get("dev").await })
-        })
-        .collect();
-    for waiter in waiters {
+    let _gate = sts.hold();
+    for waiter in callers(&cache, "dev", 5) {
         match waiter.await.expect("task") {
             Err(CacheError::Unavailable(error)) => {
                 assert_eq!(error.permanence, Permanence::Transient);
@@ -405,10 +419,10 @@ async fn removed_and_changed_roles_leave_no_driver_behind() {
         if round == 0 {
             cache.get("r1").await.expect("one warm role among them");
         }
-        settle().await;
+        until_idle().await;
     }
     cache.replace_roles(vec![]);
-    settle().await;
+    until_idle().await;
     assert_eq!(
         Arc::strong_count(&cache.shared),
         1,
@@ -422,11 +436,11 @@ async fn a_shorter_session_does_not_turn_into_a_call_per_request() {
     cache.get("dev").await.expect("credentials");
     *sts.lifetime.lock() = 20 * MINUTE;
     sleep(35 * MINUTE).await; // the refresh got a shorter session, so the held one stays
-    settle().await;
+    until_idle().await;
     let calls = sts.calls();
     for _ in 0..100 {
         cache.get("dev").await.expect("credentials");
-        settle().await; // let any kicked refresh run
+        until_idle().await; // let any kicked refresh run
     }
     assert_eq!(sts.calls(), calls, "no STS call per request");
 }
@@ -448,7 +462,7 @@ async fn refresh_before_under_the_floor_still_refreshes_before_the_floor() {
     }
     sleep(Duration::from_secs(30)).await;
     cache.get("dev").await.expect("credentials");
-    settle().await;
+    until_idle().await;
     assert_eq!(sts.calls(), 2, "refreshed ahead of the floor");
     let creds = cache.get("dev").await.expect("credentials");
     assert!(creds.remaining(cache.shared.clock.now()) > 50 * MINUTE);
@@ -507,12 +521,12 @@ async fn a_role_via_a_changed_role_is_renewed_on_reload() {
 async fn refreshes_run_on_time_after_a_suspend() {
     let (cache, sts) = cache_with(vec![role("dev")]);
     cache.get("dev").await.expect("credentials");
-    settle().await;
+    until_idle().await;
     // Suspended for 40 minutes: the wall clock moved, the monotonic one did not.
     cache.shared.clock.jump(40 * MINUTE);
     cache.get("dev").await.ok(); // still in use, though within the margin
     sleep(WALL_CLOCK_NAP).await;
-    settle().await;
+    until_idle().await;
     assert_eq!(sts.calls(), 2, "refreshed within one nap of the resume");
 }
 
@@ -579,12 +593,7 @@ async fn a_person_acting_ends_a_grown_hold_at_once() {
         inner: sts.clone(),
         logged_in: AtomicBool::new(false),
     });
-    let timing = Timing {
-        refresh_before: 30 * MINUTE,
-        idle_timeout: HOUR,
-        fetch_timeout: MINUTE,
-    };
-    let cache = Cache::new(vec![role("dev")], fetcher.clone(), timing, clock);
+    let cache = Cache::new(vec![role("dev")], fetcher.clone(), timing(), clock);
     *sts.fail_always.lock() = Some(FetchError::needs_user("SsoLoginRequired", "log in"));
     for _ in 0..4 {
         let _ = cache.get("dev").await;

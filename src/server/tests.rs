@@ -114,6 +114,7 @@ fn path_segment() -> impl Strategy<Value = String> {
         Just("role".to_owned()),
         Just("dev".to_owned()),
         Just("denied".to_owned()),
+        Just("admin".to_owned()),
         Just("latest".to_owned()),
         Just("meta-data".to_owned()),
         Just("iam".to_owned()),
@@ -122,7 +123,53 @@ fn path_segment() -> impl Strategy<Value = String> {
         Just("%00".to_owned()),
         Just("%FF".to_owned()),
         Just("".to_owned()),
-        "[a-zA-Z0-9%._~-]{1,40}",
+        // `/admin/source` asks STS for the source's identity: never from a test.
+        "[a-zA-Z0-9%._~-]{1,40}".prop_filter("no real STS call", |s| s != "source"),
+    ]
+}
+
+/// Every endpoint with its method (and a few near misses), an endpoint with
+/// any method, or a random path: random segments alone almost never spell a
+/// route, so the handlers behind the guards would hardly run.
+fn route() -> impl Strategy<Value = (&'static str, String)> {
+    const ROUTES: &[(&str, &str)] = &[
+        ("GET", "/role/dev"),
+        ("GET", "/role/denied"),
+        ("GET", "/role/unknown"),
+        ("GET", "/role/"),
+        ("GET", "/creds"),
+        ("GET", "/admin/status"),
+        ("PUT", "/admin/reload"),
+        ("DELETE", "/admin/mfa"),
+        ("PUT", "/admin/mfa/dev"),
+        ("GET", "/admin/console/dev"),
+        ("GET", "/admin/console/denied"),
+        ("GET", "/admin/source/unknown"),
+        ("PUT", "/latest/api/token"),
+        ("GET", "/latest/meta-data/iam/security-credentials/"),
+        ("GET", "/latest/meta-data/iam/security-credentials/dev"),
+        ("GET", "/latest/meta-data/iam/security-credentials/denied"),
+        ("GET", "/latest/meta-data/iam/info"),
+        ("GET", "/latest/meta-data/placement/region"),
+        ("GET", "/metrics"),
+        ("GET", "/healthz"),
+    ];
+    let method = || {
+        prop_oneof![
+            Just("GET"),
+            Just("PUT"),
+            Just("POST"),
+            Just("OPTIONS"),
+            Just("DELETE"),
+        ]
+    };
+    let endpoint = || proptest::sample::select(ROUTES);
+    let random_path = proptest::collection::vec(path_segment(), 0..6)
+        .prop_map(|segments| format!("/{}", segments.join("/")));
+    prop_oneof![
+        4 => endpoint().prop_map(|(method, path)| (method, path.to_owned())),
+        1 => (method(), endpoint()).prop_map(|(method, (_, path))| (method, path.to_owned())),
+        1 => (method(), random_path),
     ]
 }
 
@@ -139,44 +186,231 @@ fn header_pair() -> impl Strategy<Value = (String, String)> {
     (name, "[ -~]{0,60}")
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+/// What a request presents as a secret: the real one (the daemon's token, a
+/// session token it issued), a wrong one, or none.
+#[derive(Clone, Copy, Debug)]
+enum Presented {
+    Real,
+    Wrong,
+    Absent,
+}
 
-    /// Whatever arrives, the answer is never a 500, and every error is the
-    /// JSON `{"code","message"}` shape.
-    #[test]
-    fn any_request_gets_a_well_formed_answer(
-        method in prop_oneof![Just("GET"), Just("PUT"), Just("POST"), Just("OPTIONS"), Just("DELETE")],
-        segments in proptest::collection::vec(path_segment(), 0..6),
-        headers in proptest::collection::vec(header_pair(), 0..5),
-        loopback_host in any::<bool>(),
-    ) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+fn presented() -> impl Strategy<Value = Presented> {
+    prop_oneof![
+        4 => Just(Presented::Real),
+        1 => Just(Presented::Wrong),
+        1 => Just(Presented::Absent),
+    ]
+}
+
+/// Who the listener says is calling; `None` is a request without a
+/// connection (as the in-process router sees it).
+#[derive(Clone, Copy, Debug)]
+enum Caller {
+    None,
+    OwnUser,
+    OtherUser,
+    Remote,
+}
+
+fn caller() -> impl Strategy<Value = Caller> {
+    prop_oneof![
+        1 => Just(Caller::None),
+        4 => Just(Caller::OwnUser),
+        1 => Just(Caller::OtherUser),
+        1 => Just(Caller::Remote),
+    ]
+}
+
+fn connection(caller: Caller) -> Option<listener::Connection> {
+    use crate::peer::{PeerOwner, SocketOwner};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own = unsafe { libc::geteuid() };
+    let (peer, owner) = match caller {
+        Caller::None => return None,
+        Caller::OwnUser => (
+            "127.0.0.1:40000",
+            PeerOwner::Local(SocketOwner { uid: own, inode: 1 }),
+        ),
+        Caller::OtherUser => (
+            "127.0.0.1:40001",
+            PeerOwner::Local(SocketOwner {
+                uid: own.wrapping_add(1),
+                inode: 2,
+            }),
+        ),
+        Caller::Remote => ("10.0.0.5:40002", PeerOwner::Remote),
+    };
+    let peer = peer.parse().expect("addr");
+    Some(listener::Connection {
+        local: "127.0.0.1:9911".parse().expect("addr"),
+        peer,
+        owner,
+        client: crate::clients::Client::new(peer, owner),
+    })
+}
+
+/// One generated request.
+#[derive(Debug)]
+struct Case {
+    method: &'static str,
+    path: String,
+    headers: Vec<(String, String)>,
+    loopback_host: bool,
+    token: Presented,
+    session: Presented,
+    caller: Caller,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    // Stray headers (a second Host or Authorization, an Origin, a body
+    // length) stop most requests at the guard; half the cases go without.
+    let headers = prop_oneof![
+        Just(Vec::new()),
+        proptest::collection::vec(header_pair(), 1..4),
+    ];
+    let loopback_host = prop_oneof![9 => Just(true), 1 => Just(false)];
+    (
+        route(),
+        headers,
+        loopback_host,
+        presented(),
+        presented(),
+        caller(),
+    )
+        .prop_map(
+            |((method, path), headers, loopback_host, token, session, caller)| Case {
+                method,
+                path,
+                headers,
+                loopback_host,
+                token,
+                session,
+                caller,
+            },
+        )
+}
+
+impl Case {
+    /// The request, with the real secrets of `state` where the case says so;
+    /// `None` for one hyper would never hand us.
+    fn request(&self, state: &AppState) -> Option<Request<Body>> {
+        let mut builder = Request::builder()
+            .method(self.method)
+            .uri(self.path.as_str());
+        if self.loopback_host {
+            builder = builder.header("host", "127.0.0.1:9911");
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let token = match self.token {
+            Presented::Real => Some(state.token.expose().to_owned()),
+            Presented::Wrong => Some("not-the-token".to_owned()),
+            Presented::Absent => None,
+        };
+        if let Some(token) = token {
+            builder = builder.header("authorization", token);
+        }
+        let session = match self.session {
+            Presented::Real => Some(
+                state
+                    .session_tokens
+                    .issue(Duration::from_secs(300), SystemTime::now()),
+            ),
+            Presented::Wrong => Some("1.00".to_owned()),
+            Presented::Absent => None,
+        };
+        if let Some(session) = session {
+            builder = builder.header("x-aws-ec2-metadata-token", session);
+        }
+        if let Some(connection) = connection(self.caller) {
+            builder = builder.extension(connection);
+        }
+        builder.body(Body::empty()).ok()
+    }
+}
+
+/// Whatever arrives, the answer is never a 500, every error is the JSON
+/// `{"code","message"}` shape, and no body ever holds the daemon's token.
+/// Most cases carry the real token (and a real IMDS session), so the
+/// credential, refusal (503) and admin handlers run, not only the guards:
+/// the test checks at the end that each of them answered.
+#[test]
+fn any_request_gets_a_well_formed_answer() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let answered = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let config = ProptestConfig {
+        cases: 1024,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let outcome = runner.run(&case(), |case| {
         runtime.block_on(async {
             let state = state();
-            let router = router(state.clone());
-            let path = format!("/{}", segments.join("/"));
-            let mut builder = Request::builder().method(method).uri(path.as_str());
-            if loopback_host {
-                builder = builder.header("host", "127.0.0.1:9911");
-            }
-            for (name, value) in &headers {
-                builder = builder.header(name.as_str(), value.as_str());
-            }
-            let Ok(request) = builder.body(Body::empty()) else {
-                return Ok(()); // not a request hyper would ever hand us
+            let Some(request) = case.request(&state) else {
+                return Ok(());
             };
-            let (status, content_type, body) = send(&router, request).await;
-            prop_assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{} {}", method, path);
+            let (status, content_type, body) = send(&router(state.clone()), request).await;
+            let what = format!("{} {}", case.method, case.path);
+            prop_assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{}", what);
+            let text = String::from_utf8_lossy(&body);
+            prop_assert!(
+                !text.contains(state.token.expose()),
+                "{} echoed the token",
+                what
+            );
             if status.is_client_error() || status.is_server_error() {
-                prop_assert_eq!(content_type.as_str(), "application/json", "{} {}", method, path);
-                let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON error body");
+                prop_assert_eq!(content_type.as_str(), "application/json", "{}", what);
+                let json: serde_json::Value =
+                    serde_json::from_slice(&body).expect("JSON error body");
                 prop_assert!(json["code"].is_string() && json["message"].is_string());
-                let text = String::from_utf8_lossy(&body);
-                prop_assert!(!text.contains(state.token.expose()));
             }
+            let kind = kind_of(&case.path);
+            *answered
+                .lock()
+                .expect("lock")
+                .entry((kind, status.as_u16()))
+                .or_insert(0) += 1;
             Ok(())
-        })?;
+        })
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
+    }
+    let answered = answered.into_inner().expect("lock");
+    // Each at odds of one in a few dozen cases or better, so 1024 cases miss
+    // none of them but by a broken strategy.
+    for (kind, status) in [
+        ("credentials", 200),
+        ("credentials", 503),
+        ("credentials", 401),
+        ("credentials", 403),
+        ("admin", 200),
+        ("admin", 503),
+        ("admin", 403),
+    ] {
+        assert!(
+            answered.contains_key(&(kind, status)),
+            "no case got {status} from a {kind} endpoint; the property ran only on the guards: {answered:?}"
+        );
+    }
+}
+
+/// Which kind of endpoint `path` is, for the check that each kind answered.
+fn kind_of(path: &str) -> &'static str {
+    if path.starts_with("/admin/") {
+        "admin"
+    } else if path.starts_with("/role/")
+        || path == "/creds"
+        || path.starts_with("/latest/meta-data/iam/security-credentials/")
+    {
+        "credentials"
+    } else {
+        "other"
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::harness::{Daemon, Fault, Options, StsProxy, parse_utc_timestamp};
+use crate::harness::{Daemon, Fault, Options, StsProxy, parse_utc_timestamp, raw_answer, raw_send};
 
 const DEV: &str = r#"
 [roles.dev]
@@ -40,44 +40,50 @@ async fn poll_until(
 
 #[tokio::test]
 async fn concurrent_cold_requests_make_exactly_one_sts_call() {
+    const CALLERS: usize = 150;
     let proxy = StsProxy::start().await;
-    // Hold STS's answer so that all requests arrive while the call is in flight.
-    proxy.set_delay(Some(Duration::from_millis(500)));
+    // Hold STS's answer until every request is inside the daemon.
+    proxy.hold();
     let daemon = Daemon::start(&proxy.url(), DEV).await;
-    let token = daemon.token();
-    let client = reqwest::Client::new();
-    let requests = (0..150).map(|_| {
-        let request = client
-            .get(daemon.url("/role/dev"))
-            .header("authorization", &token);
-        async move {
-            let response = request.send().await.expect("request");
-            assert_eq!(response.status(), 200);
-            let body: serde_json::Value =
-                serde_json::from_str(&response.text().await.expect("body")).expect("json");
-            body["AccessKeyId"]
-                .as_str()
-                .map(str::to_owned)
-                .expect("key")
-        }
-    });
-    let keys: HashSet<String> = futures_join_all(requests).await.into_iter().collect();
+    let request = format!(
+        "GET /role/dev HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        daemon.token()
+    );
+    let mut sent = Vec::with_capacity(CALLERS);
+    for _ in 0..CALLERS {
+        sent.push(raw_send(daemon.port, request.as_bytes()).await);
+    }
+    assert!(
+        daemon
+            .wait_requests_read(CALLERS, Duration::from_secs(20))
+            .await,
+        "the daemon read every request"
+    );
+    assert!(
+        proxy
+            .wait_for("AssumeRole", 1, Duration::from_secs(20))
+            .await,
+        "the first request went to STS"
+    );
+    assert_eq!(
+        proxy.count("AssumeRole"),
+        1,
+        "single flight while in flight"
+    );
+    proxy.release();
+    let answers: Vec<_> = sent
+        .into_iter()
+        .map(|stream| tokio::spawn(raw_answer(stream)))
+        .collect();
+    let mut keys = HashSet::new();
+    for answer in answers {
+        let (status, body) = answer.await.expect("task");
+        assert_eq!(status, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+        keys.insert(body["AccessKeyId"].as_str().expect("key").to_owned());
+    }
     assert_eq!(proxy.count("AssumeRole"), 1, "single flight");
     assert_eq!(keys.len(), 1, "every caller got the one set of credentials");
-}
-
-async fn futures_join_all<F: std::future::Future + Send + 'static>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    for handle in handles {
-        outputs.push(handle.await.expect("task"));
-    }
-    outputs
 }
 
 #[tokio::test]

@@ -73,6 +73,16 @@ fn announcements(daemon: &Daemon, role: &str, pid: u32) -> usize {
         .count()
 }
 
+/// `status` named the client's executable and command line as expected.
+fn assert_program(client: &serde_json::Value, exe: &str, cmdline: &str) {
+    let has = |field: &str, part: &str| client[field].as_str().is_some_and(|v| v.contains(part));
+    assert!(has("exe", exe), "exe should name {exe}: {client}");
+    assert!(
+        has("cmdline", cmdline),
+        "cmdline should name {cmdline}: {client}"
+    );
+}
+
 #[tokio::test]
 async fn status_names_the_python_client_and_the_aws_cli_that_took_roles() {
     let proxy = StsProxy::start().await;
@@ -99,18 +109,7 @@ async fn status_names_the_python_client_and_the_aws_cli_that_took_roles() {
         .parse()
         .expect("the client prints its pid");
     let client = named(&daemon, "dev", python_pid).await;
-    assert!(
-        client["exe"]
-            .as_str()
-            .is_some_and(|exe| exe.contains("python")),
-        "{client}"
-    );
-    assert!(
-        client["cmdline"]
-            .as_str()
-            .is_some_and(|line| line.contains("took_role.py")),
-        "{client}"
-    );
+    assert_program(&client, "python", "took_role.py");
     assert_eq!(client["requests"], 3, "{client}");
     assert_eq!(client["address"], "127.0.0.1");
     // SAFETY: geteuid has no preconditions.
@@ -123,10 +122,10 @@ async fn status_names_the_python_client_and_the_aws_cli_that_took_roles() {
     );
 
     // The AWS CLI (a Python program: its executable is the interpreter, its
-    // command line names aws), for prod. Its STS call is held while the test
-    // looks, so the process is still there to be found.
+    // command line names aws), for prod. Its STS call is held until the test
+    // has found it, so the process is still there to be found.
     assert_eq!(daemon.get("/role/prod").await.status, 200, "prod is warm");
-    proxy.set_delay(Some(Duration::from_secs(3)));
+    proxy.hold();
     let mut cli = daemon.cli();
     cli.args(["exec", "prod", "--", "/usr/bin/aws"])
         .args(["sts", "get-caller-identity", "--output", "json"])
@@ -139,6 +138,7 @@ async fn status_names_the_python_client_and_the_aws_cli_that_took_roles() {
     let child = cli.spawn().expect("start the AWS CLI");
     let cli_pid = child.id().expect("pid");
     let client = named(&daemon, "prod", cli_pid).await;
+    proxy.release();
     let finished = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("the AWS CLI finishes")
@@ -148,18 +148,7 @@ async fn status_names_the_python_client_and_the_aws_cli_that_took_roles() {
         "aws: {}",
         String::from_utf8_lossy(&finished.stderr)
     );
-    assert!(
-        client["exe"]
-            .as_str()
-            .is_some_and(|exe| exe.contains("python")),
-        "{client}"
-    );
-    assert!(
-        client["cmdline"]
-            .as_str()
-            .is_some_and(|line| line.contains("/usr/bin/aws sts get-caller-identity")),
-        "{client}"
-    );
+    assert_program(&client, "python", "/usr/bin/aws sts get-caller-identity");
     assert_eq!(announcements(&daemon, "prod", cli_pid), 1);
     assert_eq!(announcements(&daemon, "dev", cli_pid), 0);
     assert!(

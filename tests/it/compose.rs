@@ -21,12 +21,7 @@ use crate::harness::daemon::{base_env, binary};
 use crate::harness::netns::{self, veth};
 use crate::harness::{Daemon, Netns, Options, StsProxy, free_port, python, run};
 
-const DEV: &str = r#"
-[roles.dev]
-role_arn = "arn:aws:iam::111111111111:role/dev"
-session_name = "alice"
-"#;
-const ASSUMED_DEV: &str = "arn:aws:sts::111111111111:assumed-role/dev/alice";
+use crate::harness::{DEV_ALICE as DEV, DEV_ALICE_ARN as ASSUMED_DEV};
 const FULL_URI: &str = "http://169.254.170.2/role/dev";
 
 fn ecs_address() -> SocketAddr {
@@ -112,6 +107,21 @@ async fn caller(what: &str, command: &mut tokio::process::Command) -> serde_json
         .unwrap_or_else(|e| panic!("{what} printed no JSON ({e}): {output:?}"))
 }
 
+/// From `netns`, `/role/dev` takes the token and nothing else: none is a
+/// 401, a wrong one a 403, the right one a 200.
+async fn assert_token_is_the_barrier(netns: &Netns, token: &str) {
+    let from = netns.name();
+    assert_eq!(
+        status(netns, "/role/dev", &[]).await,
+        401,
+        "{from}: no token"
+    );
+    let guess = status(netns, "/role/dev", &[("Authorization", "guess")]).await;
+    assert_eq!(guess, 403, "{from}: a wrong token");
+    let right = status(netns, "/role/dev", &[("Authorization", token)]).await;
+    assert_eq!(right, 200, "{from}: the token");
+}
+
 async fn status(netns: &Netns, path: &str, headers: &[(&str, &str)]) -> u16 {
     let (status, body) = netns
         .http_get(ecs_address(), path, headers)
@@ -143,86 +153,74 @@ async fn compose_network_serves_boto3_and_both_aws_clis_with_the_token() {
     let token_file = daemon.token_path.display().to_string();
     let whoami = repo_path("tests/clients/whoami.py");
 
-    // boto3 with what ECS itself sets: RELATIVE_URI (resolved against
-    // 169.254.170.2:80), plus the token file from the shared volume.
-    let boto3 = caller(
-        "boto3 (RELATIVE_URI)",
-        app.command(&python())
-            .arg(&whoami)
+    // A client in the app's namespace with only the app's environment and `vars`.
+    let in_app = async |what: &str, program: &str, args: &[&str], vars: &[(&str, &str)]| {
+        let mut command = app.command(program);
+        command
+            .args(args)
             .env_clear()
-            .envs(app_env(
-                &daemon,
-                &app_sts,
-                &[
-                    ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/role/dev"),
-                    ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
-                ],
-            )),
-    )
-    .await;
-    assert_eq!(boto3["arn"], ASSUMED_DEV);
-    assert_eq!(boto3["method"], "container-role");
-
-    // AWS CLI v1 with FULL_URI at the ECS address and the token file.
+            .envs(app_env(&daemon, &app_sts, vars));
+        caller(what, &mut command).await
+    };
     let cli_args = [
         "sts",
         "get-caller-identity",
         "--output",
         "json",
         "--endpoint-url",
+        &app_sts.url(),
     ];
-    let v1 = caller(
+
+    // boto3 with what ECS itself sets: RELATIVE_URI (resolved against
+    // 169.254.170.2:80), plus the token file from the shared volume.
+    let boto3 = in_app(
+        "boto3 (RELATIVE_URI)",
+        &python(),
+        &[&whoami],
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/role/dev"),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
+        ],
+    )
+    .await;
+    assert_eq!(boto3["arn"], ASSUMED_DEV);
+    assert_eq!(boto3["method"], "container-role");
+
+    // AWS CLI v1 with FULL_URI at the ECS address and the token file.
+    let v1 = in_app(
         "aws v1 (FULL_URI + token file)",
-        app.command(&python())
-            .args(["-m", "awscli"])
-            .args(cli_args)
-            .arg(app_sts.url())
-            .env_clear()
-            .envs(app_env(
-                &daemon,
-                &app_sts,
-                &[
-                    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", FULL_URI),
-                    ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
-                ],
-            )),
+        &python(),
+        &[&["-m", "awscli"][..], &cli_args].concat(),
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", FULL_URI),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
+        ],
     )
     .await;
     assert_eq!(v1["Arn"], ASSUMED_DEV);
 
     // Debian's AWS CLI 2.9 reads only AWS_CONTAINER_AUTHORIZATION_TOKEN.
-    let v2 = caller(
+    let v2 = in_app(
         "Debian aws 2.9 (FULL_URI + token)",
-        app.command("/usr/bin/aws")
-            .args(cli_args)
-            .arg(app_sts.url())
-            .env_clear()
-            .envs(app_env(
-                &daemon,
-                &app_sts,
-                &[
-                    ("AWS_CONTAINER_CREDENTIALS_FULL_URI", FULL_URI),
-                    ("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token),
-                ],
-            )),
+        "/usr/bin/aws",
+        &cli_args,
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", FULL_URI),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token),
+        ],
     )
     .await;
     assert_eq!(v2["Arn"], ASSUMED_DEV);
 
     // The IMDS variant: default_role through AWS_EC2_METADATA_SERVICE_ENDPOINT.
-    let imds = caller(
+    let imds = in_app(
         "boto3 (IMDS)",
-        app.command(&python())
-            .arg(&whoami)
-            .env_clear()
-            .envs(app_env(
-                &daemon,
-                &app_sts,
-                &[
-                    ("AWS_EC2_METADATA_DISABLED", "false"),
-                    ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.170.2/"),
-                ],
-            )),
+        &python(),
+        &[&whoami],
+        &[
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.170.2/"),
+        ],
     )
     .await;
     assert_eq!(imds["arn"], ASSUMED_DEV);
@@ -231,18 +229,10 @@ async fn compose_network_serves_boto3_and_both_aws_clis_with_the_token() {
     // By default the token is needed on the compose network too.
     assert_eq!(status(app, "/role/dev", &[]).await, 401);
     // From outside the network: no token, no credentials.
-    let outsider = &network.outsider;
-    assert_eq!(status(outsider, "/role/dev", &[]).await, 401);
-    assert_eq!(status(outsider, "/creds", &[]).await, 401);
-    assert_eq!(
-        status(outsider, "/role/dev", &[("Authorization", "guess")]).await,
-        403
-    );
     // With expose = true the token is the barrier (docs/security.md).
-    assert_eq!(
-        status(outsider, "/role/dev", &[("Authorization", &token)]).await,
-        200
-    );
+    let outsider = &network.outsider;
+    assert_eq!(status(outsider, "/creds", &[]).await, 401);
+    assert_token_is_the_barrier(outsider, &token).await;
     // A container holding the token gets credentials, not the admin endpoints.
     assert_eq!(
         status(app, "/admin/status", &[("Authorization", &token)]).await,
@@ -355,21 +345,9 @@ async fn trust_subnet_serves_its_peers_without_a_token_and_no_one_else() {
     );
 
     // Same /24, outside the trusted /25: the token as always.
-    assert_eq!(status(gateway, "/role/dev", &[]).await, 401);
-    assert_eq!(
-        status(gateway, "/role/dev", &[("Authorization", &token)]).await,
-        200
-    );
+    assert_token_is_the_barrier(gateway, &token).await;
     // Routed in from another subnet: the same.
-    assert_eq!(status(outsider, "/role/dev", &[]).await, 401);
-    assert_eq!(
-        status(outsider, "/role/dev", &[("Authorization", "guess")]).await,
-        403
-    );
-    assert_eq!(
-        status(outsider, "/role/dev", &[("Authorization", &token)]).await,
-        200
-    );
+    assert_token_is_the_barrier(outsider, &token).await;
     assert!(
         daemon
             .log()
@@ -384,25 +362,12 @@ async fn trust_subnet_serves_its_peers_without_a_token_and_no_one_else() {
     assert_ne!(config, without);
     std::fs::write(&daemon.config_path, without).expect("write config");
     daemon.signal(libc::SIGHUP);
-    wait_for_log(&daemon, "trust_subnet removed").await;
+    daemon.wait_for_log("trust_subnet removed").await;
     assert_eq!(status(app, "/role/dev", &[]).await, 401);
     assert_eq!(
         status(app, "/role/dev", &[("Authorization", &token)]).await,
         200
     );
-}
-
-/// Waits (bounded) until the daemon has logged `line`: its signal that a reload is applied.
-async fn wait_for_log(daemon: &Daemon, line: &str) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !daemon.log().contains(line) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {line:?} in the log:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 /// `docker compose config` where a compose client is installed; the

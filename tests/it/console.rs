@@ -9,11 +9,7 @@ use std::process::Output;
 use crate::harness::federation_stub::FederationStub;
 use crate::harness::{Daemon, Options, StsProxy, run};
 
-const DIRECT: &str = r#"
-[roles.dev]
-role_arn = "arn:aws:iam::111111111111:role/dev"
-session_name = "alice"
-"#;
+use crate::harness::DEV_ALICE as DIRECT;
 
 const CHAINED: &str = r#"
 [roles.hub]

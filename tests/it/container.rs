@@ -4,11 +4,7 @@ use std::path::Path;
 
 use crate::harness::{Daemon, StsProxy, python, run};
 
-const DEV: &str = r#"
-[roles.dev]
-role_arn = "arn:aws:iam::111111111111:role/dev"
-session_name = "alice"
-"#;
+use crate::harness::{DEV_ALICE as DEV, DEV_ALICE_ARN};
 
 fn is_whole_second_utc(text: &str) -> bool {
     let b = text.as_bytes();
@@ -20,6 +16,17 @@ fn is_whole_second_utc(text: &str) -> bool {
             19 => *c == b'Z',
             _ => c.is_ascii_digit(),
         })
+}
+
+/// `aws sts get-caller-identity --output json` succeeded as role dev.
+fn assert_caller_is_dev(what: &str, output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(result["Arn"], DEV_ALICE_ARN);
 }
 
 #[tokio::test]
@@ -130,10 +137,7 @@ async fn boto3_gets_the_role_through_full_uri_and_token_file() {
     let proxy = StsProxy::start().await;
     let daemon = Daemon::start(&proxy.url(), DEV).await;
     let result = daemon.boto3_whoami("dev", 1).await;
-    assert_eq!(
-        result["arn"],
-        "arn:aws:sts::111111111111:assumed-role/dev/alice"
-    );
+    assert_eq!(result["arn"], DEV_ALICE_ARN);
     assert_eq!(result["method"], "container-role");
 }
 
@@ -154,16 +158,7 @@ async fn aws_cli_v1_gets_the_role_through_full_uri_and_token_file() {
         .env_clear()
         .envs(daemon.client_env("dev")))
     .await;
-    assert!(
-        output.status.success(),
-        "aws v1 failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(
-        result["Arn"],
-        "arn:aws:sts::111111111111:assumed-role/dev/alice"
-    );
+    assert_caller_is_dev("aws v1", &output);
 }
 
 #[tokio::test]
@@ -183,16 +178,7 @@ async fn exec_runs_debian_aws_cli_v2_with_the_role() {
         ])
         .args(["--output", "json", "--endpoint-url", &proxy.url()]))
     .await;
-    assert!(
-        output.status.success(),
-        "exec aws failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(
-        result["Arn"],
-        "arn:aws:sts::111111111111:assumed-role/dev/alice"
-    );
+    assert_caller_is_dev("exec aws", &output);
 }
 
 #[tokio::test]

@@ -8,11 +8,7 @@ use tokio::process::Command;
 use crate::harness::daemon::binary;
 use crate::harness::{Daemon, Fault, Options, StsProxy, free_port, run};
 
-const ROLES: &str = r#"
-[roles.dev]
-role_arn = "arn:aws:iam::111111111111:role/dev"
-session_name = "alice"
-"#;
+use crate::harness::DEV_ALICE as ROLES;
 
 struct Report {
     code: Option<i32>,

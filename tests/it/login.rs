@@ -70,11 +70,7 @@ async fn a_fresh_aws_login_session_signs_the_role() {
     let daemon = daemon(&proxy, &cache, &signin).await;
     let answer = daemon.get("/role/app").await;
     assert_eq!(answer.status, 200, "{}\n{}", answer.body, daemon.log());
-    let assume = proxy
-        .calls()
-        .into_iter()
-        .find(|c| c.action == "AssumeRole")
-        .expect("AssumeRole");
+    let assume = proxy.first("AssumeRole").expect("AssumeRole");
     assert_eq!(assume.access_key_id.as_deref(), Some(LOGIN_KEY_ID));
     assert_eq!(signin.calls(), 0, "a fresh session needs no refresh");
 }

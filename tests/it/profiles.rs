@@ -300,11 +300,7 @@ async fn an_expired_sso_login_names_the_command_and_a_new_login_is_picked_up() {
     write_sso_token(daemon.dir.path(), 8 * 3600);
     let answer = daemon.get("/role/p-sso").await;
     assert_eq!(answer.status, 200, "{}\n{}", answer.body, daemon.log());
-    let assume = proxy
-        .calls()
-        .into_iter()
-        .find(|c| c.action == "AssumeRole")
-        .expect("AssumeRole");
+    let assume = proxy.first("AssumeRole").expect("AssumeRole");
     assert_eq!(
         assume.access_key_id.as_deref(),
         Some(SSO_ACCESS_KEY_ID),

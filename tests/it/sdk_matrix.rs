@@ -13,12 +13,7 @@
 use crate::harness::clients::Client;
 use crate::harness::{Daemon, Options, StsProxy, daemon::binary, run};
 
-const ROLES: &str = r#"
-[roles.dev]
-role_arn = "arn:aws:iam::111111111111:role/dev"
-session_name = "alice"
-"#;
-const EXPECTED_ARN: &str = "arn:aws:sts::111111111111:assumed-role/dev/alice";
+use crate::harness::{DEV_ALICE as ROLES, DEV_ALICE_ARN as EXPECTED_ARN};
 
 #[derive(Clone, Copy, Debug)]
 enum Route {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::harness::{Daemon, Options, StsProxy, daemon::binary, free_port, python, run};
+use crate::harness::{Daemon, Options, StsProxy, daemon::binary, free_port, python, run, run_ok};
 
 const DEV: &str = r#"
 [roles.dev]
@@ -88,12 +88,7 @@ async fn installed_systemd_units_verify_and_reinstall_is_careful() {
     assert!(String::from_utf8_lossy(&dry.stdout).contains("Type=notify"));
     assert!(!units.exists(), "--dry-run writes nothing");
 
-    let first = run(&mut install(&[])).await;
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let first = run_ok(&mut install(&[])).await;
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(
         stdout.contains("systemctl --user enable --now assumed.socket"),
@@ -365,7 +360,7 @@ async fn assumed_reload_applies_removals_and_reports_errors() {
 async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
     let proxy = StsProxy::start().await;
     let mut daemon = Daemon::start(&proxy.url(), DEV).await;
-    proxy.set_delay(Some(Duration::from_secs(2)));
+    proxy.hold();
     let url = daemon.url("/role/dev");
     let token = daemon.token();
     let slow = tokio::spawn(async move {
@@ -383,6 +378,12 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
         "the request is in flight"
     );
     daemon.signal(libc::SIGTERM);
+    // STS answers only once the daemon is draining.
+    daemon
+        .wait_for_log("shutting down: finishing requests in flight")
+        .await;
+    assert!(!slow.is_finished(), "the request is still held");
+    proxy.release();
     assert_eq!(
         slow.await.expect("task").expect("answered"),
         200,
@@ -397,12 +398,7 @@ async fn status_lists_roles_with_their_state() {
     let roles = format!("{DEV}\n[roles.ops]\nrole_arn = \"arn:aws:iam::222222222222:role/ops\"\n");
     let daemon = Daemon::start(&proxy.url(), &roles).await;
     assert_eq!(daemon.get("/role/dev").await.status, 200);
-    let table = run(daemon.cli().arg("status")).await;
-    assert!(
-        table.status.success(),
-        "{}",
-        String::from_utf8_lossy(&table.stderr)
-    );
+    let table = run_ok(daemon.cli().arg("status")).await;
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.starts_with("ROLE"), "{table}");
     assert!(
@@ -453,12 +449,7 @@ async fn mfa_with_long_lived_keys_opens_a_session_that_signs_the_role() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
     assert_eq!(status["roles"][0]["state"], "needs-mfa");
 
-    let mfa = run(daemon.cli().args(["mfa", "secure", "123456"])).await;
-    assert!(
-        mfa.status.success(),
-        "{}",
-        String::from_utf8_lossy(&mfa.stderr)
-    );
+    let mfa = run_ok(daemon.cli().args(["mfa", "secure", "123456"])).await;
     assert!(String::from_utf8_lossy(&mfa.stdout).contains("MFA session"));
     let calls = proxy.calls();
     assert_eq!(calls[0].action, "GetSessionToken");
@@ -484,17 +475,8 @@ async fn mfa_with_temporary_source_credentials_goes_into_assume_role() {
     assert_eq!(daemon.get("/role/secure").await.status, 503);
     let bad = run(daemon.cli().args(["mfa", "secure", "12ab"])).await;
     assert!(!bad.status.success(), "not six digits");
-    let mfa = run(daemon.cli().args(["mfa", "secure", "654321"])).await;
-    assert!(
-        mfa.status.success(),
-        "{}",
-        String::from_utf8_lossy(&mfa.stderr)
-    );
-    let assume = proxy
-        .calls()
-        .into_iter()
-        .find(|c| c.action == "AssumeRole")
-        .expect("AssumeRole");
+    run_ok(daemon.cli().args(["mfa", "secure", "654321"])).await;
+    let assume = proxy.first("AssumeRole").expect("AssumeRole");
     assert_eq!(
         assume.params["SerialNumber"],
         "arn:aws:iam::111111111111:mfa/alice"

@@ -17,14 +17,9 @@ use tokio::process::Command;
 
 use crate::harness::clients::{Client, arn_of};
 use crate::harness::daemon::binary;
-use crate::harness::{Daemon, Options, StsProxy, run};
-
-const ROLES: &str = r#"
-[roles.dev]
-role_arn = "arn:aws:iam::111111111111:role/dev"
-session_name = "alice"
-"#;
-const ROLE_IDENTITY: &str = "arn:aws:sts::111111111111:assumed-role/dev/alice";
+use crate::harness::{
+    DEV_ALICE as ROLES, DEV_ALICE_ARN as ROLE_IDENTITY, Daemon, Options, StsProxy, run, run_ok,
+};
 /// The user's own long-lived keys, which must never sign a client's call.
 const USER_KEY: &str = "AKIAUSEROWNKEYS00001";
 const USER_KEYS: &str =
@@ -299,10 +294,7 @@ async fn the_role_wins(setup: Setup) {
                 String::from_utf8_lossy(&output.stdout)
             );
             let call = client_sts
-                .calls()
-                .into_iter()
-                .rev()
-                .find(|c| c.action == "GetCallerIdentity")
+                .last("GetCallerIdentity")
                 .unwrap_or_else(|| panic!("{what}: no call reached the user's endpoint_url"));
             assert_ne!(call.access_key_id.as_deref(), Some(USER_KEY), "{what}");
             assert_eq!(call.region.as_deref(), Some(home.region), "{what}: region");
@@ -313,6 +305,13 @@ async fn the_role_wins(setup: Setup) {
         0,
         "no client assumed the user's own role profile"
     );
+}
+
+/// Adds `text` to the end of the file at `path`, as a user editing it would.
+fn append_to(path: &std::path::Path, text: &str) {
+    let mut content = std::fs::read_to_string(path).expect("read");
+    content.push_str(text);
+    std::fs::write(path, content).expect("write");
 }
 
 macro_rules! setups {
@@ -361,35 +360,25 @@ async fn env_twice_and_credential_process_from_a_set_up_shell() {
         .args(Client::Boto3.argv(None))
         .env_clear()
         .envs(home.shell(&daemon));
-    let output = run(&mut command).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_ok(&mut command).await;
     assert_eq!(arn_of(&output.stdout).as_deref(), Some(ROLE_IDENTITY));
 
     // A profile that asks the daemon through credential_process, in the
     // user's own config next to their keys.
-    let config = home.dir.path().join(".aws/config");
-    let mut text = std::fs::read_to_string(&config).expect("read");
-    text.push_str(&format!(
-        "\n[profile via-assumed]\nregion = {HOME_REGION}\nendpoint_url = {}\ncredential_process = {} credential-process dev\n",
-        client_sts.url(),
-        binary()
-    ));
-    std::fs::write(&config, text).expect("write");
+    append_to(
+        &home.dir.path().join(".aws/config"),
+        &format!(
+            "\n[profile via-assumed]\nregion = {HOME_REGION}\nendpoint_url = {}\ncredential_process = {} credential-process dev\n",
+            client_sts.url(),
+            binary()
+        ),
+    );
     let mut command = Client::Boto3.command(None);
     command
         .env_clear()
         .envs(home.shell(&daemon))
         .env("AWS_PROFILE", "via-assumed");
-    let output = run(&mut command).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_ok(&mut command).await;
     assert_eq!(arn_of(&output.stdout).as_deref(), Some(ROLE_IDENTITY));
 }
 
@@ -401,21 +390,16 @@ async fn the_copy_holds_no_secret_and_is_private() {
     let daemon_sts = StsProxy::start().await;
     let daemon = Daemon::start_with(Options::new(&daemon_sts.url(), ROLES)).await;
     let home = Home::new(Setup::KeysInCredentials, "http://127.0.0.1:9");
-    let config = home.dir.path().join(".aws/config");
-    let mut text = std::fs::read_to_string(&config).expect("read");
-    text.push_str("credential_process = /bin/secret-helper --token hunter2\n");
-    std::fs::write(&config, text).expect("write");
+    append_to(
+        &home.dir.path().join(".aws/config"),
+        "credential_process = /bin/secret-helper --token hunter2\n",
+    );
     let mut command = Command::new(binary());
     command
         .args(["env", "dev", "--format", "json"])
         .env_clear()
         .envs(home.shell(&daemon));
-    let output = run(&mut command).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_ok(&mut command).await;
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     let copy = doc["set"]["AWS_CONFIG_FILE"]
         .as_str()

@@ -207,6 +207,37 @@ impl Daemon {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Waits until at least `n` connections to the daemon are open and the
+    /// daemon has read everything sent on them (the kernel's receive queue
+    /// is empty): with requests written in full first (`raw_send`), every
+    /// one of them is then inside the daemon. False if not within `timeout`.
+    pub async fn wait_requests_read(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if read_connections(self.port) >= n {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (bounded) until the daemon has logged `line`: its signal that
+    /// a reload is applied, a shutdown begun, …
+    pub async fn wait_for_log(&self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains(line) {
+            assert!(
+                Instant::now() < deadline,
+                "no {line:?} in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn token(&self) -> String {
         std::fs::read_to_string(&self.token_path).expect("token file")
     }
@@ -343,6 +374,27 @@ impl Daemon {
             .expect("wait");
         status.code()
     }
+}
+
+/// Established IPv4 connections whose local port is `port` (the daemon's
+/// side) with nothing left unread, from `/proc/net/tcp`.
+fn read_connections(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local_port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(queues)) =
+                (fields.get(1), fields.get(3), fields.get(4))
+            else {
+                return false;
+            };
+            // 01: ESTABLISHED; queues are `tx:rx` in hex.
+            local.ends_with(&local_port) && *state == "01" && queues.ends_with(":00000000")
+        })
+        .count()
 }
 
 pub struct Answer {

@@ -6,7 +6,6 @@
 //! the daemon's config at it with `[source] federation_endpoint = stub.url()`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -14,6 +13,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+
+use super::served::Served;
 
 /// One request the stand-in received: its decoded query parameters.
 #[derive(Clone, Debug)]
@@ -37,34 +38,23 @@ struct Shared {
 }
 
 pub struct FederationStub {
-    address: SocketAddr,
+    served: Served,
     shared: Arc<Mutex<Shared>>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl FederationStub {
     pub async fn start() -> FederationStub {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the federation stand-in");
-        let address = listener.local_addr().expect("address");
         let shared = Arc::new(Mutex::new(Shared::default()));
         let app = Router::new()
             .route("/federation", get(federation))
             .with_state(shared.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FederationStub {
-            address,
-            shared,
-            server,
-        }
+        let served = Served::start("federation stand-in", app).await;
+        FederationStub { served, shared }
     }
 
     /// The endpoint URL, as `federation_endpoint` takes it.
     pub fn url(&self) -> String {
-        format!("http://{}/federation", self.address)
+        format!("http://{}/federation", self.served.address)
     }
 
     pub fn calls(&self) -> Vec<FederationCall> {
@@ -81,12 +71,6 @@ impl FederationStub {
     pub fn refuse(&self, status: u16, body: &str) {
         let status = StatusCode::from_u16(status).expect("status");
         self.shared.lock().expect("lock").refusal = Some((status, body.to_owned()));
-    }
-}
-
-impl Drop for FederationStub {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod federation_stub;
 pub mod moto;
 pub mod netns;
+pub mod served;
 pub mod signin_stub;
 pub mod sso_stub;
 pub mod sts_proxy;
@@ -18,6 +19,15 @@ pub use daemon::{Answer, Daemon, Options};
 pub use moto::{fake_sigv4, moto_url};
 pub use netns::Netns;
 pub use sts_proxy::{Fault, Stall, StsCall, StsProxy};
+
+/// Role `dev` as most tests configure it: session `alice`, so a client that
+/// took it is [`DEV_ALICE_ARN`].
+pub const DEV_ALICE: &str = r#"
+[roles.dev]
+role_arn = "arn:aws:iam::111111111111:role/dev"
+session_name = "alice"
+"#;
+pub const DEV_ALICE_ARN: &str = "arn:aws:sts::111111111111:assumed-role/dev/alice";
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +59,19 @@ pub async fn run(cmd: &mut tokio::process::Command) -> Output {
 }
 
 /// [`run`] with an explicit time limit.
+/// [`run`], and the command must succeed (else a panic with its output).
+pub async fn run_ok(cmd: &mut tokio::process::Command) -> Output {
+    let output = run(cmd).await;
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 pub async fn run_with_timeout(cmd: &mut tokio::process::Command, limit: Duration) -> Output {
     let what = format!("{:?}", cmd.as_std());
     cmd.stdin(Stdio::null())
@@ -162,11 +185,22 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// would send (odd Host headers, huge heads, bytes that are not UTF-8).
 /// Returns the status code (0 if the server closed without answering) and the body.
 pub async fn raw_request(port: u16, request: &[u8]) -> (u16, String) {
+    raw_answer(raw_send(port, request).await).await
+}
+
+/// The first half of [`raw_request`]: returns once all of `request` is
+/// written (on loopback: in the server's receive queue).
+pub async fn raw_send(port: u16, request: &[u8]) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     stream.write_all(request).await.expect("send");
+    stream
+}
+
+/// The second half of [`raw_request`]: the status and body of the answer.
+pub async fn raw_answer(mut stream: tokio::net::TcpStream) -> (u16, String) {
     let mut answer = Vec::new();
     let read = tokio::time::timeout(RUN_TIMEOUT, stream.read_to_end(&mut answer)).await;
     read.expect("answer in time").ok();
@@ -218,6 +252,14 @@ mod tests {
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(String::from_utf8_lossy(&out.stdout), "to stdout\n");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "to stderr\n");
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "said why on stderr")]
+    async fn run_ok_panics_with_the_output_of_a_failed_command() {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args(["-c", "echo said why on stderr >&2; exit 1"]);
+        run_ok(&mut cmd).await;
     }
 
     #[tokio::test]

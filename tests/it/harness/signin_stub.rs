@@ -4,7 +4,6 @@
 //! answers every refresh as the real one does for a session that has ended
 //! (`AccessDeniedException`, `TOKEN_EXPIRED`) and counts the calls.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -13,6 +12,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
+
+use super::served::Served;
 
 /// A P-256 key for the DPoP proofs the SDK signs refreshes with. It signs
 /// nothing but requests to this stand-in.
@@ -24,43 +25,26 @@ o38sMayDBzUxMkFgOFBysz7rIYh0U+YmXg==
 ";
 
 pub struct SigninStub {
-    address: SocketAddr,
+    served: Served,
     calls: Arc<AtomicUsize>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl SigninStub {
     pub async fn start() -> SigninStub {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind sign-in stub");
-        let address = listener.local_addr().expect("address");
         let calls = Arc::new(AtomicUsize::new(0));
         let app = Router::new()
             .route("/v1/token", post(token))
             .with_state(calls.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        SigninStub {
-            address,
-            calls,
-            server,
-        }
+        let served = Served::start("sign-in stub", app).await;
+        SigninStub { served, calls }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.served.address)
     }
 
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for SigninStub {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 

@@ -2,7 +2,6 @@
 //! loopback, for SSO-sourced profiles. Point the daemon at it with
 //! `AWS_ENDPOINT_URL_SSO`. It answers only the bearer token it was given.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,36 +11,25 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use super::served::Served;
+
 pub const SSO_ACCESS_KEY_ID: &str = "ASIASSOSTUBEXAMPLE";
 
 pub struct SsoStub {
-    address: SocketAddr,
-    server: tokio::task::JoinHandle<()>,
+    served: Served,
 }
 
 impl SsoStub {
     pub async fn start(bearer_token: &str) -> SsoStub {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind SSO stub");
-        let address = listener.local_addr().expect("address");
         let app = Router::new()
             .route("/federation/credentials", get(role_credentials))
             .with_state(Arc::new(bearer_token.to_owned()));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        SsoStub { address, server }
+        let served = Served::start("SSO stub", app).await;
+        SsoStub { served }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-}
-
-impl Drop for SsoStub {
-    fn drop(&mut self) {
-        self.server.abort();
+        format!("http://{}", self.served.address)
     }
 }
 

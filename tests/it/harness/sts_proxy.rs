@@ -107,6 +107,8 @@ struct Shared {
     calls: Mutex<Vec<StsCall>>,
     /// Number of recorded calls; `wait_for` wakes on its changes.
     recorded: watch::Sender<usize>,
+    /// False while [`StsProxy::hold`] keeps answers back.
+    open: watch::Sender<bool>,
     knobs: Mutex<Knobs>,
     request_ids: AtomicU64,
 }
@@ -153,6 +155,7 @@ impl StsProxy {
             client: reqwest::Client::new(),
             calls: Mutex::new(Vec::new()),
             recorded: watch::Sender::new(0),
+            open: watch::Sender::new(true),
             knobs: Mutex::new(Knobs::default()),
             request_ids: AtomicU64::new(1),
         });
@@ -184,6 +187,21 @@ impl StsProxy {
         self.shared.calls().clone()
     }
 
+    /// The first call of `action`, if any.
+    pub fn first(&self, action: &str) -> Option<StsCall> {
+        self.shared
+            .calls()
+            .iter()
+            .find(|c| c.action == action)
+            .cloned()
+    }
+
+    /// The latest call of `action`, if any.
+    pub fn last(&self, action: &str) -> Option<StsCall> {
+        let calls = self.shared.calls();
+        calls.iter().rev().find(|c| c.action == action).cloned()
+    }
+
     /// How many calls of `action` (e.g. `"AssumeRole"`) were recorded, faulted ones included.
     pub fn count(&self, action: &str) -> usize {
         self.shared.count(action)
@@ -212,10 +230,23 @@ impl StsProxy {
         self.shared.knobs().delay = delay;
     }
 
+    /// From now on, hold every answer (faults too) until [`release`](Self::release):
+    /// calls pile up in flight for as long as the test needs, and
+    /// [`wait_for`](Self::wait_for) tells it when they have arrived.
+    pub fn hold(&self) {
+        self.shared.open.send_replace(false);
+    }
+
+    /// Sends the held answers, and answers at once again.
+    pub fn release(&self) {
+        self.shared.open.send_replace(true);
+    }
+
     /// Waits until at least `n` calls of `action` were recorded; false if that
     /// did not happen within `timeout`. A call is recorded as soon as its
-    /// answer is known, before the [`set_delay`](Self::set_delay) hold, so with
-    /// a delay this returns while the caller is still waiting for the answer.
+    /// answer is known, before the [`set_delay`](Self::set_delay) or
+    /// [`hold`](Self::hold), so with either this returns while the caller is
+    /// still waiting for the answer.
     pub async fn wait_for(&self, action: &str, n: usize, timeout: Duration) -> bool {
         let mut recorded = self.shared.recorded.subscribe();
         let reached = recorded.wait_for(|_| self.shared.count(action) >= n);
@@ -294,6 +325,8 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     if let Some(delay) = knobs.delay {
         tokio::time::sleep(delay).await;
     }
+    // Never fails: `shared` (and so the sender) lives as long as this handler.
+    let _ = shared.open.subscribe().wait_for(|open| *open).await;
     response
 }
 
@@ -637,6 +670,29 @@ mod tests {
         let (status, _, _) = in_flight.await.expect("request task");
         assert_eq!(status, 200);
         assert!(started.elapsed() >= delay, "the answer was held");
+    }
+
+    #[tokio::test]
+    async fn hold_keeps_answers_until_release() {
+        let proxy = StsProxy::start().await;
+        proxy.hold();
+        let url = proxy.url();
+        let in_flight =
+            tokio::spawn(async move { post(&url, "AKIDHELD", &assume_role_form("fay")).await });
+        assert!(
+            proxy
+                .wait_for("AssumeRole", 1, Duration::from_secs(10))
+                .await
+        );
+        // Held however long the test looks: a release is the only way out.
+        let mut in_flight = in_flight;
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut in_flight).await;
+        assert!(early.is_err(), "answered before the release");
+        proxy.release();
+        let (status, _, _) = in_flight.await.expect("request task");
+        assert_eq!(status, 200);
+        let (status, _, _) = post(&proxy.url(), "AKIDHELD", &assume_role_form("fay")).await;
+        assert_eq!(status, 200, "answers at once after the release");
     }
 
     /// A real SDK parses the proxy's answers: the rewritten expiration and the
