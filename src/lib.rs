@@ -19,6 +19,7 @@ pub mod local_client;
 pub mod logging;
 pub mod memory;
 pub mod notify;
+pub mod own_address;
 pub mod peer;
 pub mod profiles;
 pub mod server;
