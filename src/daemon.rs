@@ -198,6 +198,7 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     });
 
     let routed = listeners(&config, &state).await?;
+    let _address_file = crate::address_file::publish(&config, &token_path, &routed);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(routed, async {
         let _ = stopped.await;

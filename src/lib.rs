@@ -1,6 +1,7 @@
 //! `assumed`: a local AWS credential-vending daemon. See ARCHITECTURE.md for
 //! the map; `cli` is the entry point.
 
+pub mod address_file;
 pub mod attention;
 pub mod aws_files;
 pub mod cache;
