@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod credentials;
 pub mod daemon;
+pub mod daemon_client;
 pub mod doctor;
 pub mod healthcheck;
 pub mod install;
