@@ -86,23 +86,7 @@ pub fn run(config_arg: Option<&Path>, role: Option<&str>, json: bool) -> Result<
     aws_files::restore_users_own_env();
     let mut findings = Vec::new();
 
-    let (mut config, valid) = match validate(config::load_or_default(config_arg), config_arg) {
-        Ok((config, summary)) => {
-            findings.push(Finding::ok("config", summary));
-            (config, true)
-        }
-        Err(errors) => {
-            findings.push(Finding::fail(
-                "config",
-                format!(
-                    "the config is not valid (a running daemon keeps its last good one):\n{errors}"
-                ),
-                "fix the lines named above, then: assumed check && assumed reload",
-            ));
-            // Still look for a daemon where one would be without a config.
-            (Config::default(), false)
-        }
-    };
+    let (mut config, valid) = check_config(config_arg, &mut findings);
     let located = locate_daemon(config_arg, &config, valid, &mut findings);
     let daemon = located
         .as_ref()
@@ -135,6 +119,27 @@ pub fn run(config_arg: Option<&Path>, role: Option<&str>, json: bool) -> Result<
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The config as `assumed check` sees it, and whether it is valid; the
+/// defaults when it is not, which is where a daemon runs without one.
+fn check_config(config_arg: Option<&Path>, findings: &mut Vec<Finding>) -> (Config, bool) {
+    match validate(config::load_or_default(config_arg), config_arg) {
+        Ok((config, summary)) => {
+            findings.push(Finding::ok("config", summary));
+            (config, true)
+        }
+        Err(errors) => {
+            findings.push(Finding::fail(
+                "config",
+                format!(
+                    "the config is not valid (a running daemon keeps its last good one):\n{errors}"
+                ),
+                "fix the lines named above, then: assumed check && assumed reload",
+            ));
+            (Config::default(), false)
+        }
+    }
 }
 
 /// What `assumed check` reports: the config is valid, and `default_role`
