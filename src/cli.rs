@@ -2,15 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::aws_files;
 use crate::client_env::{self, Format};
 use crate::config::{self, Config, RoleConfig};
 use crate::daemon;
+use crate::daemon_client::{DaemonClient, main_listener};
 use crate::logging::LogFormat;
 
 /// Exit status for a config that does not validate (`assumed check`).
@@ -47,18 +48,7 @@ enum Command {
     /// List configured roles and their ARNs
     Roles,
     /// Print the variables that point an SDK at ROLE
-    Env {
-        role: String,
-        #[arg(long, value_enum, default_value = "sh")]
-        format: Format,
-        /// Point the SDK at the IMDS emulation instead of the container endpoint
-        #[arg(long)]
-        imds: bool,
-        /// For a compose service: the daemon at 169.254.170.2 (or its configured network
-        /// address) and the token at /run/assumed/token (see docs/docker-compose.md)
-        #[arg(long, conflicts_with = "imds")]
-        compose: bool,
-    },
+    Env(EnvArgs),
     /// Exit 0 if the daemon answers /healthz on its first listen address (container HEALTHCHECK)
     Healthcheck,
     /// Print ROLE's credentials as `credential_process` JSON (Version 1), fetched from the daemon
@@ -71,16 +61,7 @@ enum Command {
     },
     /// Hand a one-time MFA code to the daemon for a role with mfa_serial
     /// (`mfa ROLE CODE`), or drop every MFA session it holds (`mfa --forget`)
-    Mfa {
-        #[arg(required_unless_present = "forget")]
-        role: Option<String>,
-        #[arg(required_unless_present = "forget")]
-        code: Option<String>,
-        /// Forget every MFA session, in the daemon and in the file that keeps
-        /// them across restarts; the next role that needs one asks again
-        #[arg(long, conflicts_with_all = ["role", "code"])]
-        forget: bool,
-    },
+    Mfa(MfaArgs),
     /// Make the running daemon re-read its config (like SIGHUP)
     Reload,
     /// Explain what works and what does not: the daemon, its token, the config, the
@@ -94,34 +75,9 @@ enum Command {
         json: bool,
     },
     /// Write the user service definition and print how to enable it
-    Install {
-        #[arg(long, required_unless_present = "launchd", conflicts_with = "launchd")]
-        systemd: bool,
-        #[arg(long)]
-        launchd: bool,
-        /// Print what would be written, write nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Replace files that differ from what would be written
-        #[arg(long)]
-        force: bool,
-    },
+    Install(InstallArgs),
     /// Open the AWS console as ROLE (a federation sign-in URL, from the daemon's credentials)
-    Console {
-        role: String,
-        /// Print the sign-in URL instead of opening a browser
-        #[arg(long)]
-        print: bool,
-        /// Where to land: a service name (s3, ec2, cloudwatch…) or an https:// console URL
-        #[arg(long, value_name = "SERVICE_OR_URL")]
-        destination: Option<String>,
-        /// Console region (and regional sign-in host); default: the role's region
-        #[arg(long)]
-        region: Option<String>,
-        /// Console session length (15m..12h); only for a role assumed with one AssumeRole
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<std::time::Duration>,
-    },
+    Console(ConsoleArgs),
     /// Run CMD with ROLE's credentials from the daemon; exits with CMD's status
     Exec {
         role: String,
@@ -135,6 +91,63 @@ enum Command {
     },
 }
 
+#[derive(Args, Debug)]
+struct EnvArgs {
+    role: String,
+    #[arg(long, value_enum, default_value = "sh")]
+    format: Format,
+    /// Point the SDK at the IMDS emulation instead of the container endpoint
+    #[arg(long)]
+    imds: bool,
+    /// For a compose service: the daemon at 169.254.170.2 (or its configured network
+    /// address) and the token at /run/assumed/token (see docs/docker-compose.md)
+    #[arg(long, conflicts_with = "imds")]
+    compose: bool,
+}
+
+#[derive(Args, Debug)]
+struct MfaArgs {
+    #[arg(required_unless_present = "forget")]
+    role: Option<String>,
+    #[arg(required_unless_present = "forget")]
+    code: Option<String>,
+    /// Forget every MFA session, in the daemon and in the file that keeps
+    /// them across restarts; the next role that needs one asks again
+    #[arg(long, conflicts_with_all = ["role", "code"])]
+    forget: bool,
+}
+
+#[derive(Args, Debug)]
+struct InstallArgs {
+    #[arg(long, required_unless_present = "launchd", conflicts_with = "launchd")]
+    systemd: bool,
+    #[arg(long)]
+    launchd: bool,
+    /// Print what would be written, write nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace files that differ from what would be written
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args, Debug)]
+struct ConsoleArgs {
+    role: String,
+    /// Print the sign-in URL instead of opening a browser
+    #[arg(long)]
+    print: bool,
+    /// Where to land: a service name (s3, ec2, cloudwatch…) or an https:// console URL
+    #[arg(long, value_name = "SERVICE_OR_URL")]
+    destination: Option<String>,
+    /// Console region (and regional sign-in host); default: the role's region
+    #[arg(long)]
+    region: Option<String>,
+    /// Console session length (15m..12h); only for a role assumed with one AssumeRole
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -146,93 +159,46 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// One arm per command, each naming what it needs: the config (which must be
+/// valid), or the running daemon (found without the config when its address
+/// file names it, see `daemon_client`).
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    let config_arg = cli.config.as_deref();
     if let Command::Doctor { role, json } = &cli.command {
         // Before anything edits the environment: the shell is what it checks.
-        return crate::doctor::run(cli.config.as_deref(), role.as_deref(), *json);
+        return crate::doctor::run(config_arg, role.as_deref(), *json);
     }
     // In a shell that `assumed env` set up, read the user's own AWS files.
     aws_files::restore_users_own_env();
-    let loaded = config::load_or_default(cli.config.as_deref());
+    let config = || valid_config(config_arg);
+    let daemon = || DaemonClient::locate(config_arg, config);
     match cli.command {
-        Command::Check => Ok(check(loaded, cli.config)),
-        Command::Install {
-            systemd,
-            dry_run,
-            force,
-            ..
-        } => install(systemd, dry_run, force, cli.config.as_deref()),
-        command => {
-            let config =
-                loaded.map_err(|diagnostics| format!("the config is not valid:\n{diagnostics}"))?;
-            match command {
-                Command::Serve { bench_static } => serve(
-                    config,
-                    daemon::ServeOptions {
-                        config_arg: cli.config,
-                        bench_static,
-                    },
-                    cli.log_format,
-                ),
-                Command::Roles => {
-                    print!("{}", roles_table(&config, &daemon::known_roles(&config)));
-                    Ok(ExitCode::SUCCESS)
-                }
-                Command::Healthcheck => crate::healthcheck::run(&config),
-                Command::Env {
-                    role,
-                    format,
-                    imds,
-                    compose,
-                } => {
-                    let roles = daemon::known_roles(&config);
-                    let env = if compose {
-                        crate::compose::env_for(&config, &roles, &role)?
-                    } else if imds {
-                        imds_env_for(&config, &roles, &role)?
-                    } else {
-                        client_env_for(&config, &roles, &role)?
-                    };
-                    print!("{}", client_env::render(&env, format));
-                    Ok(ExitCode::SUCCESS)
-                }
-                Command::CredentialProcess { role } => credential_process(&config, &role),
-                Command::Exec { role, command } => exec(&config, &role, command),
-                Command::Status { json } => status(&config, json),
-                Command::Mfa {
-                    role: Some(role),
-                    code: Some(code),
-                    forget: false,
-                } => mfa(&config, &role, &code),
-                Command::Mfa { .. } => forget_mfa(&config),
-                Command::Reload => reload(&config),
-                Command::Console {
-                    role,
-                    print,
-                    destination,
-                    region,
-                    duration,
-                } => crate::console::run(
-                    &config,
-                    crate::console::Request {
-                        role,
-                        print,
-                        destination,
-                        region,
-                        duration,
-                    },
-                    |path| ask_daemon(&config, "GET", path, &[]),
-                ),
-                Command::Check | Command::Install { .. } | Command::Doctor { .. } => {
-                    unreachable!("handled above")
-                }
-            }
-        }
+        Command::Serve { bench_static } => serve(config()?, &cli, bench_static),
+        Command::Check => Ok(check(config::load_or_default(config_arg), config_arg)),
+        Command::Install(args) => install(&args, config_arg),
+        Command::Roles => roles(&config()?),
+        Command::Env(args) => env(&config()?, &args),
+        Command::Exec { role, command } => exec(&config()?, &role, command),
+        Command::Healthcheck => crate::healthcheck::run(&daemon()?),
+        Command::CredentialProcess { role } => credential_process(&daemon()?, &role),
+        Command::Status { json } => status(&daemon()?, json),
+        Command::Reload => reload(&daemon()?),
+        Command::Mfa(args) => match (args.role, args.code) {
+            (Some(role), Some(code)) if !args.forget => mfa(&daemon()?, &role, &code),
+            _ => forget_mfa(config_arg),
+        },
+        Command::Console(args) => console(config_arg, args),
+        Command::Doctor { .. } => unreachable!("answered before the environment changed"),
     }
 }
 
-fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<PathBuf>) -> ExitCode {
-    match crate::doctor::validate(loaded, explicit.as_deref()) {
+fn valid_config(config_arg: Option<&Path>) -> Result<Config, String> {
+    config::load_or_default(config_arg)
+        .map_err(|diagnostics| format!("the config is not valid:\n{diagnostics}"))
+}
+
+fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<&Path>) -> ExitCode {
+    match crate::doctor::validate(loaded, explicit) {
         Ok((_, summary)) => {
             println!("{summary}");
             ExitCode::SUCCESS
@@ -244,12 +210,12 @@ fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<PathBuf>)
     }
 }
 
-fn serve(
-    config: Config,
-    options: daemon::ServeOptions,
-    log_format: LogFormat,
-) -> Result<ExitCode, String> {
-    crate::logging::init(log_format);
+fn serve(config: Config, cli: &Cli, bench_static: bool) -> Result<ExitCode, String> {
+    crate::logging::init(cli.log_format);
+    let options = daemon::ServeOptions {
+        config_arg: cli.config.clone(),
+        bench_static,
+    };
     // Before the runtime starts: this edits the process environment.
     daemon::strip_self_pointing_env(&config.server.listen);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -257,6 +223,22 @@ fn serve(
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(daemon::run(config, options))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn roles(config: &Config) -> Result<ExitCode, String> {
+    print!("{}", roles_table(config, &daemon::known_roles(config)));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn env(config: &Config, args: &EnvArgs) -> Result<ExitCode, String> {
+    let roles = daemon::known_roles(config);
+    let env = if args.compose {
+        crate::compose::env_for(config, &roles, &args.role)?
+    } else {
+        client_env_for(config, &roles, &args.role, args.imds)?
+    };
+    print!("{}", client_env::render(&env, args.format));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -282,18 +264,28 @@ fn roles_table(config: &Config, roles: &BTreeMap<String, RoleConfig>) -> String 
     out
 }
 
+/// The variables for ROLE: the container endpoint (`imds`: the IMDS
+/// emulation) and the credential-free copy of the user's profile.
 fn client_env_for(
     config: &Config,
     roles: &BTreeMap<String, RoleConfig>,
     role: &str,
+    imds: bool,
 ) -> Result<client_env::ClientEnv, String> {
     let settings = known_role(roles, role)?;
+    // Every refusal before the copy is written: bad input changes nothing.
+    if imds {
+        let listen = imds_listener(config, settings, role)?;
+        let copy = credential_free_copy(settings)?;
+        return Ok(client_env::imds_env(listen, no_proxy().as_deref(), &copy));
+    }
     let listen = main_listener(config)?;
+    let copy = credential_free_copy(settings)?;
     Ok(client_env::container_env(
         listen,
         role,
         &daemon::token_path(config),
-        &credential_free_copy(settings)?,
+        &copy,
     ))
 }
 
@@ -326,84 +318,38 @@ fn credential_free_copy(role: &RoleConfig) -> Result<aws_files::Copy, String> {
 
 /// IMDS serves one role per listener: the default role on the main one, or
 /// the role an `imds_listen` listener belongs to.
-fn imds_env_for(
+fn imds_listener(
     config: &Config,
-    roles: &BTreeMap<String, RoleConfig>,
+    settings: &RoleConfig,
     role: &str,
-) -> Result<client_env::ClientEnv, String> {
-    let settings = known_role(roles, role)?;
-    let listen = match settings.imds_listen {
-        Some(address) => address,
-        None if config.server.default_role.as_deref() == Some(role) => main_listener(config)?,
-        None => {
-            return Err(format!(
-                "IMDS serves only default_role on the main listener; give role {role:?} \
-                 its own listener with imds_listen = \"127.0.0.1:PORT\""
-            ));
-        }
-    };
+) -> Result<std::net::SocketAddr, String> {
+    match settings.imds_listen {
+        Some(address) => Ok(address),
+        None if config.server.default_role.as_deref() == Some(role) => main_listener(config),
+        None => Err(format!(
+            "IMDS serves only default_role on the main listener; give role {role:?} \
+             its own listener with imds_listen = \"127.0.0.1:PORT\""
+        )),
+    }
+}
+
+/// `NO_PROXY` as this shell has it, when a proxy is set: IMDS must not go
+/// through it.
+fn no_proxy() -> Option<String> {
     let proxied = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"]
         .iter()
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
-    let no_proxy = proxied.then(|| {
+    proxied.then(|| {
         std::env::var("NO_PROXY")
             .or_else(|_| std::env::var("no_proxy"))
             .unwrap_or_default()
-    });
-    Ok(client_env::imds_env(
-        listen,
-        no_proxy.as_deref(),
-        &credential_free_copy(settings)?,
-    ))
-}
-
-fn main_listener(config: &Config) -> Result<std::net::SocketAddr, String> {
-    config
-        .server
-        .listen
-        .first()
-        .copied()
-        .ok_or_else(|| "the config has no listen address".to_owned())
-}
-
-/// The token the running daemon wrote.
-fn daemon_token(config: &Config) -> Result<crate::token::Token, String> {
-    let token_file = daemon::token_path(config);
-    crate::token::read(&token_file).map_err(|e| {
-        format!(
-            "cannot read the token at {} ({e}); is `assumed serve` running?",
-            token_file.display()
-        )
     })
-}
-
-/// One request to the running daemon, with the token; the JSON answer, or
-/// the daemon's own message when it says no.
-fn ask_daemon(
-    config: &Config,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Result<serde_json::Value, String> {
-    let token = daemon_token(config)?;
-    let address = client_env::client_address(main_listener(config)?);
-    let reply = crate::local_client::request(address, method, path, token.expose(), headers)
-        .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
-    let answer: serde_json::Value = serde_json::from_slice(&reply.body)
-        .map_err(|_| format!("the daemon answered {} without JSON", reply.status))?;
-    if reply.status != 200 {
-        return Err(answer["message"]
-            .as_str()
-            .unwrap_or("the daemon gave no reason")
-            .to_owned());
-    }
-    Ok(answer)
 }
 
 /// Fetches ROLE from the daemon and prints it the way `credential_process`
 /// expects (stdout, exit 0), for tools that only read `~/.aws/config`.
-fn credential_process(config: &Config, role: &str) -> Result<ExitCode, String> {
-    let answer = ask_daemon(config, "GET", &format!("/role/{role}"), &[])?;
+fn credential_process(daemon: &DaemonClient, role: &str) -> Result<ExitCode, String> {
+    let answer = daemon.ask("GET", &format!("/role/{role}"), &[])?;
     let field = |name: &str| answer[name].as_str().unwrap_or_default().to_owned();
     let output = serde_json::json!({
         "Version": 1,
@@ -417,8 +363,8 @@ fn credential_process(config: &Config, role: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(config: &Config, json: bool) -> Result<ExitCode, String> {
-    let answer = ask_daemon(config, "GET", "/admin/status", &[])?;
+fn status(daemon: &DaemonClient, json: bool) -> Result<ExitCode, String> {
+    let answer = daemon.ask("GET", "/admin/status", &[])?;
     if json {
         println!("{answer}");
         return Ok(ExitCode::SUCCESS);
@@ -515,12 +461,11 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     out
 }
 
-fn mfa(config: &Config, role: &str, code: &str) -> Result<ExitCode, String> {
+fn mfa(daemon: &DaemonClient, role: &str, code: &str) -> Result<ExitCode, String> {
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err("an MFA code is six digits".into());
     }
-    let answer = ask_daemon(
-        config,
+    let answer = daemon.ask(
         "PUT",
         &format!("/admin/mfa/{role}"),
         &[(crate::server::admin::MFA_CODE_HEADER, code)],
@@ -531,8 +476,10 @@ fn mfa(config: &Config, role: &str, code: &str) -> Result<ExitCode, String> {
 
 /// Asks the daemon to forget its MFA sessions, and removes the file that
 /// keeps them in any case (the daemon may not be running).
-fn forget_mfa(config: &Config) -> Result<ExitCode, String> {
-    let asked = ask_daemon(config, "DELETE", "/admin/mfa", &[]);
+fn forget_mfa(config_arg: Option<&Path>) -> Result<ExitCode, String> {
+    let config = valid_config(config_arg)?;
+    let asked = DaemonClient::locate(config_arg, || Ok(config.clone()))
+        .and_then(|daemon| daemon.ask("DELETE", "/admin/mfa", &[]));
     if let Some(path) = crate::sts::mfa_store::path(&config.source) {
         crate::sts::mfa_store::save(&path, &[])
             .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
@@ -546,19 +493,28 @@ fn forget_mfa(config: &Config) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn reload(config: &Config) -> Result<ExitCode, String> {
-    let answer = ask_daemon(config, "PUT", "/admin/reload", &[])?;
+fn reload(daemon: &DaemonClient) -> Result<ExitCode, String> {
+    let answer = daemon.ask("PUT", "/admin/reload", &[])?;
     println!("reloaded: {}", answer["message"].as_str().unwrap_or("done"));
     Ok(ExitCode::SUCCESS)
 }
 
-fn install(
-    systemd: bool,
-    dry_run: bool,
-    force: bool,
-    config: Option<&std::path::Path>,
-) -> Result<ExitCode, String> {
-    let manager = if systemd {
+/// The console needs the config (its federation endpoint) as well as the daemon.
+fn console(config_arg: Option<&Path>, args: ConsoleArgs) -> Result<ExitCode, String> {
+    let request = crate::console::Request {
+        role: args.role,
+        print: args.print,
+        destination: args.destination,
+        region: args.region,
+        duration: args.duration,
+    };
+    let config = valid_config(config_arg)?;
+    let daemon = DaemonClient::locate(config_arg, || Ok(config.clone()))?;
+    crate::console::run(&config, request, |path| daemon.ask("GET", path, &[]))
+}
+
+fn install(args: &InstallArgs, config: Option<&Path>) -> Result<ExitCode, String> {
+    let manager = if args.systemd {
         crate::install::Manager::Systemd
     } else {
         crate::install::Manager::Launchd
@@ -569,12 +525,12 @@ fn install(
     let config_file = config::resolve_path(config).filter(|path| path.is_file());
     let config_file = config_file.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
     let plan = crate::install::plan(manager, &binary, config_file.as_deref())?;
-    if dry_run {
+    if args.dry_run {
         for (path, contents) in &plan.files {
             println!("# {}\n{contents}", path.display());
         }
     } else {
-        for line in crate::install::write(&plan, force)? {
+        for line in crate::install::write(&plan, args.force)? {
             println!("{line}");
         }
     }
@@ -588,8 +544,8 @@ fn install(
 fn exec(config: &Config, role: &str, command: Vec<OsString>) -> Result<ExitCode, String> {
     use std::os::unix::process::CommandExt;
 
-    let env = client_env_for(config, &daemon::known_roles(config), role)?;
-    let token = daemon_token(config)?;
+    let env = client_env_for(config, &daemon::known_roles(config), role, false)?;
+    let token = DaemonClient::from_config(config)?.token()?;
     let (program, args) = command.split_first().ok_or("no command given")?;
     let mut child = std::process::Command::new(program);
     child.args(args);

@@ -38,8 +38,7 @@ pub fn strip_self_pointing_env(listen: &[SocketAddr]) {
     let full_uri = std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI").ok();
     let points_at_us = full_uri
         .as_deref()
-        .and_then(uri_authority)
-        .is_some_and(|authority| is_own_address(&authority, listen));
+        .is_some_and(|uri| crate::own_address::reaches(uri, listen));
     let relative_reaches_us = std::env::var_os("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
         && listen
             .iter()
@@ -54,33 +53,11 @@ pub fn strip_self_pointing_env(listen: &[SocketAddr]) {
     let imds_is_us = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
         .ok()
         .as_deref()
-        .and_then(uri_authority)
-        .is_some_and(|authority| is_own_address(&authority, listen));
+        .is_some_and(|uri| crate::own_address::reaches(uri, listen));
     if imds_is_us {
         // SAFETY: as above.
         unsafe { std::env::remove_var("AWS_EC2_METADATA_SERVICE_ENDPOINT") };
     }
-}
-
-pub fn uri_authority(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    Some(authority.to_ascii_lowercase())
-}
-
-pub fn is_own_address(authority: &str, listen: &[SocketAddr]) -> bool {
-    let port_of = |a: &str| a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
-    let host_of = |a: &str| a.rsplit_once(':').map(|(h, _)| h.to_owned());
-    let (Some(port), Some(host)) = (port_of(authority), host_of(authority)) else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    listen.iter().any(|address| {
-        address.port() == port
-            && (address.ip().is_unspecified()
-                || matches!(host, "localhost" | "127.0.0.1" | "::1")
-                || host.parse::<std::net::IpAddr>().ok() == Some(address.ip()))
-    })
 }
 
 /// The roles to serve: `[roles]`, plus every `~/.aws/config` profile with a
@@ -221,6 +198,7 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     });
 
     let routed = listeners(&config, &state).await?;
+    let _address_file = crate::address_file::publish(&config, &token_path, &routed);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(routed, async {
         let _ = stopped.await;
@@ -504,22 +482,4 @@ fn describe(names: &[String]) -> String {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_its_own_endpoint() {
-        let listen: Vec<SocketAddr> = vec!["127.0.0.1:9911".parse().expect("addr")];
-        let own = |uri: &str| {
-            uri_authority(uri).is_some_and(|authority| is_own_address(&authority, &listen))
-        };
-        assert!(own("http://127.0.0.1:9911/role/dev"));
-        assert!(own("http://localhost:9911/creds"));
-        assert!(!own("http://127.0.0.1:9912/role/dev"));
-        assert!(!own("http://169.254.170.2/v2/credentials"));
-        assert!(!own("not a uri"));
-    }
 }

@@ -1,6 +1,7 @@
 //! `assumed`: a local AWS credential-vending daemon. See ARCHITECTURE.md for
 //! the map; `cli` is the entry point.
 
+pub mod address_file;
 pub mod arn;
 pub mod attention;
 pub mod aws_files;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod console;
 pub mod credentials;
 pub mod daemon;
+pub mod daemon_client;
 pub mod doctor;
 pub mod healthcheck;
 pub mod install;
@@ -20,6 +22,7 @@ pub mod local_client;
 pub mod logging;
 pub mod memory;
 pub mod notify;
+pub mod own_address;
 pub mod peer;
 pub mod profiles;
 pub mod server;

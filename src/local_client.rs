@@ -1,7 +1,6 @@
-//! The CLI's own requests to the daemon on loopback (`status`, `mfa`,
-//! `credential-process`, `console`, `doctor`, `healthcheck`): hyper's client
-//! connection, one request per connection, on a small runtime of its own
-//! (the CLI has none). hyper does the framing (`Content-Length` or chunked);
+//! The CLI's own requests to the daemon on loopback (for `daemon_client`
+//! and `doctor`): hyper's client connection, one request per connection, on
+//! a small runtime of its own (the CLI has none). hyper does the framing (`Content-Length` or chunked);
 //! the body is bounded, and a path that is no valid URI is refused here
 //! rather than sent.
 

@@ -239,7 +239,8 @@ pub fn load_or_default(cli: Option<&Path>) -> Result<Config, Diagnostics> {
     }
 }
 
-fn explicit_path(cli: Option<&Path>) -> Option<PathBuf> {
+/// The config file the user named (`--config`, else `ASSUMED_CONFIG`).
+pub fn explicit_path(cli: Option<&Path>) -> Option<PathBuf> {
     let from_env = || {
         std::env::var_os("ASSUMED_CONFIG")
             .filter(|value| !value.is_empty())

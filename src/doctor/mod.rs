@@ -19,13 +19,15 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::aws_files;
-use crate::client_env::client_address;
 use crate::config::{self, Config, RoleConfig};
 use crate::daemon;
+use crate::daemon_client::DaemonClient;
 use crate::local_client;
 
 /// Past this, SigV4 starts to refuse requests (it allows 5 minutes).
 const CLOCK_SKEW_WARNING_SECONDS: i64 = 60;
+const START: &str = "assumed serve   (as a service: systemctl --user start assumed)";
+const RESTART: &str = "systemctl --user restart assumed";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,24 +86,16 @@ pub fn run(config_arg: Option<&Path>, role: Option<&str>, json: bool) -> Result<
     aws_files::restore_users_own_env();
     let mut findings = Vec::new();
 
-    let config = match validate(config::load_or_default(config_arg), config_arg) {
-        Ok((config, summary)) => {
-            findings.push(Finding::ok("config", summary));
-            config
-        }
-        Err(errors) => {
-            findings.push(Finding::fail(
-                "config",
-                format!(
-                    "the config is not valid (a running daemon keeps its last good one):\n{errors}"
-                ),
-                "fix the lines named above, then: assumed check && assumed reload",
-            ));
-            // Still look for a daemon where one would be without a config.
-            Config::default()
-        }
-    };
-    let daemon = check_daemon(&config, &mut findings);
+    let (mut config, valid) = check_config(config_arg, &mut findings);
+    let located = locate_daemon(config_arg, &config, valid, &mut findings);
+    let daemon = located
+        .as_ref()
+        .and_then(|located| check_daemon(located, &mut findings));
+    if let Some(located) = located.filter(|l| l.from_address_file) {
+        // The shell is checked against where the daemon listens, which
+        // its address file knows even when the config is broken or changed.
+        config.server.listen = located.listen;
+    }
     // The role in question: the one asked about, else the one this shell points at.
     let target = role
         .map(str::to_owned)
@@ -125,6 +119,27 @@ pub fn run(config_arg: Option<&Path>, role: Option<&str>, json: bool) -> Result<
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The config as `assumed check` sees it, and whether it is valid; the
+/// defaults when it is not, which is where a daemon runs without one.
+fn check_config(config_arg: Option<&Path>, findings: &mut Vec<Finding>) -> (Config, bool) {
+    match validate(config::load_or_default(config_arg), config_arg) {
+        Ok((config, summary)) => {
+            findings.push(Finding::ok("config", summary));
+            (config, true)
+        }
+        Err(errors) => {
+            findings.push(Finding::fail(
+                "config",
+                format!(
+                    "the config is not valid (a running daemon keeps its last good one):\n{errors}"
+                ),
+                "fix the lines named above, then: assumed check && assumed reload",
+            ));
+            (Config::default(), false)
+        }
+    }
 }
 
 /// What `assumed check` reports: the config is valid, and `default_role`
@@ -175,73 +190,108 @@ fn default_role_problem(
     ))
 }
 
-/// Is the daemon answering, is its token file as SDKs need it, and does the
-/// daemon take that token.
-fn check_daemon(config: &Config, findings: &mut Vec<Finding>) -> Option<Daemon> {
-    let Some(listen) = config.server.listen.first() else {
-        findings.push(Finding::fail(
-            "daemon",
-            "the config has no listen address",
-            "add listen = [\"127.0.0.1:9911\"] to [server]",
-        ));
-        return None;
-    };
-    let address = client_address(*listen);
-    let token_path = daemon::token_path(config);
-    let token = check_token_file(&token_path, findings);
-    let start = "assumed serve   (as a service: systemctl --user start assumed)";
-    match local_client::request(address, "GET", "/healthz", "", &[]) {
-        Ok(reply) if reply.status == 200 => {}
-        Ok(reply) => {
-            findings.push(Finding::fail(
+/// Where the daemon should be: its address file (found without the config),
+/// else the config's first listen address. A daemon that listens elsewhere
+/// than a valid config says has not been restarted since `listen` changed.
+fn locate_daemon(
+    config_arg: Option<&Path>,
+    config: &Config,
+    valid: bool,
+    findings: &mut Vec<Finding>,
+) -> Option<DaemonClient> {
+    let from_config = DaemonClient::from_config(config);
+    match (DaemonClient::from_address_file(config_arg), from_config) {
+        (Some(found), Ok(configured)) if valid && found.address != configured.address => {
+            findings.push(Finding::warn(
                 "daemon",
                 format!(
-                    "{address} answers /healthz with {}: is that assumed?",
-                    reply.status
+                    "the daemon listens at {}, the config says {}: clients set up by \
+                     `assumed env` look there",
+                    found.address, configured.address
                 ),
-                start,
+                format!("restart the daemon to listen where the config says: {RESTART}"),
             ));
-            return None;
+            Some(found)
         }
-        Err(error) => {
+        (Some(found), _) => Some(found),
+        (None, Ok(configured)) => Some(configured),
+        (None, Err(_)) => {
             findings.push(Finding::fail(
                 "daemon",
-                format!("no daemon answers at {address} ({error})"),
-                start,
+                "the config has no listen address",
+                "add listen = [\"127.0.0.1:9911\"] to [server]",
             ));
-            return None;
+            None
         }
     }
-    let token = token?;
-    let reply = match local_client::request(address, "GET", "/admin/status", &token, &[]) {
-        Ok(reply) => reply,
-        Err(error) => {
-            findings.push(Finding::fail(
-                "daemon",
-                format!("the daemon at {address} stopped answering: {error}"),
-                start,
-            ));
-            return None;
+}
+
+/// Is the daemon answering, is its token file as SDKs need it, and does the
+/// daemon take that token.
+fn check_daemon(located: &DaemonClient, findings: &mut Vec<Finding>) -> Option<Daemon> {
+    let token = check_token_file(&located.token_file, findings);
+    match ask_status(located, token) {
+        Ok(daemon) => {
+            findings.push(version_finding(&daemon));
+            Some(daemon)
         }
-    };
+        Err(failure) => {
+            findings.extend(failure);
+            None
+        }
+    }
+}
+
+/// `/healthz`, then `/admin/status` with the token. The finding that says
+/// what failed (none when it is the token, which has its own).
+fn ask_status(located: &DaemonClient, token: Option<String>) -> Result<Daemon, Option<Finding>> {
+    let address = located.address;
+    let down = |message: String| Some(Finding::fail("daemon", message, START));
+    match local_client::get(address, "/healthz", "") {
+        Ok(reply) if reply.status == 200 => {}
+        Ok(reply) => {
+            return Err(down(format!(
+                "{address} answers /healthz with {}: is that assumed?",
+                reply.status
+            )));
+        }
+        Err(error) => return Err(down(format!("no daemon answers at {address} ({error})"))),
+    }
+    let token = token.ok_or(None)?;
+    let reply = local_client::get(address, "/admin/status", &token).map_err(|error| {
+        down(format!(
+            "the daemon at {address} stopped answering: {error}"
+        ))
+    })?;
     let status: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
     if reply.status != 200 {
         let reason = status["message"].as_str().unwrap_or("no reason given");
-        findings.push(Finding::fail(
+        return Err(Some(Finding::fail(
             "daemon",
             format!(
                 "the daemon at {address} refuses the token in {} ({}: {reason}); another daemon may have written it",
-                token_path.display(),
+                located.token_file.display(),
                 reply.status
             ),
-            "restart the daemon so that it writes its token again: systemctl --user restart assumed",
-        ));
-        return None;
+            format!("restart the daemon so that it writes its token again: {RESTART}"),
+        )));
     }
-    let pid = status["daemon"]["pid"].as_u64().unwrap_or_default();
-    let version = status["daemon"]["version"].as_str().unwrap_or("unknown");
+    Ok(Daemon {
+        address,
+        token,
+        status,
+    })
+}
+
+/// The daemon's pid and version, and whether it runs this version.
+fn version_finding(daemon: &Daemon) -> Finding {
+    let address = daemon.address;
+    let pid = daemon.status["daemon"]["pid"].as_u64().unwrap_or_default();
+    let version = daemon.status["daemon"]["version"]
+        .as_str()
+        .unwrap_or("unknown");
     let ours = env!("CARGO_PKG_VERSION");
-    findings.push(if version == ours {
+    if version == ours {
         Finding::ok(
             "daemon",
             format!("answering at {address} (pid {pid}, assumed {version})"),
@@ -252,83 +302,71 @@ fn check_daemon(config: &Config, findings: &mut Vec<Finding>) -> Option<Daemon> 
             format!(
                 "answering at {address} (pid {pid}) runs assumed {version}, this command is {ours}"
             ),
-            "restart the daemon to run this version: systemctl --user restart assumed",
+            format!("restart the daemon to run this version: {RESTART}"),
         )
-    });
-    Some(Daemon {
-        address,
-        token,
-        status,
-    })
+    }
 }
 
 /// The token file as SDKs read it: there, ours, private, exactly the token.
 /// Returns the token when it is usable.
 fn check_token_file(path: &Path, findings: &mut Vec<Finding>) -> Option<String> {
-    let shown = path.display();
-    let metadata = match fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(error) => {
-            findings.push(Finding::fail(
-                "token",
-                format!("cannot read the token file {shown}: {error}"),
-                "start the daemon, which writes it: assumed serve",
-            ));
-            return None;
+    match usable_token(path) {
+        Ok(token) => {
+            let message = format!("{}: mode 600, no newline", path.display());
+            findings.push(Finding::ok("token", message));
+            Some(token)
         }
-    };
+        Err(problem) => {
+            findings.push(problem);
+            None
+        }
+    }
+}
+
+/// The token in `path`, or the first thing that keeps SDKs from using it.
+fn usable_token(path: &Path) -> Result<String, Finding> {
+    let shown = path.display();
+    let fail = |message: String, next: String| Finding::fail("token", message, next);
+    let metadata = fs::metadata(path).map_err(|error| {
+        fail(
+            format!("cannot read the token file {shown}: {error}"),
+            "start the daemon, which writes it: assumed serve".into(),
+        )
+    })?;
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     if metadata.uid() != uid {
-        findings.push(Finding::fail(
-            "token",
+        return Err(fail(
             format!("{shown} belongs to uid {}, not to you", metadata.uid()),
-            "run the daemon as yourself, or point token_file at a file of yours",
+            "run the daemon as yourself, or point token_file at a file of yours".into(),
         ));
-        return None;
     }
     let mode = metadata.mode() & 0o777;
     if mode & 0o077 != 0 {
-        findings.push(Finding::fail(
-            "token",
+        return Err(fail(
             format!("{shown} has mode {mode:03o}: other users can read it and take every role"),
             format!("chmod 600 {shown}"),
         ));
-        return None;
     }
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            findings.push(Finding::fail(
-                "token",
-                format!("cannot read {shown}: {error}"),
-                format!("ls -l {shown}"),
-            ));
-            return None;
-        }
-    };
+    let bytes = fs::read(path).map_err(|error| {
+        fail(
+            format!("cannot read {shown}: {error}"),
+            format!("ls -l {shown}"),
+        )
+    })?;
     if bytes.ends_with(b"\n") || bytes.ends_with(b"\r") {
-        findings.push(Finding::fail(
-            "token",
+        return Err(fail(
             format!("{shown} ends in a newline: botocore, Node and Rust refuse such a token"),
             format!("printf %s \"$(cat {shown})\" > {shown}"),
         ));
-        return None;
     }
-    let text = String::from_utf8(bytes).ok()?;
-    if text.len() < 16 || !text.bytes().all(|b| b.is_ascii_graphic()) {
-        findings.push(Finding::fail(
-            "token",
+    match String::from_utf8(bytes) {
+        Ok(text) if text.len() >= 16 && text.bytes().all(|b| b.is_ascii_graphic()) => Ok(text),
+        _ => Err(fail(
             format!("{shown} does not hold a token (visible ASCII, 16 characters or more)"),
-            "restart the daemon so that it writes a new one: systemctl --user restart assumed",
-        ));
-        return None;
+            format!("restart the daemon so that it writes a new one: {RESTART}"),
+        )),
     }
-    findings.push(Finding::ok(
-        "token",
-        format!("{shown}: mode 600, no newline"),
-    ));
-    Some(text)
 }
 
 /// Each role's state as the daemon reports it; with `asked`, only that one.

@@ -12,7 +12,7 @@ use super::Finding;
 use crate::aws_files::{IniFile, Origin, Selection};
 use crate::client_env::client_address;
 use crate::config::Config;
-use crate::daemon::{is_own_address, uri_authority};
+use crate::own_address::{self, Authority};
 
 /// Where ECS's RELATIVE_URI is resolved.
 const ECS_BASE: &str = "http://169.254.170.2";
@@ -299,14 +299,13 @@ fn imds_link(shell: &HashMap<String, String>, config: &Config) -> Option<Link> {
 
 fn points_at_daemon(uri: &str, listen: &[SocketAddr]) -> bool {
     let reachable: Vec<SocketAddr> = listen.iter().map(|a| client_address(*a)).collect();
-    uri_authority(uri).is_some_and(|authority| is_own_address(&authority, &reachable))
+    own_address::reaches(uri, &reachable)
 }
 
 /// `/role/NAME` is NAME; `/creds` is the default role.
 fn served_role(uri: &str, config: &Config) -> Option<String> {
-    let path = uri.split_once("://")?.1;
-    let path = &path[path.find('/')?..];
-    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let uri: hyper::Uri = uri.parse().ok()?;
+    let path = uri.path();
     match path.strip_prefix("/role/") {
         Some(name) => Some(name.trim_end_matches('/').to_owned()),
         None if path == "/creds" => config.server.default_role.clone(),
@@ -316,13 +315,13 @@ fn served_role(uri: &str, config: &Config) -> Option<String> {
 
 /// The main listener's IMDS serves the default role; an `imds_listen` its own.
 fn imds_role(endpoint: &str, config: &Config) -> Option<String> {
-    let authority = uri_authority(endpoint)?;
+    let authority = Authority::of(endpoint)?;
     let own_listener = config
         .roles
         .iter()
         .find(|(_, role)| {
             role.imds_listen
-                .is_some_and(|a| is_own_address(&authority, &[client_address(a)]))
+                .is_some_and(|a| authority.is_one_of(&[client_address(a)]))
         })
         .map(|(name, _)| name.clone());
     own_listener.or_else(|| config.server.default_role.clone())

@@ -10,6 +10,7 @@ mod clients;
 mod compose;
 mod console;
 mod container;
+mod discovery;
 mod docker;
 mod doctor;
 mod imds;

@@ -352,7 +352,7 @@ async fn assumed_reload_applies_removals_and_reports_errors() {
     std::fs::write(&daemon.config_path, "[server]\nbogus = 1\n").expect("config");
     let refused = run(daemon.cli().arg("reload")).await;
     assert!(!refused.status.success());
-    // The CLI itself reads the (now broken) config, so it reports the error.
+    // The daemon's refusal (the CLI finds it without reading the config) names the line.
     assert!(String::from_utf8_lossy(&refused.stderr).contains("config.toml:2:1"));
 }
 
