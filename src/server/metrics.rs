@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::AppState;
 use super::error::ApiError;
 use super::guard::authorize;
+use super::state::AppState;
 use crate::token::Token;
 
 /// Latency buckets in seconds: answers from memory land in the first few.
