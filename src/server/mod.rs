@@ -1,6 +1,6 @@
-//! HTTP: one router serves every endpoint on every listener. Handlers never
-//! call STS; they ask the cache, which answers from memory when it can.
-
+//! HTTP: one router serves every endpoint on every listener. Credential
+//! handlers never call STS; they ask the cache, which answers from memory
+//! when it can.
 //!
 //! Submodules depend one way: `mod.rs` wires them; `state` holds what the
 //! handlers share and the reloadable `settings`; `control` and `upstream`
@@ -29,8 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
