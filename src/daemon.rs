@@ -1,11 +1,12 @@
 //! `assumed serve`: wires config, token, STS, cache and HTTP together and
 //! runs until told to stop.
 
+mod upstream;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -15,11 +16,12 @@ use crate::attention::Attention;
 use crate::cache::{Cache, Clock, RoleSpec, State, Timing};
 use crate::config::{self, Config, RoleConfig};
 use crate::profiles::AwsProfiles;
-use crate::server::session_token::SessionTokens;
+use crate::server::control::Control;
+use crate::server::settings::Settings;
 use crate::server::{self, AppState};
 use crate::service::{self, Signalled, Signals};
 use crate::sts::{CHAINED_SESSION_LIMIT, FALLBACK_REGION, Sts};
-use crate::token;
+use crate::token::{self, Token};
 
 /// Variables that would make the daemon's own source chain read the daemon.
 const SELF_POINTING: [&str; 4] = [
@@ -128,12 +130,6 @@ fn raise_open_file_limit() {
     }
 }
 
-/// Asks the main loop (which owns the config) to act; the HTTP admin
-/// endpoints use it.
-pub enum Control {
-    Reload(oneshot::Sender<Result<String, String>>),
-}
-
 /// How `serve` was asked to run, beyond the config.
 pub struct ServeOptions {
     /// `--config` as given (reloads read the same file).
@@ -144,11 +140,36 @@ pub struct ServeOptions {
 
 pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     raise_open_file_limit();
-    let mut signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
+    let signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
     let token_path = token_path(&config);
     let token = token::install(&token_path, config.server.token_file.is_some())
         .map_err(|e| format!("cannot set up the token file {}: {e}", token_path.display()))?;
+    let (running, requests) = start(config, options, token).await?;
 
+    let routed = listeners(&running.config, &running.state).await?;
+    let _address_file = crate::address_file::publish(&running.config, &token_path, &routed);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(routed, async {
+        let _ = stopped.await;
+    }));
+    announce_ready(&running, &token_path);
+    running.serve(signals, requests).await;
+
+    tracing::info!("shutting down: finishing requests in flight");
+    service::stopping();
+    let _ = stop.send(());
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// STS, the cache in front of it and the state the handlers share, with the
+/// line on which the admin endpoints ask for reloads.
+async fn start(
+    config: Config,
+    options: ServeOptions,
+    token: Token,
+) -> Result<(Running, mpsc::Receiver<Control>), String> {
     let profiles = Arc::new(load_profiles().await);
     let specs = role_specs(&config, &profiles);
     warn_about_clamped_sessions(&specs);
@@ -157,17 +178,43 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     let sts = Arc::new(Sts::new(config.source.clone()).with_attention(attention.clone()));
     sts.set_profiles(profiles).await;
     sts.restore_mfa_sessions();
-    let timing = Timing {
-        refresh_before: config.server.refresh_before,
-        idle_timeout: config.server.idle_timeout,
-        fetch_timeout: config.source.deadlines.fetch(),
-    };
     let clients = notifying_clients(&specs);
     // Before the cache: its slot and driver gauges count from the first one.
     let metrics = config.server.metrics && server::metrics::install().is_some();
-    let cache = Cache::new(specs, sts.clone(), timing, Clock::system());
-    // Reminders go out only for sessions whose roles are kept warm. (The
-    // cache holds the Sts that holds this: a cycle, for the daemon's life.)
+    let cache = Cache::new(specs, sts.clone(), timing(&config), Clock::system());
+    remind_only_in_use(&attention, &cache);
+    let fixed = server::Fixed {
+        region: config
+            .source
+            .region
+            .clone()
+            .unwrap_or_else(|| FALLBACK_REGION.into()),
+        metrics,
+        bench_static: options.bench_static,
+    };
+    let settings = Settings::new(&config.server);
+    let (state, requests) = AppState::new(cache, sts.clone(), token, clients, settings, fixed)
+        .map_err(|e| format!("no randomness: {e}"))?;
+    let running = Running {
+        config,
+        config_arg: options.config_arg,
+        state,
+        sts,
+    };
+    Ok((running, requests))
+}
+
+fn timing(config: &Config) -> Timing {
+    Timing {
+        refresh_before: config.server.refresh_before,
+        idle_timeout: config.server.idle_timeout,
+        fetch_timeout: config.source.deadlines.fetch(),
+    }
+}
+
+/// Reminders go out only for sessions whose roles are kept warm. (The cache
+/// holds the Sts that holds this: a cycle, for the daemon's life.)
+fn remind_only_in_use(attention: &Attention, cache: &Cache) {
     let in_use = cache.clone();
     attention.set_in_use(move |role| {
         in_use
@@ -175,71 +222,20 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
             .iter()
             .any(|s| s.name == role && matches!(s.state, State::Warm | State::Refreshing))
     });
-    let (control, mut requests) = mpsc::channel(4);
-    let state = Arc::new(AppState {
-        cache: cache.clone(),
-        sts,
-        token,
-        default_role: RwLock::new(config.server.default_role.clone()),
-        session_tokens: SessionTokens::new().map_err(|e| format!("no randomness: {e}"))?,
-        imdsv1: AtomicBool::new(config.server.imdsv1),
-        metrics,
-        allowed_hosts: server::guard::AllowedHosts::new(&config.server.allowed_hosts),
-        trust_subnet: RwLock::new(config.server.trust_subnet),
-        users: server::users::LocalUsers::new(&config.server.allow_uids),
-        clients,
-        region: config
-            .source
-            .region
-            .clone()
-            .unwrap_or_else(|| FALLBACK_REGION.into()),
-        control,
-        bench_static: options.bench_static,
-    });
+}
 
-    let routed = listeners(&config, &state).await?;
-    let _address_file = crate::address_file::publish(&config, &token_path, &routed);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(routed, async {
-        let _ = stopped.await;
-    }));
-    prefetch(&cache, cache.role_names());
+/// Warms the prefetched roles, says what is on, and tells the service
+/// manager the daemon is ready.
+fn announce_ready(running: &Running, token_path: &Path) {
+    let config = &running.config;
+    let cache = &running.state.cache;
+    prefetch(cache, cache.role_names());
     if config.server.trust_subnet.is_some() {
         announce_trust_subnet(config.server.trust_subnet);
     }
     announce_allow_uids(&config.server.allow_uids);
     tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
-    service::ready(&status_line(&cache));
-
-    let mut running = Running {
-        config,
-        config_arg: options.config_arg,
-        state,
-    };
-    let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
-    loop {
-        tokio::select! {
-            signalled = signals.next() => match signalled {
-                Signalled::Reload => {
-                    let _ = running.reload().await;
-                }
-                Signalled::Stop => break,
-            },
-            Some(request) = requests.recv() => match request {
-                Control::Reload(reply) => {
-                    let _ = reply.send(running.reload().await);
-                }
-            },
-            _ = status_tick.tick() => service::status(&status_line(&running.state.cache)),
-        }
-    }
-
-    tracing::info!("shutting down: finishing requests in flight");
-    service::stopping();
-    let _ = stop.send(());
-    let _ = server.await;
-    tracing::info!("stopped");
-    Ok(())
+    service::ready(&status_line(cache));
 }
 
 /// How often the service manager's STATUS= line is brought up to date.
@@ -339,9 +335,33 @@ struct Running {
     config: Config,
     config_arg: Option<PathBuf>,
     state: Arc<AppState>,
+    /// The state's upstream and the cache's fetcher: reloads hand it new profiles.
+    sts: Arc<Sts>,
 }
 
 impl Running {
+    /// Answers reloads (SIGHUP, the admin endpoint) and keeps the service
+    /// manager's status line current, until told to stop.
+    async fn serve(mut self, mut signals: Signals, mut requests: mpsc::Receiver<Control>) {
+        let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+        loop {
+            tokio::select! {
+                signalled = signals.next() => match signalled {
+                    Signalled::Reload => {
+                        let _ = self.reload().await;
+                    }
+                    Signalled::Stop => break,
+                },
+                Some(request) = requests.recv() => match request {
+                    Control::Reload(reply) => {
+                        let _ = reply.send(self.reload().await);
+                    }
+                },
+                _ = status_tick.tick() => service::status(&status_line(&self.state.cache)),
+            }
+        }
+    }
+
     /// Re-reads the config (SIGHUP, `assumed reload`). A config that does not
     /// validate changes nothing: the old one keeps serving.
     async fn reload(&mut self) -> Result<String, String> {
@@ -361,49 +381,25 @@ impl Running {
 
     async fn apply_new_config(&mut self) -> Result<String, String> {
         let new = config::load_or_default(self.config_arg.as_deref()).map_err(|d| d.to_string())?;
-        for (what, changed) in [
-            ("listen", new.server.listen != self.config.server.listen),
-            (
-                "token_file",
-                new.server.token_file != self.config.server.token_file,
-            ),
-            // federation_endpoint is read by `assumed console`, not the daemon.
-            (
-                "[source]",
-                config::SourceConfig {
-                    federation_endpoint: self.config.source.federation_endpoint.clone(),
-                    ..new.source.clone()
-                } != self.config.source,
-            ),
-            ("metrics", new.server.metrics != self.config.server.metrics),
-            (
-                "imds_listen",
-                imds_listeners(&new) != imds_listeners(&self.config),
-            ),
-        ] {
-            if changed {
-                tracing::warn!("{what} changed: that takes effect at the next restart");
-            }
-        }
+        warn_about_restart_only(&self.config, &new);
         let profiles = Arc::new(load_profiles().await);
         let specs = role_specs(&new, &profiles);
         warn_about_clamped_sessions(&specs);
         check_default_role(&new, &specs);
+        // Built whole before anything is swapped in.
+        let settings = Settings::new(&new.server);
         let state = &self.state;
-        state.sts.set_profiles(profiles).await;
+        self.sts.set_profiles(profiles).await;
         state.clients.notify_for(notify_roles(&specs));
         let changes = state.cache.replace_roles(specs);
-        *write(&state.default_role) = new.server.default_role.clone();
-        state.imdsv1.store(new.server.imdsv1, Ordering::Release);
-        state.sts.attention().set_enabled(notify_enabled(&new));
-        state.allowed_hosts.replace(&new.server.allowed_hosts);
-        // Reloaded, not deferred to a restart: revoking token-less access must not wait.
-        *write(&state.trust_subnet) = new.server.trust_subnet;
+        // default_role, imdsv1, allowed_hosts, trust_subnet and allow_uids at
+        // once. trust_subnet and allow_uids reload rather than wait for a
+        // restart: revoking access must not wait.
+        state.replace_settings(settings);
+        self.sts.attention().set_enabled(notify_enabled(&new));
         if new.server.trust_subnet != self.config.server.trust_subnet {
             announce_trust_subnet(new.server.trust_subnet);
         }
-        // Likewise: a user taken off allow_uids is refused from the next connection on.
-        state.users.replace(&new.server.allow_uids);
         if new.server.allow_uids != self.config.server.allow_uids {
             announce_allow_uids(&new.server.allow_uids);
         }
@@ -415,6 +411,28 @@ impl Running {
             describe(&changes.changed),
             describe(&changes.removed)
         ))
+    }
+}
+
+/// What a reload does not apply, said once per setting that changed.
+fn warn_about_restart_only(old: &Config, new: &Config) {
+    for (what, changed) in [
+        ("listen", new.server.listen != old.server.listen),
+        ("token_file", new.server.token_file != old.server.token_file),
+        // federation_endpoint is read by `assumed console`, not the daemon.
+        (
+            "[source]",
+            config::SourceConfig {
+                federation_endpoint: old.source.federation_endpoint.clone(),
+                ..new.source.clone()
+            } != old.source,
+        ),
+        ("metrics", new.server.metrics != old.server.metrics),
+        ("imds_listen", imds_listeners(new) != imds_listeners(old)),
+    ] {
+        if changed {
+            tracing::warn!("{what} changed: that takes effect at the next restart");
+        }
     }
 }
 
@@ -477,9 +495,4 @@ fn describe(names: &[String]) -> String {
     } else {
         names.join(", ")
     }
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

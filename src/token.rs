@@ -29,7 +29,7 @@ impl Token {
     pub fn generate() -> io::Result<Token> {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(Token(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+        Ok(Token(hex::encode(bytes)))
     }
 
     /// Constant-time comparison with what a client presented. Length is not

@@ -71,7 +71,9 @@ impl FakeSts {
             let _permit = gate.acquire().await;
         }
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        self.upstream_keys.lock().push(upstream.map(|u| u.access_key_id.clone()));
+        self.upstream_keys
+            .lock()
+            .push(upstream.map(|u| u.access_key_id.clone()));
         if let Some(error) = self.failures.lock().pop_front() {
             return Err(error);
         }
@@ -258,7 +260,9 @@ async fn outage_keeps_serving_valid_credentials_and_never_expired_ones() {
 #[tokio::test(start_paused = true)]
 async fn permanent_failures_are_remembered_for_a_while() {
     let (cache, sts) = cache_with(vec![role("dev")]);
-    sts.failures.lock().push_back(FetchError::permanent("AccessDenied", "not allowed"));
+    sts.failures
+        .lock()
+        .push_back(FetchError::permanent("AccessDenied", "not allowed"));
     for _ in 0..20 {
         let error = cache.get("dev").await.expect_err("denied");
         assert!(matches!(error, CacheError::Unavailable(e) if e.code == "AccessDenied"));
@@ -345,7 +349,9 @@ async fn chained_roles_are_signed_by_the_upstream_session() {
 async fn status_reports_each_role() {
     let (cache, sts) = cache_with(vec![role("dev"), role("ops")]);
     cache.get("dev").await.expect("credentials");
-    sts.failures.lock().push_back(FetchError::permanent("AccessDenied", "no"));
+    sts.failures
+        .lock()
+        .push_back(FetchError::permanent("AccessDenied", "no"));
     let _ = cache.get("ops").await;
     let status = cache.status();
     assert_eq!(status[0].name, "dev");

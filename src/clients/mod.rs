@@ -20,9 +20,10 @@ mod resolver;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::credentials::format_expiration;
@@ -153,17 +154,13 @@ impl Clients {
     /// The roles whose new clients raise a desktop notification (at start
     /// and on every reload).
     pub fn notify_for(&self, roles: impl IntoIterator<Item = String>) {
-        *self
-            .shared
-            .notify
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = roles.into_iter().collect();
+        *self.shared.notify.write() = roles.into_iter().collect();
     }
 
     /// `client` was just given `role`'s credentials.
     pub fn took(&self, client: &Arc<Client>, role: &str) {
         let now = SystemTime::now();
-        let mut known = lock(&client.known);
+        let mut known = client.known.lock();
         match &mut *known {
             Known::Named(identity) => {
                 let identity = identity.clone();
@@ -196,7 +193,7 @@ impl Clients {
     /// token, which `curl -H "Authorization: …"` puts on a command line)
     /// shows as `<redacted>` in command lines.
     pub fn recent(&self, role: &str, hide: &str) -> Vec<ClientStatus> {
-        let recent = lock(&self.shared.recent);
+        let recent = self.shared.recent.lock();
         let mut entries: Vec<&Entry> = recent
             .get(role)
             .map(|l| l.iter().collect())
@@ -221,7 +218,7 @@ impl Shared {
         last: SystemTime,
     ) {
         let new = {
-            let mut recent = lock(&self.recent);
+            let mut recent = self.recent.lock();
             if !recent.contains_key(role) {
                 recent.insert(role.to_owned(), Vec::new());
             }
@@ -297,12 +294,7 @@ impl Shared {
                 )
             }
         };
-        let wanted = self
-            .notify
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(role);
-        if wanted {
+        if self.notify.read().contains(role) {
             notify::send(Notification::new(format!("assumed: {role}"), what));
         }
     }
@@ -327,12 +319,6 @@ impl Entry {
             last_seen: format_expiration(self.last_seen),
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

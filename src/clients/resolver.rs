@@ -4,9 +4,11 @@
 //! `/proc` (a burst of a thousand connections costs a few walks, not a
 //! thousand).
 
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-use super::{Client, Identity, Known, Shared, lock};
+use parking_lot::{Condvar, Mutex};
+
+use super::{Client, Identity, Known, Shared};
 use crate::peer;
 
 #[derive(Default)]
@@ -18,7 +20,7 @@ pub(super) struct Queue {
 
 pub(super) fn enqueue(shared: &Arc<Shared>, client: Arc<Client>) {
     let queue = &shared.resolver;
-    lock(&queue.waiting).push(client);
+    queue.waiting.lock().push(client);
     queue.wake.notify_one();
     queue.started.get_or_init(|| {
         let shared = shared.clone();
@@ -34,13 +36,9 @@ pub(super) fn enqueue(shared: &Arc<Shared>, client: Arc<Client>) {
 fn run(shared: &Shared) {
     loop {
         let batch = {
-            let mut waiting = lock(&shared.resolver.waiting);
+            let mut waiting = shared.resolver.waiting.lock();
             while waiting.is_empty() {
-                waiting = shared
-                    .resolver
-                    .wake
-                    .wait(waiting)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                shared.resolver.wake.wait(&mut waiting);
             }
             std::mem::take(&mut *waiting)
         };
@@ -63,7 +61,7 @@ fn resolve(shared: &Shared, batch: Vec<Arc<Client>>) {
                 .and_then(|socket| found.get(&socket.inode).cloned()),
         });
         let uses =
-            match std::mem::replace(&mut *lock(&client.known), Known::Named(identity.clone())) {
+            match std::mem::replace(&mut *client.known.lock(), Known::Named(identity.clone())) {
                 Known::Pending(uses) => uses,
                 Known::Named(_) => Vec::new(),
             };

@@ -5,21 +5,21 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use tokio::sync::oneshot;
 
-use super::AppState;
+use super::connection::Connection;
+use super::control::Control;
 use super::error::ApiError;
 use super::guard::authorize;
-use super::listener::Connection;
-use crate::cache::{CacheError, RoleSpec};
+use super::state::AppState;
+use super::upstream::MfaUse;
+use crate::cache::RoleSpec;
 use crate::credentials::format_expiration;
-use crate::daemon::Control;
-use crate::sts::MfaUse;
 
 /// `assumed console`: ROLE's credentials exactly as `/role/ROLE` serves
 /// them, plus what the CLI cannot know itself: how they were obtained (the
@@ -27,17 +27,14 @@ use crate::sts::MfaUse;
 /// the role's region.
 pub async fn console(
     State(state): State<Arc<AppState>>,
-    connection: Option<Extension<Connection>>,
-    headers: HeaderMap,
-    name: Result<Path<String>, PathRejection>,
+    AdmittedFor(name): AdmittedFor,
 ) -> Result<Response, ApiError> {
-    let name = admit_for_role(&state, connection.as_deref(), &headers, name)?;
     let role = state.cache.role(&name).ok_or_else(ApiError::unknown_role)?;
     let creds = state
         .cache
         .get(&name)
         .await
-        .map_err(|error| super::ecs::refusal(&name, error))?;
+        .map_err(|error| ApiError::no_credentials(&name, error))?;
     let served: serde_json::Value =
         serde_json::from_slice(&creds.container_body()).map_err(|_| {
             ApiError::new(
@@ -46,11 +43,11 @@ pub async fn console(
                 "the credentials did not serialise",
             )
         })?;
-    let origin = state.sts.origin(&role);
+    let origin = state.upstream.origin(&role);
     let answer = serde_json::json!({
         "credentials": served,
         "region": role.config.region,
-        "origin": { "kind": origin.kind(), "explanation": origin.explanation(&name) },
+        "origin": { "kind": origin.kind, "explanation": origin.explanation },
     });
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
@@ -78,25 +75,42 @@ fn admit(
     authorize(&state.token, headers)
 }
 
-/// [`admit`], then the role named in the path. A path that does not parse
-/// names no role: the same 404 as an unknown one.
-fn admit_for_role(
-    state: &AppState,
-    connection: Option<&Connection>,
-    headers: &HeaderMap,
-    name: Result<Path<String>, PathRejection>,
-) -> Result<String, ApiError> {
-    admit(state, connection, headers)?;
-    name.map(|Path(name)| name)
-        .map_err(|_| ApiError::unknown_role())
+/// A caller [`admit`] let in; every admin handler takes one (or
+/// [`AdmittedFor`]) before anything else.
+pub struct Admitted;
+
+impl FromRequestParts<Arc<AppState>> for Admitted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        admit(state, parts.extensions.get::<Connection>(), &parts.headers)?;
+        Ok(Admitted)
+    }
 }
 
-pub async fn status(
-    State(state): State<Arc<AppState>>,
-    connection: Option<Extension<Connection>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    admit(&state, connection.as_deref(), &headers)?;
+/// [`Admitted`], then the role named in the path. A path that does not parse
+/// names no role: the same 404 as an unknown one.
+pub struct AdmittedFor(String);
+
+impl FromRequestParts<Arc<AppState>> for AdmittedFor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        Admitted::from_request_parts(parts, state).await?;
+        let Path(name) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::unknown_role())?;
+        Ok(AdmittedFor(name))
+    }
+}
+
+pub async fn status(State(state): State<Arc<AppState>>, _: Admitted) -> Json<serde_json::Value> {
     let roles: Vec<RoleWithClients> = state
         .cache
         .status()
@@ -110,40 +124,31 @@ pub async fn status(
         "pid": std::process::id(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    Ok(Json(serde_json::json!({
+    Json(serde_json::json!({
         "daemon": daemon,
         "default_role": state.default_role(),
         "roles": roles,
     }))
-    .into_response())
 }
 
 /// `assumed doctor`: do `[source]`'s credentials work, and how far is our
 /// clock from STS's.
-pub async fn source(
-    State(state): State<Arc<AppState>>,
-    connection: Option<Extension<Connection>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    admit(&state, connection.as_deref(), &headers)?;
-    Ok(source_report(&state, None).await)
+pub async fn source(State(state): State<Arc<AppState>>, _: Admitted) -> Response {
+    source_report(&state, None).await
 }
 
 /// The same for the credentials that sign role `name`'s AssumeRole.
 pub async fn source_of_role(
     State(state): State<Arc<AppState>>,
-    connection: Option<Extension<Connection>>,
-    headers: HeaderMap,
-    name: Result<Path<String>, PathRejection>,
+    AdmittedFor(name): AdmittedFor,
 ) -> Result<Response, ApiError> {
-    let name = admit_for_role(&state, connection.as_deref(), &headers, name)?;
     let root = chain_root(&state, &name)?;
     Ok(source_report(&state, Some(root)).await)
 }
 
 /// One GetCallerIdentity; the answer names the identity, never a secret.
 async fn source_report(state: &AppState, root: Option<RoleSpec>) -> Response {
-    let report = state.sts.check_source(root.as_ref()).await;
+    let report = state.upstream.check_source(root.as_ref()).await;
     let (identity, error) = match &report.outcome {
         Ok(identity) => (
             serde_json::json!({
@@ -191,12 +196,7 @@ struct RoleWithClients {
     clients: Vec<crate::clients::ClientStatus>,
 }
 
-pub async fn reload(
-    State(state): State<Arc<AppState>>,
-    connection: Option<Extension<Connection>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    admit(&state, connection.as_deref(), &headers)?;
+pub async fn reload(State(state): State<Arc<AppState>>, _: Admitted) -> Result<Response, ApiError> {
     let (reply, outcome) = oneshot::channel();
     let unavailable = || ApiError::unavailable("ShuttingDown", "the daemon is shutting down");
     state
@@ -218,11 +218,9 @@ pub async fn reload(
 /// here and in the file that keeps them across restarts.
 pub async fn forget_mfa(
     State(state): State<Arc<AppState>>,
-    connection: Option<Extension<Connection>>,
-    headers: HeaderMap,
+    _: Admitted,
 ) -> Result<Response, ApiError> {
-    admit(&state, connection.as_deref(), &headers)?;
-    let forgotten = state.sts.forget_mfa().map_err(|message| {
+    let forgotten = state.upstream.forget_mfa().map_err(|message| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ForgetFailed", message)
     })?;
     Ok(Json(serde_json::json!({
@@ -236,11 +234,9 @@ pub async fn forget_mfa(
 
 pub async fn mfa(
     State(state): State<Arc<AppState>>,
-    connection: Option<Extension<Connection>>,
+    AdmittedFor(name): AdmittedFor,
     headers: HeaderMap,
-    name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let name = admit_for_role(&state, connection.as_deref(), &headers, name)?;
     let code = headers
         .get(MFA_CODE_HEADER)
         .and_then(|value| value.to_str().ok())
@@ -248,28 +244,22 @@ pub async fn mfa(
         .ok_or_else(|| ApiError::bad_request("an MFA code is six digits"))?;
     let role = state.cache.role(&name).ok_or_else(ApiError::unknown_role)?;
     let used = state
-        .sts
+        .upstream
         .provide_mfa(&role, code)
         .await
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.code, error.message))?;
-    match state.cache.refresh_now(&name).await {
-        Ok(creds) => {
-            let message = match used {
-                MfaUse::Session { until } => format!(
-                    "role {name} is ready; the MFA session lasts until {}",
-                    format_expiration(until)
-                ),
-                MfaUse::OneTimeCode => format!(
-                    "role {name} is ready until {}; the next session will need a new code",
-                    format_expiration(creds.expiration())
-                ),
-            };
-            Ok(Json(serde_json::json!({ "message": message })).into_response())
-        }
-        Err(CacheError::UnknownRole) => Err(ApiError::unknown_role()),
-        Err(CacheError::Unavailable(error)) => Err(ApiError::unavailable(
-            &error.code,
-            &format!("role {name} is still unavailable: {}", error.message),
-        )),
-    }
+    let creds = state.cache.refresh_now(&name).await.map_err(|error| {
+        ApiError::from(error).context(format_args!("role {name} is still unavailable"))
+    })?;
+    let message = match used {
+        MfaUse::Session { until } => format!(
+            "role {name} is ready; the MFA session lasts until {}",
+            format_expiration(until)
+        ),
+        MfaUse::OneTimeCode => format!(
+            "role {name} is ready until {}; the next session will need a new code",
+            format_expiration(creds.expiration())
+        ),
+    };
+    Ok(Json(serde_json::json!({ "message": message })).into_response())
 }

@@ -9,11 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::connection::Connection;
 use super::error::ApiError;
 use super::guard::authorize_peer;
-use super::listener::Connection;
-use crate::cache::CacheError;
+use super::state::AppState;
 
 pub async fn role(
     State(state): State<Arc<AppState>>,
@@ -49,12 +48,8 @@ fn admit(
     connection: Option<&Connection>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    authorize_peer(
-        &state.token,
-        state.trust_subnet().as_ref(),
-        connection,
-        headers,
-    )
+    let trusted = state.settings().trust_subnet;
+    authorize_peer(&state.token, trusted.as_ref(), connection, headers)
 }
 
 async fn answer(
@@ -79,20 +74,6 @@ async fn answer(
             )
                 .into_response())
         }
-        Err(error) => Err(refusal(name, error)),
-    }
-}
-
-/// What a caller is told when the cache has no credentials for `name`.
-pub(super) fn refusal(name: &str, error: CacheError) -> ApiError {
-    match error {
-        CacheError::UnknownRole => ApiError::unknown_role(),
-        CacheError::Unavailable(error) => ApiError::unavailable(
-            &error.code,
-            &format!(
-                "credentials for role {name} are unavailable: {}",
-                error.message
-            ),
-        ),
+        Err(error) => Err(ApiError::no_credentials(name, error)),
     }
 }

@@ -7,6 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::cache::CacheError;
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -66,8 +68,35 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
+    /// A role the cache could not serve: 503 with STS's code, and which role
+    /// it was in the message.
+    pub fn no_credentials(role: &str, error: CacheError) -> Self {
+        ApiError::from(error).context(format_args!("credentials for role {role} are unavailable"))
+    }
+
+    /// Puts `context` (which role, what was tried) before a 503's message.
+    /// Other errors keep their wording: the 404 names no role on purpose.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            self.message = format!("{context}: {}", self.message);
+        }
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+}
+
+/// The one mapping from the cache's refusals to HTTP: a role it does not
+/// know is the 404 that names no role, one it cannot get credentials for a
+/// 503 carrying STS's code and message.
+impl From<CacheError> for ApiError {
+    fn from(error: CacheError) -> Self {
+        match error {
+            CacheError::UnknownRole => ApiError::unknown_role(),
+            CacheError::Unavailable(error) => ApiError::unavailable(&error.code, &error.message),
+        }
     }
 }
 

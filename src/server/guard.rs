@@ -1,57 +1,32 @@
 //! Who may talk to the daemon at all, and who may have credentials.
 //!
-//! `screen` runs before every route: it refuses requests whose `Host` is not
-//! one we answer to (DNS rebinding), anything that looks like a browser, and
-//! request bodies. `authorize` is the token check on the container endpoint.
+//! `check` runs before every route (the router's `screen` layer and the warm
+//! path): it refuses requests whose `Host` is not one we answer to (DNS
+//! rebinding), anything that looks like a browser, and request bodies.
+//! `authorize` is the token check on the container endpoint.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
+use super::connection::Connection;
 use super::error::ApiError;
-use super::listener::Connection;
 use crate::subnet::Subnet;
 use crate::token::Token;
 
-/// Host names accepted besides loopback and the listener's own address.
-pub struct AllowedHosts(RwLock<Vec<String>>);
+/// Host names accepted besides loopback and the listener's own address,
+/// lowercased (part of the reloadable `Settings`).
+pub struct AllowedHosts(Vec<String>);
 
 impl AllowedHosts {
-    pub fn new(names: &[String]) -> Arc<Self> {
-        Arc::new(AllowedHosts(RwLock::new(lowercase(names))))
-    }
-
-    /// A reload's new `allowed_hosts`.
-    pub fn replace(&self, names: &[String]) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = lowercase(names);
+    pub fn new(names: &[String]) -> Self {
+        AllowedHosts(names.iter().map(|name| name.to_ascii_lowercase()).collect())
     }
 
     fn contains(&self, name: &str) -> bool {
         self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .any(|allowed| allowed.eq_ignore_ascii_case(name))
-    }
-}
-
-fn lowercase(names: &[String]) -> Vec<String> {
-    names.iter().map(|name| name.to_ascii_lowercase()).collect()
-}
-
-pub async fn screen(
-    State(allowed): State<Arc<AllowedHosts>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let local = request.extensions().get::<Connection>().map(|c| c.local);
-    match check(&allowed, local, request.method(), request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => refusal.into_response(),
     }
 }
 
@@ -242,13 +217,11 @@ mod tests {
         assert!(authorize_peer(&token, Some(&subnet), Some(&trusted), &wrong).is_ok());
         let gateway = from("169.254.170.1:40000");
         assert_eq!(
-            authorize_peer(&token, Some(&subnet), Some(&gateway), &none)
-                .map_err(|e| e.into_response().status()),
+            authorize_peer(&token, Some(&subnet), Some(&gateway), &none).map_err(|e| e.status()),
             Err(StatusCode::UNAUTHORIZED)
         );
         assert_eq!(
-            authorize_peer(&token, None, Some(&trusted), &wrong)
-                .map_err(|e| e.into_response().status()),
+            authorize_peer(&token, None, Some(&trusted), &wrong).map_err(|e| e.status()),
             Err(StatusCode::FORBIDDEN),
             "no trust_subnet: the token as always"
         );

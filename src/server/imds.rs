@@ -15,11 +15,10 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::AppState;
+use super::connection::Connection;
 use super::error::ApiError;
-use super::listener::Connection;
-use super::session_token::TTL_RANGE;
-use crate::cache::CacheError;
+use super::session_token::{SessionTokens, TTL_RANGE};
+use super::state::AppState;
 use crate::credentials::format_expiration;
 
 /// The credentials route's template as `/metrics` labels it.
@@ -113,24 +112,24 @@ async fn issue_token(State(imds): State<Imds>, headers: HeaderMap) -> Result<Res
 
 /// IMDSv2: a valid session token, unless the config allows v1.
 fn require_session(imds: &Imds, headers: &HeaderMap) -> Result<(), ApiError> {
-    session_ok(&imds.app, headers)
+    let imdsv1 = imds.app.settings().imdsv1;
+    session_ok(&imds.app.session_tokens, imdsv1, headers)
 }
 
-pub(super) fn session_ok(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// The session check itself, for the handlers and the warm path.
+pub(super) fn session_ok(
+    tokens: &SessionTokens,
+    imdsv1: bool,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
     match headers.get(TOKEN_HEADER) {
-        Some(token)
-            if app
-                .session_tokens
-                .is_valid(token.as_bytes(), SystemTime::now()) =>
-        {
-            Ok(())
-        }
+        Some(token) if tokens.is_valid(token.as_bytes(), SystemTime::now()) => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "InvalidToken",
             "the IMDS session token is not valid or has expired; PUT /latest/api/token again",
         )),
-        None if app.imdsv1.load(std::sync::atomic::Ordering::Acquire) => Ok(()),
+        None if imdsv1 => Ok(()),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "MissingToken",
@@ -235,14 +234,7 @@ async fn answer(
                 creds.imds_body()
             }))
         }
-        Err(CacheError::UnknownRole) => Err(ApiError::unknown_role()),
-        Err(CacheError::Unavailable(error)) => Err(ApiError::unavailable(
-            &error.code,
-            &format!(
-                "credentials for role {role} are unavailable: {}",
-                error.message
-            ),
-        )),
+        Err(error) => Err(ApiError::no_credentials(&role, error)),
     }
 }
 

@@ -7,7 +7,6 @@
 //! builder, and because the guard needs each connection's local address (the
 //! listener's own address is an accepted `Host`) and `users` its owner.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +19,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use super::connection::Connection;
 use super::warm::Warm;
-use crate::clients::Client;
-use crate::peer::{self, PeerOwner};
 
 /// Connections served at once. Idle keep-alive connections count too, and are
 /// closed by the header deadline, so this many idle sockets cannot lock out a
@@ -33,32 +31,6 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// A client must send a complete request head within this (slowloris), and
 /// an idle keep-alive connection is closed after it.
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Where a request came in (what the guard checks `Host` against), and who
-/// is on the other end: both learnt once per connection, when it is accepted.
-#[derive(Clone)]
-pub struct Connection {
-    pub local: SocketAddr,
-    pub peer: SocketAddr,
-    /// The user owning the peer's socket (`users` admits or refuses it).
-    pub owner: PeerOwner,
-    /// Who took credentials on this connection (`status`'s `clients`).
-    pub client: Arc<Client>,
-}
-
-impl Connection {
-    /// Looks the peer up in the kernel's socket table: once per connection,
-    /// before its first request (a hash lookup through netlink).
-    pub fn accepted(local: SocketAddr, peer: SocketAddr) -> Self {
-        let owner = peer::owner_of(peer, local);
-        Connection {
-            local,
-            peer,
-            owner,
-            client: Client::new(peer, owner),
-        }
-    }
-}
 
 /// What a listener serves: the router, and in front of it the warm path for
 /// credential requests answered from memory (`warm`).

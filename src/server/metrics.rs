@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::AppState;
 use super::error::ApiError;
 use super::guard::authorize;
+use super::state::AppState;
 use crate::token::Token;
 
 /// Latency buckets in seconds: answers from memory land in the first few.
@@ -100,22 +100,14 @@ pub async fn track(request: Request, next: Next) -> Response {
 /// The label for a route template, made once per template: this runs on
 /// every request, and the templates are the router's few fixed strings.
 fn route_label(template: &str) -> &'static str {
-    static LABELS: OnceLock<std::sync::RwLock<HashMap<String, &'static str>>> = OnceLock::new();
+    static LABELS: OnceLock<parking_lot::RwLock<HashMap<String, &'static str>>> = OnceLock::new();
     let labels = LABELS.get_or_init(Default::default);
-    if let Some(label) = labels
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(template)
-    {
+    if let Some(label) = labels.read().get(template) {
         return label;
     }
     let label: &'static str =
         Box::leak(template.replace('{', ":").replace('}', "").into_boxed_str());
-    labels
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(template.to_owned())
-        .or_insert(label)
+    labels.write().entry(template.to_owned()).or_insert(label)
 }
 
 /// The exposition, to token holders only: it names every role, and a caller

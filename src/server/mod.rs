@@ -1,7 +1,15 @@
-//! HTTP: one router serves every endpoint on every listener. Handlers never
-//! call STS; they ask the cache, which answers from memory when it can.
+//! HTTP: one router serves every endpoint on every listener. Credential
+//! handlers never call STS; they ask the cache, which answers from memory
+//! when it can.
+//!
+//! Submodules depend one way: `mod.rs` wires them; `state` holds what the
+//! handlers share and the reloadable `settings`; `control` and `upstream`
+//! are how the server reaches the daemon and what signs for roles without
+//! naming either.
 
 pub mod admin;
+mod connection;
+pub mod control;
 mod ecs;
 pub mod error;
 pub mod guard;
@@ -9,82 +17,35 @@ mod imds;
 pub mod listener;
 pub mod metrics;
 pub mod session_token;
+pub mod settings;
+pub mod state;
+pub mod upstream;
 pub mod users;
 mod warm;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::cache::Cache;
-use crate::clients::Clients;
-use crate::daemon::Control;
-use crate::sts::Sts;
-use crate::token::Token;
+use connection::Connection;
 use error::ApiError;
-use session_token::SessionTokens;
+pub use state::{AppState, Fixed};
 
 /// A request that takes longer than this is cut off: only a cold STS call
 /// (with the SDK's own retries) comes near it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a shutdown waits for requests in flight.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-
-/// What every handler can reach. The settings a reload may change sit
-/// behind locks or atomics; the rest is fixed for the process's life.
-pub struct AppState {
-    pub cache: Cache,
-    /// For `assumed mfa`, which hands codes to STS rather than to the cache.
-    pub sts: Arc<Sts>,
-    pub token: Token,
-    pub default_role: RwLock<Option<String>>,
-    pub session_tokens: SessionTokens,
-    /// Allow token-less IMDS GETs.
-    pub imdsv1: AtomicBool,
-    /// Region IMDS reports for roles that set none.
-    pub region: String,
-    /// Serve `/metrics`.
-    pub metrics: bool,
-    /// `[server] trust_subnet`: peers inside need no token on the container endpoint.
-    pub trust_subnet: RwLock<Option<crate::subnet::Subnet>>,
-    pub allowed_hosts: Arc<guard::AllowedHosts>,
-    /// The daemon's own user and `[server] allow_uids`.
-    pub users: Arc<users::LocalUsers>,
-    /// Who took each role's credentials.
-    pub clients: Clients,
-    /// The admin endpoints' line to the main loop (reload).
-    pub control: mpsc::Sender<Control>,
-    /// Serve `/__bench/static` (scripts/bench's baseline).
-    pub bench_static: bool,
-}
-
-impl AppState {
-    pub fn default_role(&self) -> Option<String> {
-        self.default_role
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    pub fn trust_subnet(&self) -> Option<crate::subnet::Subnet> {
-        *self
-            .trust_subnet
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
 
 /// The main listener: container endpoint, IMDS for the default role, health.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -140,16 +101,42 @@ pub fn imds_router(state: Arc<AppState>, role: &str) -> Router {
 
 /// Everything routed so far refuses other local users (`users`); what is
 /// added afterwards (`/metrics`, `/healthz`) stays open to them.
-fn only_allowed_users(router: Router, state: &AppState) -> Router {
+fn only_allowed_users(router: Router, state: &Arc<AppState>) -> Router {
     router.route_layer(axum::middleware::from_fn_with_state(
-        state.users.clone(),
-        users::only_allowed_users,
+        state.clone(),
+        admit_user,
     ))
+}
+
+/// `users` with the settings of the moment. Requests without a `Connection`
+/// exist only in in-process tests of the router.
+async fn admit_user(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let owner = request.extensions().get::<Connection>().map(|c| c.owner);
+    let admitted = owner.map_or(Ok(()), |owner| state.settings().users.admit(owner));
+    match admitted {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// `guard::check` in front of every route, with the settings of the moment.
+async fn screen(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let local = request.extensions().get::<Connection>().map(|c| c.local);
+    let allowed = guard::check(
+        &state.settings().allowed_hosts,
+        local,
+        request.method(),
+        request.headers(),
+    );
+    match allowed {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
 /// What every listener shares: health, the JSON 404, the guard in front of
 /// everything, metrics, a deadline, and panic safety.
-fn finish(router: Router, state: &AppState) -> Router {
+fn finish(router: Router, state: &Arc<AppState>) -> Router {
     router
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found() })
@@ -161,10 +148,7 @@ fn finish(router: Router, state: &AppState) -> Router {
             )
         })
         .layer(axum::middleware::from_fn(deadline))
-        .layer(axum::middleware::from_fn_with_state(
-            state.allowed_hosts.clone(),
-            guard::screen,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), screen))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(

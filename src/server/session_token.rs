@@ -2,10 +2,10 @@
 //! key is random per start. Nothing is stored per token, so a client that
 //! PUTs in a loop costs no memory, and a restart invalidates every token.
 
-use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{KeyInit, Mac};
+use parking_lot::RwLock;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -43,7 +43,7 @@ impl SessionTokens {
 
     pub fn issue(&self, ttl: Duration, now: SystemTime) -> String {
         let expiry = unix_seconds(now + ttl);
-        format!("{expiry}.{}", hex(&self.sign(expiry)))
+        format!("{expiry}.{}", hex::encode(self.sign(expiry)))
     }
 
     pub fn is_valid(&self, token: &[u8], now: SystemTime) -> bool {
@@ -53,14 +53,14 @@ impl SessionTokens {
         let Some(signature) = unhex(signature) else {
             return false;
         };
-        let remembered = *self.last.read().unwrap_or_else(|p| p.into_inner());
+        let remembered = *self.last.read();
         let authentic = match remembered {
             Some((seen, tag)) if seen == expiry => tag.ct_eq(&signature).into(),
             _ => {
                 let tag = self.sign(expiry);
                 let authentic = bool::from(tag.ct_eq(&signature));
                 if authentic {
-                    *self.last.write().unwrap_or_else(|p| p.into_inner()) = Some((expiry, tag));
+                    *self.last.write() = Some((expiry, tag));
                 }
                 authentic
             }
@@ -87,29 +87,11 @@ fn unix_seconds(time: SystemTime) -> u64 {
         .as_secs()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The tag's hex, or `None` for anything that is not 64 hex digits.
+/// The tag's hex (either case), or `None` for anything that is not 64 hex digits.
 fn unhex(text: &[u8]) -> Option<[u8; TAG_BYTES]> {
-    if text.len() != 2 * TAG_BYTES {
-        return None;
-    }
     let mut tag = [0u8; TAG_BYTES];
-    for (byte, pair) in tag.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
+    hex::decode_to_slice(text, &mut tag).ok()?;
     Some(tag)
-}
-
-fn nibble(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

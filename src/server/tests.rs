@@ -47,22 +47,25 @@ fn state() -> Arc<AppState> {
         idle_timeout: Duration::from_secs(3600),
         fetch_timeout: Duration::from_secs(60),
     };
-    Arc::new(AppState {
-        cache: Cache::new(roles, Arc::new(AlwaysIssues), timing, Clock::system()),
-        sts: Arc::new(Sts::new(crate::config::SourceConfig::default())),
-        token: Token::generate().expect("token"),
-        default_role: RwLock::new(Some("dev".into())),
-        session_tokens: SessionTokens::new().expect("key"),
-        imdsv1: AtomicBool::new(false),
-        control: mpsc::channel(1).0,
-        bench_static: false,
+    let settings = settings::Settings {
+        default_role: Some("dev".into()),
+        imdsv1: false,
+        trust_subnet: None,
+        allowed_hosts: guard::AllowedHosts::new(&[]),
+        users: users::LocalUsers::new(&[]),
+    };
+    let fixed = Fixed {
         region: "us-east-1".into(),
         metrics: false,
-        allowed_hosts: guard::AllowedHosts::new(&[]),
-        trust_subnet: RwLock::new(None),
-        users: users::LocalUsers::new(&[]),
-        clients: crate::clients::Clients::new(),
-    })
+        bench_static: false,
+    };
+    let cache = Cache::new(roles, Arc::new(AlwaysIssues), timing, Clock::system());
+    let upstream = Arc::new(crate::sts::Sts::new(crate::config::SourceConfig::default()));
+    let token = crate::token::Token::generate().expect("token");
+    let clients = crate::clients::Clients::new();
+    AppState::new(cache, upstream, token, clients, settings, fixed)
+        .expect("state")
+        .0
 }
 
 async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
@@ -222,7 +225,7 @@ fn caller() -> impl Strategy<Value = Caller> {
     ]
 }
 
-fn connection(caller: Caller) -> Option<listener::Connection> {
+fn connection(caller: Caller) -> Option<connection::Connection> {
     use crate::peer::{PeerOwner, SocketOwner};
     // SAFETY: geteuid has no preconditions and cannot fail.
     let own = unsafe { libc::geteuid() };
@@ -242,7 +245,7 @@ fn connection(caller: Caller) -> Option<listener::Connection> {
         Caller::Remote => ("10.0.0.5:40002", PeerOwner::Remote),
     };
     let peer = peer.parse().expect("addr");
-    Some(listener::Connection {
+    Some(connection::Connection {
         local: "127.0.0.1:9911".parse().expect("addr"),
         peer,
         owner,
@@ -423,7 +426,7 @@ async fn the_warm_path_answers_exactly_as_the_router_does_or_not_at_all() {
     let router = router(state.clone());
     let warm = warm::Warm::main(state.clone());
     let peer = "127.0.0.1:40000".parse().expect("addr");
-    let connection = listener::Connection {
+    let connection = connection::Connection {
         local: "127.0.0.1:9911".parse().expect("addr"),
         peer,
         owner: crate::peer::PeerOwner::Remote,

@@ -4,57 +4,38 @@
 //! with 403 `ForeignUser`. `/healthz` and `/metrics` are not behind it.
 //!
 //! The owner was looked up once, when the connection was accepted
-//! (`listener`, `peer::owner_of`); a request only compares numbers. Peers
+//! (`Connection::accepted`, `peer::owner_of`); a request only compares numbers. Peers
 //! that are not on this machine (a compose network, another namespace,
 //! another host) have no local user: their rules stay the token and
 //! `trust_subnet`.
 
-use std::sync::{Arc, RwLock};
-
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::listener::Connection;
 use crate::peer::PeerOwner;
 
 /// The users whose processes may have credentials.
 pub struct LocalUsers {
     /// The daemon's own (effective) user.
     own: u32,
-    /// `allow_uids`: replaced on reload.
-    allowed: RwLock<Vec<u32>>,
+    /// `allow_uids` (part of the reloadable `Settings`).
+    allowed: Vec<u32>,
 }
 
 impl LocalUsers {
-    pub fn new(allow_uids: &[u32]) -> Arc<Self> {
+    pub fn new(allow_uids: &[u32]) -> Self {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let own = unsafe { libc::geteuid() };
-        Arc::new(LocalUsers {
+        LocalUsers {
             own,
-            allowed: RwLock::new(allow_uids.to_vec()),
-        })
-    }
-
-    /// A reload's new `allow_uids`.
-    pub fn replace(&self, allow_uids: &[u32]) {
-        *self.allowed.write().unwrap_or_else(|p| p.into_inner()) = allow_uids.to_vec();
+            allowed: allow_uids.to_vec(),
+        }
     }
 
     pub(super) fn admit(&self, owner: PeerOwner) -> Result<(), ApiError> {
         match owner {
             PeerOwner::Local(socket) if socket.uid == self.own => Ok(()),
-            PeerOwner::Local(socket)
-                if self
-                    .allowed
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(&socket.uid) =>
-            {
-                Ok(())
-            }
+            PeerOwner::Local(socket) if self.allowed.contains(&socket.uid) => Ok(()),
             PeerOwner::Local(socket) => Err(foreign(format!(
                 "this daemon serves the processes of user {} only, and this connection belongs to user {}; \
                  [server] allow_uids can name other users",
@@ -72,20 +53,6 @@ impl LocalUsers {
 
 fn foreign(message: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "ForeignUser", message)
-}
-
-/// The route layer in front of every credential and admin route. Requests
-/// without a `Connection` exist only in in-process tests of the router.
-pub async fn only_allowed_users(
-    State(users): State<Arc<LocalUsers>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let owner = request.extensions().get::<Connection>().map(|c| c.owner);
-    match owner.map_or(Ok(()), |owner| users.admit(owner)) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => refusal.into_response(),
-    }
 }
 
 #[cfg(test)]
@@ -119,12 +86,7 @@ mod tests {
         assert_eq!(status(users.admit(PeerOwner::Remote)), None);
         assert_eq!(status(users.admit(PeerOwner::Unsupported)), None);
 
-        users.replace(&[other]);
-        assert_eq!(status(users.admit(local(other))), None);
-        users.replace(&[]);
-        assert_eq!(
-            status(users.admit(local(other))),
-            Some(StatusCode::FORBIDDEN)
-        );
+        let allowing = LocalUsers::new(&[other]);
+        assert_eq!(status(allowing.admit(local(other))), None);
     }
 }

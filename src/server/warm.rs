@@ -23,11 +23,12 @@ use axum::http::{HeaderValue, Method, Request, Response, header};
 use bytes::Bytes;
 use http_body_util::Full;
 
-use super::AppState;
+use super::connection::Connection;
 use super::guard;
 use super::imds::{self, ImdsRole};
-use super::listener::Connection;
 use super::metrics::RouteMetrics;
+use super::settings::Settings;
+use super::state::AppState;
 use crate::credentials::Credentials;
 
 const ROLE_PREFIX: &str = "/role/";
@@ -131,41 +132,20 @@ impl Warm {
         request: &Request<B>,
         name: Option<&str>,
     ) -> Option<Bytes> {
-        let state = &self.state;
-        self.screen(connection, request)?;
+        let settings = self.state.settings();
+        screen(&settings, connection, request)?;
         guard::authorize_peer(
-            &state.token,
-            state.trust_subnet().as_ref(),
+            &self.state.token,
+            settings.trust_subnet.as_ref(),
             Some(connection),
             request.headers(),
         )
         .ok()?;
         let creds = match name {
             Some(name) => self.take(connection, plain_segment(name)?)?,
-            None => {
-                let default = state
-                    .default_role
-                    .read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                self.take(connection, default.as_deref()?)?
-            }
+            None => self.take(connection, settings.default_role.as_deref()?)?,
         };
         Some(creds.container_body())
-    }
-
-    /// What the router runs before every credential route: `guard::screen`
-    /// (Host, browser, body) and `users` (the connection's owner, found when
-    /// it was accepted).
-    fn screen<B>(&self, connection: &Connection, request: &Request<B>) -> Option<()> {
-        let state = &self.state;
-        guard::check(
-            &state.allowed_hosts,
-            Some(connection.local),
-            request.method(),
-            request.headers(),
-        )
-        .ok()?;
-        state.users.admit(connection.owner).ok()
     }
 
     /// `name`'s credentials from memory, noted against the client (`status`'s
@@ -179,26 +159,39 @@ impl Warm {
     /// IMDS credentials: the guard, the session token, the one role this
     /// IMDS serves, then memory.
     fn imds<B>(&self, connection: &Connection, request: &Request<B>, name: &str) -> Option<Bytes> {
-        let state = &self.state;
-        self.screen(connection, request)?;
-        imds::session_ok(state, request.headers()).ok()?;
+        let settings = self.state.settings();
+        screen(&settings, connection, request)?;
+        imds::session_ok(
+            &self.state.session_tokens,
+            settings.imdsv1,
+            request.headers(),
+        )
+        .ok()?;
         let name = plain_segment(name)?;
-        let creds = match &self.imds_role {
-            ImdsRole::Fixed(role) if role == name => self.take(connection, name)?,
-            ImdsRole::Fixed(_) => return None,
-            ImdsRole::Default => {
-                let default = state
-                    .default_role
-                    .read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if default.as_deref() != Some(name) {
-                    return None;
-                }
-                self.take(connection, name)?
-            }
+        let serves = match &self.imds_role {
+            ImdsRole::Fixed(role) => role == name,
+            ImdsRole::Default => settings.default_role.as_deref() == Some(name),
         };
+        if !serves {
+            return None;
+        }
+        let creds = self.take(connection, name)?;
         Some(creds.imds_body())
     }
+}
+
+/// What the router runs before every credential route: the guard (Host,
+/// browser, body) and `users` (the connection's owner, found when it was
+/// accepted).
+fn screen<B>(settings: &Settings, connection: &Connection, request: &Request<B>) -> Option<()> {
+    guard::check(
+        &settings.allowed_hosts,
+        Some(connection.local),
+        request.method(),
+        request.headers(),
+    )
+    .ok()?;
+    settings.users.admit(connection.owner).ok()
 }
 
 /// A path segment the router would hand over unchanged: not empty, no

@@ -1,0 +1,49 @@
+//! The server's `Upstream`, answered by `Sts`: the server asks what signs
+//! for a role without naming STS, and this is the one place the two meet.
+
+use crate::cache::{FetchError, RoleSpec};
+use crate::server::upstream::{Identity, MfaUse, Origin, Pending, SourceCheck, Upstream};
+use crate::sts::{self, Sts};
+
+impl Upstream for Sts {
+    fn origin(&self, role: &RoleSpec) -> Origin {
+        let origin = Sts::origin(self, role);
+        Origin {
+            kind: origin.kind(),
+            explanation: origin.explanation(&role.name),
+        }
+    }
+
+    fn check_source<'a>(&'a self, role: Option<&'a RoleSpec>) -> Pending<'a, SourceCheck> {
+        Box::pin(async move {
+            let report = Sts::check_source(self, role).await;
+            SourceCheck {
+                source: report.source,
+                outcome: report.outcome.map(|identity| Identity {
+                    arn: identity.arn,
+                    expires: identity.expires,
+                }),
+                clock_skew_seconds: report.clock_skew_seconds,
+            }
+        })
+    }
+
+    fn provide_mfa<'a>(
+        &'a self,
+        role: &'a RoleSpec,
+        code: &'a str,
+    ) -> Pending<'a, Result<MfaUse, FetchError>> {
+        Box::pin(async move {
+            Sts::provide_mfa(self, role, code)
+                .await
+                .map(|used| match used {
+                    sts::MfaUse::Session { until } => MfaUse::Session { until },
+                    sts::MfaUse::OneTimeCode => MfaUse::OneTimeCode,
+                })
+        })
+    }
+
+    fn forget_mfa(&self) -> Result<usize, String> {
+        Sts::forget_mfa(self)
+    }
+}

@@ -1,0 +1,35 @@
+//! What a reload may change, as one immutable snapshot. A reload builds the
+//! whole new `Settings` first and swaps it in at once (`AppState::replace_settings`),
+//! so a request sees either the old settings or the new ones, never half of each.
+
+use super::guard::AllowedHosts;
+use super::users::LocalUsers;
+use crate::config::ServerConfig;
+use crate::subnet::Subnet;
+
+pub struct Settings {
+    /// What `/creds` and the main listener's IMDS serve.
+    pub default_role: Option<String>,
+    /// Allow token-less IMDS GETs.
+    pub imdsv1: bool,
+    /// Peers inside need no token on the container endpoint. Reloaded, not
+    /// deferred to a restart: revoking token-less access must not wait.
+    pub trust_subnet: Option<Subnet>,
+    /// `Host` names accepted besides loopback and the listener's own address.
+    pub allowed_hosts: AllowedHosts,
+    /// The daemon's own user and `allow_uids`: a user taken off the list is
+    /// refused from the next request on.
+    pub users: LocalUsers,
+}
+
+impl Settings {
+    pub fn new(server: &ServerConfig) -> Self {
+        Settings {
+            default_role: server.default_role.clone(),
+            imdsv1: server.imdsv1,
+            trust_subnet: server.trust_subnet,
+            allowed_hosts: AllowedHosts::new(&server.allowed_hosts),
+            users: LocalUsers::new(&server.allow_uids),
+        }
+    }
+}
