@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod architecture;
 mod caching;
 mod cli;
 mod clients;
