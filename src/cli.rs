@@ -227,12 +227,15 @@ fn serve(config: Config, cli: &Cli, bench_static: bool) -> Result<ExitCode, Stri
 }
 
 fn roles(config: &Config) -> Result<ExitCode, String> {
-    print!("{}", roles_table(config, &daemon::known_roles(config)));
+    print!(
+        "{}",
+        roles_table(config, &crate::profiles::known_roles(config))
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn env(config: &Config, args: &EnvArgs) -> Result<ExitCode, String> {
-    let roles = daemon::known_roles(config);
+    let roles = crate::profiles::known_roles(config);
     let env = if args.compose {
         crate::compose::env_for(config, &roles, &args.role)?
     } else {
@@ -284,7 +287,7 @@ fn client_env_for(
     Ok(client_env::container_env(
         listen,
         role,
-        &daemon::token_path(config),
+        &crate::token::path(config),
         &copy,
     ))
 }
@@ -544,7 +547,7 @@ fn install(args: &InstallArgs, config: Option<&Path>) -> Result<ExitCode, String
 fn exec(config: &Config, role: &str, command: Vec<OsString>) -> Result<ExitCode, String> {
     use std::os::unix::process::CommandExt;
 
-    let env = client_env_for(config, &daemon::known_roles(config), role, false)?;
+    let env = client_env_for(config, &crate::profiles::known_roles(config), role, false)?;
     let token = DaemonClient::from_config(config)?.token()?;
     let (program, args) = command.split_first().ok_or("no command given")?;
     let mut child = std::process::Command::new(program);

@@ -3,7 +3,6 @@
 
 mod upstream;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::attention::Attention;
 use crate::cache::{Cache, Clock, RoleSpec, State, Timing};
-use crate::config::{self, Config, RoleConfig};
-use crate::profiles::AwsProfiles;
+use crate::config::{self, Config};
+use crate::profiles::{self, AwsProfiles};
 use crate::server::control::Control;
 use crate::server::settings::Settings;
 use crate::server::{self, AppState};
@@ -62,55 +61,11 @@ pub fn strip_self_pointing_env(listen: &[SocketAddr]) {
     }
 }
 
-/// The roles to serve: `[roles]`, plus every `~/.aws/config` profile with a
-/// `role_arn` (unless `import_profiles = false`); `[roles]` wins a name clash.
-pub fn all_roles(config: &Config, profiles: &AwsProfiles) -> BTreeMap<String, RoleConfig> {
-    let mut roles = if config.server.import_profiles {
-        profiles.roles()
-    } else {
-        BTreeMap::new()
-    };
-    roles.extend(config.roles.clone());
-    roles
-}
-
-/// What [`all_roles`] is now, for CLI commands (`roles`, `env`, `doctor`…),
-/// which run before any runtime exists.
-pub fn known_roles(config: &Config) -> BTreeMap<String, RoleConfig> {
-    let profiles = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|runtime| runtime.block_on(AwsProfiles::load()))
-        .unwrap_or_else(|problem| {
-            eprintln!("assumed: {problem}; showing only [roles]");
-            AwsProfiles::default()
-        });
-    all_roles(config, &profiles)
-}
-
 pub fn role_specs(config: &Config, profiles: &AwsProfiles) -> Vec<RoleSpec> {
-    all_roles(config, profiles)
+    profiles::all_roles(config, profiles)
         .into_iter()
         .map(|(name, config)| RoleSpec { name, config })
         .collect()
-}
-
-/// Reads `~/.aws/config` (also needed without importing: source profiles'
-/// keys and kinds); one that cannot be read imports nothing, loudly.
-pub async fn load_profiles() -> AwsProfiles {
-    AwsProfiles::load().await.unwrap_or_else(|problem| {
-        tracing::warn!("{problem}; no profiles imported");
-        AwsProfiles::default()
-    })
-}
-
-pub fn token_path(config: &Config) -> PathBuf {
-    config
-        .server
-        .token_file
-        .clone()
-        .unwrap_or_else(token::default_path)
 }
 
 /// Lifts the soft open-file limit to the hard one: every connection is a
@@ -141,7 +96,7 @@ pub struct ServeOptions {
 pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     raise_open_file_limit();
     let signals = Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?;
-    let token_path = token_path(&config);
+    let token_path = token::path(&config);
     let token = token::install(&token_path, config.server.token_file.is_some())
         .map_err(|e| format!("cannot set up the token file {}: {e}", token_path.display()))?;
     let (running, requests) = start(config, options, token).await?;
@@ -170,7 +125,7 @@ async fn start(
     options: ServeOptions,
     token: Token,
 ) -> Result<(Running, mpsc::Receiver<Control>), String> {
-    let profiles = Arc::new(load_profiles().await);
+    let profiles = Arc::new(profiles::load().await);
     let specs = role_specs(&config, &profiles);
     warn_about_clamped_sessions(&specs);
     check_default_role(&config, &specs);
@@ -382,7 +337,7 @@ impl Running {
     async fn apply_new_config(&mut self) -> Result<String, String> {
         let new = config::load_or_default(self.config_arg.as_deref()).map_err(|d| d.to_string())?;
         warn_about_restart_only(&self.config, &new);
-        let profiles = Arc::new(load_profiles().await);
+        let profiles = Arc::new(profiles::load().await);
         let specs = role_specs(&new, &profiles);
         warn_about_clamped_sessions(&specs);
         check_default_role(&new, &specs);

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::address_file::{self, AddressFile};
 use crate::client_env::client_address;
 use crate::config::{self, Config};
-use crate::daemon;
+
 use crate::local_client;
 use crate::token::{self, Token};
 
@@ -77,7 +77,7 @@ impl DaemonClient {
         Ok(DaemonClient {
             address: client_address(main_listener(config)?),
             listen: config.server.listen.clone(),
-            token_file: daemon::token_path(config),
+            token_file: crate::token::path(config),
             from_address_file: false,
         })
     }

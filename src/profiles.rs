@@ -11,8 +11,44 @@ use aws_config::profile::ProfileSet;
 use aws_runtime::env_config::file::EnvConfigFiles;
 use aws_types::os_shim_internal::{Env, Fs};
 
-use crate::config::{CredentialSource, ImportedProfile, RoleConfig, validate};
+use crate::config::{Config, CredentialSource, ImportedProfile, RoleConfig, validate};
 use crate::credentials::Secret;
+
+/// The roles to serve: `[roles]`, plus every `~/.aws/config` profile with a
+/// `role_arn` (unless `import_profiles = false`); `[roles]` wins a name clash.
+pub fn all_roles(config: &Config, profiles: &AwsProfiles) -> BTreeMap<String, RoleConfig> {
+    let mut roles = if config.server.import_profiles {
+        profiles.roles()
+    } else {
+        BTreeMap::new()
+    };
+    roles.extend(config.roles.clone());
+    roles
+}
+
+/// What [`all_roles`] is now, for CLI commands (`roles`, `env`, `doctor`…),
+/// which run before any runtime exists.
+pub fn known_roles(config: &Config) -> BTreeMap<String, RoleConfig> {
+    let profiles = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| runtime.block_on(AwsProfiles::load()))
+        .unwrap_or_else(|problem| {
+            eprintln!("assumed: {problem}; showing only [roles]");
+            AwsProfiles::default()
+        });
+    all_roles(config, &profiles)
+}
+
+/// Reads `~/.aws/config` (also needed without importing: source profiles'
+/// keys and kinds); one that cannot be read imports nothing, loudly.
+pub async fn load() -> AwsProfiles {
+    AwsProfiles::load().await.unwrap_or_else(|problem| {
+        tracing::warn!("{problem}; no profiles imported");
+        AwsProfiles::default()
+    })
+}
 
 #[derive(Debug, Default)]
 pub struct AwsProfiles {

@@ -12,6 +12,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
+
 /// 256 bits of randomness, hex-encoded.
 const TOKEN_BYTES: usize = 32;
 const TOKEN_FILE_NAME: &str = "token";
@@ -71,6 +73,15 @@ impl Token {
 /// Where the token lives unless the config says otherwise.
 pub fn default_path() -> PathBuf {
     runtime_dir().join(TOKEN_FILE_NAME)
+}
+
+/// Where the token is: `[server] token_file`, or the runtime dir's default.
+pub fn path(config: &Config) -> PathBuf {
+    config
+        .server
+        .token_file
+        .clone()
+        .unwrap_or_else(default_path)
 }
 
 /// The user's private directory for what lives as long as the login: the

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::aws_files;
 use crate::config::{self, Config, RoleConfig};
-use crate::daemon;
+
 use crate::daemon_client::DaemonClient;
 use crate::local_client;
 
@@ -157,7 +157,7 @@ pub fn validate(
         .or(explicit)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "defaults (no config file)".into());
-    let roles = daemon::known_roles(&config);
+    let roles = crate::profiles::known_roles(&config);
     if let Some(problem) = default_role_problem(&config, &roles, &source) {
         return Err(problem);
     }
