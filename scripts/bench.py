@@ -193,7 +193,7 @@ def memory_rows(sts, workdir):
     wrk(daemon.url("/role/dev"), 64, daemon.token)
     time.sleep(10)
     after = daemon.rss_mib()
-    rows.append(("RSS 10 s after a 64-conn burst", f"{after:.1f} MiB (+{after - idle:.1f})",
+    rows.append(("RSS 10 s after a 64-conn burst", f"{after:.1f} MiB ({after - idle:+.1f})",
                  f"≤ idle + 6 MiB {check(after - idle, 6, False)}"))
     daemon.stop()
     names = [f"r{i:04d}" for i in range(1000)]
