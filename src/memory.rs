@@ -119,14 +119,29 @@ fn give_back(burst: bool) {
 /// tables): the kernel maps back, from the page cache, whatever is used
 /// next. Writable segments, and the read-only-after-relocation part of one
 /// (`PT_GNU_RELRO` lies inside a writable `PT_LOAD`), hold data and are
-/// never touched.
+/// never touched. Not under a debugger (or strace): the breakpoints it
+/// wrote into the code live in the mapped copies and would silently go.
 pub fn unmap_code() {
+    if traced() {
+        return;
+    }
     #[cfg(target_os = "linux")]
     // SAFETY: the callback only reads the program headers the loader hands
     // it, and stops after the first object, which is the executable.
     unsafe {
         libc::dl_iterate_phdr(Some(unmap_read_only_segments), std::ptr::null_mut());
     }
+}
+
+/// Whether a ptrace tracer (gdb, strace) is attached: `/proc/self/status`
+/// is generated from memory, a read costs microseconds.
+fn traced() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("TracerPid:"))
+            .is_some_and(|pid| pid.trim() != "0")
+    })
 }
 
 #[cfg(target_os = "linux")]
