@@ -191,6 +191,7 @@ fn announce_ready(running: &Running, token_path: &Path) {
     announce_allow_uids(&config.server.allow_uids);
     tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
     service::ready(&status_line(cache));
+    crate::memory::unmap_code(); // start-up is over, whether or not a client comes
 }
 
 /// How often the service manager's STATUS= line is brought up to date.
@@ -299,6 +300,10 @@ impl Running {
     /// manager's status line current, until told to stop.
     async fn serve(mut self, mut signals: Signals, mut requests: mpsc::Receiver<Control>) {
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+        // Building the status walks every role and maps code the idle
+        // daemon otherwise leaves unmapped (docs/performance.md): only
+        // for a manager that listens.
+        let manager_listens = service::manager_listens();
         loop {
             tokio::select! {
                 signalled = signals.next() => match signalled {
@@ -312,7 +317,7 @@ impl Running {
                         let _ = reply.send(self.reload().await);
                     }
                 },
-                _ = status_tick.tick() => service::status(&status_line(&self.state.cache)),
+                _ = status_tick.tick(), if manager_listens => service::status(&status_line(&self.state.cache)),
             }
         }
     }
@@ -331,6 +336,7 @@ impl Running {
             }
         }
         service::ready(&status_line(&self.state.cache));
+        crate::memory::unmap_code(); // what only the reload ran
         outcome
     }
 

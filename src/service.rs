@@ -16,6 +16,11 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
+/// Whether a service manager reads our notifications at all.
+pub fn manager_listens() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
 pub fn ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
