@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -72,6 +73,47 @@ def moto():
     finally:
         process.terminate()
         process.wait()
+
+
+class AnswerClock:
+    """A pass-through TCP proxy in front of STS that notes, on the monotonic
+    clock every process on this machine shares, when it began handing the
+    daemon the last bytes of an answer. The cold row "first answer after the STS
+    answer" is measured from there, as issue 19 words it."""
+
+    def __init__(self, upstream):
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream = (host, int(port))
+        self.last_answer = 0.0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source, sink, is_answer):
+        try:
+            while chunk := source.recv(65536):
+                if is_answer:  # noted before sending: the daemon cannot have it earlier
+                    self.last_answer = time.monotonic()
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            sink.close()
+
+    def close(self):
+        self.server.close()
 
 
 class Daemon:
@@ -206,12 +248,65 @@ def memory_rows(sts, workdir):
     return rows
 
 
+def cold_rows(sts, workdir):
+    rows = []
+    # Cold path: 1,000 concurrent first requests for one role, five
+    # times (a fresh role each time; the median is reported, since the
+    # client, the daemon and moto share two cores). Another role is
+    # fetched first, so what is timed is a cold role, not the process's
+    # first use of the SDK.
+    rounds = 5
+    clock = AnswerClock(sts)
+    daemon = Daemon(clock.url, ["warmup"] + [f"cold{i}" for i in range(rounds)], workdir)
+    get(daemon.url("/role/warmup"), {"Authorization": daemon.token})
+    bursts = []
+    for i in range(rounds):
+        calls_before = daemon.metric("assumed_sts_calls_total")
+        sts_before = daemon.metric("assumed_sts_call_duration_seconds_sum")
+        output = subprocess.run([COLD_BURST, str(daemon.port), f"/role/cold{i}", daemon.token, "1000"],
+                                capture_output=True, text=True, check=True).stdout
+        result = json.loads(output)
+        result["calls"] = daemon.metric("assumed_sts_calls_total") - calls_before
+        result["sts_ms"] = (daemon.metric("assumed_sts_call_duration_seconds_sum") - sts_before) * 1000
+        # The first request sent starts the STS call: what it waits beyond
+        # the call itself is the daemon's cold-path cost.
+        result["added_ms"] = result["first_ms"] - result["sts_ms"]
+        # The earliest answer any client got, after STS's answer reached
+        # the daemon: the daemon's own cost of ending a cold wait.
+        result["after_answer_ms"] = (result["first_answer_at"] - clock.last_answer) * 1000
+        bursts.append(result)
+    daemon.stop()
+    clock.close()
+    calls = sorted({b["calls"] for b in bursts})
+    statuses = sorted({s for b in bursts for s in b["statuses"]})
+    median = lambda key: statistics.median(b[key] for b in bursts)
+    p50_all = statistics.median(statistics.median(b["latencies_ms"]) for b in bursts)
+    added = median("added_ms")
+    rows.append(("cold: STS calls per 1,000 concurrent first requests (5 rounds)",
+                 f"{', '.join(f'{c:.0f}' for c in calls)} (statuses {statuses})",
+                 f"= 1 {'✓' if calls == [1] else '✗'}"))
+    rows.append(("cold: STS round trip / first request / p50 of all 1,000 (medians)",
+                 f"{median('sts_ms'):.1f} ms / {median('first_ms'):.1f} ms / {p50_all:.1f} ms", ""))
+    rows.append(("cold: added over the STS round trip (first request − STS, median; range)",
+                 f"{added:.1f} ms ({min(b['added_ms'] for b in bursts):.1f} … {max(b['added_ms'] for b in bursts):.1f})",
+                 ""))
+    after = median("after_answer_ms")
+    rows.append(("cold: first answer after the STS answer reached the daemon (median; range)",
+                 f"{after:.1f} ms ({min(b['after_answer_ms'] for b in bursts):.1f} … "
+                 f"{max(b['after_answer_ms'] for b in bursts):.1f})",
+                 f"≤ 2 ms {check(after, 2.0, False)}"))
+    return rows
+
+
 def main():
     rows = []
     only = sys.argv[2:]
     with moto() as sts, tempfile.TemporaryDirectory() as workdir:
         if only == ["memory"]:
             print_table(memory_rows(sts, workdir))
+            return
+        if only == ["cold"]:
+            print_table(cold_rows(sts, workdir))
             return
         rows += instruction_rows(sts, workdir)
         if only == ["instructions"]:
@@ -252,41 +347,7 @@ def main():
                      f"≤ nginx {check(creds64['p99'], limit['p99'], False)}"))
         daemon.stop()
 
-        # Cold path: 1,000 concurrent first requests for one role, five
-        # times (a fresh role each time; the median is reported, since the
-        # client, the daemon and moto share two cores). Another role is
-        # fetched first, so what is timed is a cold role, not the process's
-        # first use of the SDK.
-        rounds = 5
-        daemon = Daemon(sts, ["warmup"] + [f"cold{i}" for i in range(rounds)], workdir)
-        get(daemon.url("/role/warmup"), {"Authorization": daemon.token})
-        bursts = []
-        for i in range(rounds):
-            calls_before = daemon.metric("assumed_sts_calls_total")
-            sts_before = daemon.metric("assumed_sts_call_duration_seconds_sum")
-            output = subprocess.run([COLD_BURST, str(daemon.port), f"/role/cold{i}", daemon.token, "1000"],
-                                    capture_output=True, text=True, check=True).stdout
-            result = json.loads(output)
-            result["calls"] = daemon.metric("assumed_sts_calls_total") - calls_before
-            result["sts_ms"] = (daemon.metric("assumed_sts_call_duration_seconds_sum") - sts_before) * 1000
-            # The first request sent starts the STS call: what it waits beyond
-            # the call itself is the daemon's cold-path cost.
-            result["added_ms"] = result["first_ms"] - result["sts_ms"]
-            bursts.append(result)
-        daemon.stop()
-        calls = sorted({b["calls"] for b in bursts})
-        statuses = sorted({s for b in bursts for s in b["statuses"]})
-        median = lambda key: statistics.median(b[key] for b in bursts)
-        p50_all = statistics.median(statistics.median(b["latencies_ms"]) for b in bursts)
-        added = median("added_ms")
-        rows.append(("cold: STS calls per 1,000 concurrent first requests (5 rounds)",
-                     f"{', '.join(f'{c:.0f}' for c in calls)} (statuses {statuses})",
-                     f"= 1 {'✓' if calls == [1] else '✗'}"))
-        rows.append(("cold: STS round trip / first request / p50 of all 1,000 (medians)",
-                     f"{median('sts_ms'):.1f} ms / {median('first_ms'):.1f} ms / {p50_all:.1f} ms", ""))
-        rows.append(("cold: added over the STS round trip (first request − STS, median; range)",
-                     f"{added:.1f} ms ({min(b['added_ms'] for b in bursts):.1f} … {max(b['added_ms'] for b in bursts):.1f})",
-                     f"≤ 2 ms {check(added, 2.0, False)}"))
+        rows += cold_rows(sts, workdir)
 
         rows += memory_rows(sts, workdir)
 
