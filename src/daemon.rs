@@ -1,6 +1,7 @@
 //! `assumed serve`: wires config, token, STS, cache and HTTP together and
 //! runs until told to stop.
 
+mod fetch_thread;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use self::fetch_thread::OnOwnThread;
 use crate::attention::Attention;
 use crate::cache::{Cache, Clock, RoleSpec, State, Timing};
 use crate::config::{self, Config};
@@ -136,7 +138,9 @@ async fn start(
     let clients = notifying_clients(&specs);
     // Before the cache: its slot and driver gauges count from the first one.
     let metrics = config.server.metrics && server::metrics::install().is_some();
-    let cache = Cache::new(specs, sts.clone(), timing(&config), Clock::system());
+    let fetcher =
+        OnOwnThread::start(sts.clone()).map_err(|e| format!("cannot start the STS thread: {e}"))?;
+    let cache = Cache::new(specs, Arc::new(fetcher), timing(&config), Clock::system());
     remind_only_in_use(&attention, &cache);
     let fixed = server::Fixed {
         region: config
