@@ -131,6 +131,12 @@ impl FetchError {
         Self::new(Permanence::Transient, code, message)
     }
 
+    /// A fetch whose task ended without an outcome (it panicked or was
+    /// cancelled): transient, so backoff and a retry follow as for any failure.
+    pub fn lost() -> Self {
+        Self::transient("InternalError", "the credential fetch failed unexpectedly")
+    }
+
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(Permanence::Permanent, code, message)
     }
@@ -629,10 +635,7 @@ impl Cache {
         });
         match attempt.await {
             Ok(outcome) => outcome.map_err(CacheError::Unavailable),
-            Err(_) => Err(CacheError::Unavailable(FetchError::transient(
-                "InternalError",
-                "the credential fetch failed unexpectedly",
-            ))),
+            Err(_) => Err(CacheError::Unavailable(FetchError::lost())),
         }
     }
 

@@ -57,12 +57,9 @@ impl<F: Fetcher> Fetcher for OnOwnThread<F> {
         );
         Box::pin(async move {
             let mut task = task;
-            (&mut task.0).await.unwrap_or_else(|_| {
-                Err(FetchError::transient(
-                    "InternalError",
-                    "the credential fetch failed unexpectedly",
-                ))
-            })
+            (&mut task.0)
+                .await
+                .unwrap_or_else(|_| Err(FetchError::lost()))
         })
     }
 
