@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use self::fetch_thread::OnOwnThread;
 use crate::attention::Attention;
 use crate::cache::{Cache, Clock, RoleSpec, State, Timing};
 use crate::config::{self, Config};
@@ -138,9 +137,15 @@ async fn start(
     let clients = notifying_clients(&specs);
     // Before the cache: its slot and driver gauges count from the first one.
     let metrics = config.server.metrics && server::metrics::install().is_some();
-    let fetcher =
-        OnOwnThread::start(sts.clone()).map_err(|e| format!("cannot start the STS thread: {e}"))?;
-    let cache = Cache::new(specs, Arc::new(fetcher), timing(&config), Clock::system());
+    let fetch_thread =
+        fetch_thread::start().map_err(|e| format!("cannot start the STS thread: {e}"))?;
+    let cache = Cache::new(
+        specs,
+        sts.clone(),
+        timing(&config),
+        Clock::system(),
+        fetch_thread,
+    );
     remind_only_in_use(&attention, &cache);
     let fixed = server::Fixed {
         region: config

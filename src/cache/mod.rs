@@ -24,7 +24,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
-use tokio::sync::Notify;
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, oneshot};
 
 use crate::config::RoleConfig;
 use crate::credentials::{Credentials, Issued, format_expiration};
@@ -417,6 +418,9 @@ impl Slot {
     }
 }
 
+/// What a fetch attempt ends in, for whoever waited on it.
+type Outcome = Result<Arc<Credentials>, FetchError>;
+
 /// Cheap to clone; every clone is the same cache.
 #[derive(Clone)]
 pub struct Cache {
@@ -428,15 +432,21 @@ struct Shared {
     fetcher: Arc<dyn Fetcher>,
     timing: Timing,
     clock: Clock,
+    /// Where fetch attempts run: the daemon's fetch thread, so that storing
+    /// STS's answer and waking the waiters never queue behind a burst of
+    /// requests on the workers; in tests, the test's own runtime.
+    attempts_on: Handle,
 }
 
 impl Cache {
-    /// Must be called inside a tokio runtime: every role gets its driver task.
+    /// Must be called inside a tokio runtime: every role gets its driver
+    /// task. Fetch attempts run on `attempts_on`.
     pub fn new(
         roles: impl IntoIterator<Item = RoleSpec>,
         fetcher: Arc<dyn Fetcher>,
         timing: Timing,
         clock: Clock,
+        attempts_on: Handle,
     ) -> Self {
         let cache = Cache {
             shared: Arc::new(Shared {
@@ -444,6 +454,7 @@ impl Cache {
                 fetcher,
                 timing,
                 clock,
+                attempts_on,
             }),
         };
         for spec in roles {
@@ -629,14 +640,19 @@ impl Cache {
             }
             ended.await;
         }
-        let attempt = tokio::spawn({
-            let cache = self.clone();
-            async move { cache.attempt(&slot, seen).await }
-        });
-        match attempt.await {
-            Ok(outcome) => outcome.map_err(CacheError::Unavailable),
-            Err(_) => Err(CacheError::Unavailable(FetchError::lost())),
-        }
+        self.attempt_elsewhere(slot, seen)
+            .await
+            .map_err(CacheError::Unavailable)
+    }
+
+    /// `attempt` as a task on the attempts' runtime; its outcome, here.
+    async fn attempt_elsewhere(&self, slot: Arc<Slot>, seen: u64) -> Outcome {
+        let (starter, outcome) = oneshot::channel();
+        let cache = self.clone();
+        self.shared
+            .attempts_on
+            .spawn(async move { cache.attempt(&slot, seen, starter).await });
+        outcome.await.unwrap_or_else(|_| Err(FetchError::lost()))
     }
 
     /// `get` for a `via` role. Boxed with an explicit `Send` so that the
@@ -674,14 +690,17 @@ impl Cache {
     }
 
     /// One fetch, unless one that ended since `seen` already answered: then
-    /// its outcome. Waiters are woken together when the fetch ends, so a
-    /// thousand of them do not queue behind a lock one by one.
-    async fn attempt(&self, slot: &Slot, seen: u64) -> Result<Arc<Credentials>, FetchError> {
+    /// its outcome. The outcome goes to `starter` (the caller who asked for
+    /// this attempt) first, then every waiter is woken at once, so the one
+    /// who has waited longest is answered first, and a thousand waiters do
+    /// not queue behind a lock one by one.
+    async fn attempt(&self, slot: &Slot, seen: u64, starter: oneshot::Sender<Outcome>) {
         loop {
             // Registered before looking, so an end in between is not missed.
             let ended = slot.done.notified();
             if slot.attempts.load(Ordering::Acquire) != seen {
-                return slot.outcome(self.shared.clock.now());
+                let _ = starter.send(slot.outcome(self.shared.clock.now()));
+                return;
             }
             if slot
                 .in_flight
@@ -693,7 +712,8 @@ impl Cache {
             }
             let _flight = Flight(slot);
             if slot.attempts.load(Ordering::Acquire) != seen {
-                return slot.outcome(self.shared.clock.now());
+                let _ = starter.send(slot.outcome(self.shared.clock.now()));
+                return;
             }
             let started = self.shared.clock.now();
             let deadline = self.shared.timing.fetch_timeout;
@@ -713,7 +733,8 @@ impl Cache {
                 Err(error) => Err(self.fail(slot, error, now)),
             };
             slot.attempts.fetch_add(1, Ordering::AcqRel);
-            return outcome;
+            let _ = starter.send(outcome);
+            return; // `_flight` wakes the waiters
         }
     }
 
@@ -920,7 +941,7 @@ async fn drive(cache: Cache, slot: Arc<Slot>) {
             continue;
         }
         let seen = slot.attempts.load(Ordering::Acquire);
-        let _ = cache.attempt(&slot, seen).await;
+        let _ = cache.attempt_elsewhere(slot.clone(), seen).await;
     }
 }
 

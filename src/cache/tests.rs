@@ -123,7 +123,8 @@ fn cache_with(roles: Vec<RoleSpec>) -> (Cache, Arc<FakeSts>) {
 fn cache_timed(roles: Vec<RoleSpec>, timing: Timing) -> (Cache, Arc<FakeSts>) {
     let clock = Clock::following_tokio();
     let sts = FakeSts::new(clock);
-    (Cache::new(roles, sts.clone(), timing, clock), sts)
+    let cache = Cache::new(roles, sts.clone(), timing, clock, Handle::current());
+    (cache, sts)
 }
 
 /// Returns once every task (callers, drivers, fetches) is waiting on
@@ -170,6 +171,36 @@ async fn concurrent_cold_requests_share_one_fetch() {
     }
     assert_eq!(sts.calls(), 1);
     assert_eq!(keys.len(), 1, "everyone got the same credentials");
+}
+
+/// The caller whose request started the fetch has waited longest: it hears
+/// first, before the crowd that joined later is woken (issue 19's cold
+/// burst, where it used to be answered last).
+#[tokio::test(start_paused = true)]
+async fn the_caller_who_started_the_fetch_is_answered_first() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    let gate = sts.hold();
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let caller = |who: usize| {
+        let (cache, answered) = (cache.clone(), answered.clone());
+        tokio::spawn(async move {
+            let creds = cache.get("dev").await;
+            answered.lock().push(who);
+            creds
+        })
+    };
+    let starter = caller(0);
+    until_idle().await;
+    assert_eq!(sts.started(), 1);
+    let joiners: Vec<_> = (1..=50).map(caller).collect();
+    until_idle().await;
+    gate.add_permits(1);
+    starter.await.expect("task").expect("credentials");
+    for joiner in joiners {
+        joiner.await.expect("task").expect("credentials");
+    }
+    assert_eq!(sts.calls(), 1);
+    assert_eq!(answered.lock().first(), Some(&0), "the starter first");
 }
 
 #[tokio::test(start_paused = true)]
@@ -599,7 +630,13 @@ async fn a_person_acting_ends_a_grown_hold_at_once() {
         inner: sts.clone(),
         logged_in: AtomicBool::new(false),
     });
-    let cache = Cache::new(vec![role("dev")], fetcher.clone(), timing(), clock);
+    let cache = Cache::new(
+        vec![role("dev")],
+        fetcher.clone(),
+        timing(),
+        clock,
+        Handle::current(),
+    );
     *sts.fail_always.lock() = Some(FetchError::needs_user("SsoLoginRequired", "log in"));
     for _ in 0..4 {
         let _ = cache.get("dev").await;

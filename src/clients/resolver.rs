@@ -34,6 +34,7 @@ pub(super) fn enqueue(shared: &Arc<Shared>, client: Arc<Client>) {
 }
 
 fn run(shared: &Shared) {
+    yield_to_serving();
     loop {
         let batch = {
             let mut waiting = shared.resolver.waiting.lock();
@@ -45,6 +46,23 @@ fn run(shared: &Shared) {
         resolve(shared, batch);
     }
 }
+
+/// A walk over `/proc` takes milliseconds of CPU, and it starts just as a
+/// burst of new clients is being answered: this thread runs at nice 10, so
+/// on a busy machine the workers and the STS thread go first. Naming a client
+/// is an audit trail, not part of any answer; it gets done a little later.
+#[cfg(target_os = "linux")]
+fn yield_to_serving() {
+    // SAFETY: gettid has no preconditions; setpriority with PRIO_PROCESS and
+    // a thread id changes only that thread's nice value (Linux). Raising
+    // one's own nice value needs no privilege, and a failure leaves it as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn yield_to_serving() {}
 
 fn resolve(shared: &Shared, batch: Vec<Arc<Client>>) {
     let inodes: Vec<u64> = batch

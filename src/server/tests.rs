@@ -59,7 +59,13 @@ fn state() -> Arc<AppState> {
         metrics: false,
         bench_static: false,
     };
-    let cache = Cache::new(roles, Arc::new(AlwaysIssues), timing, Clock::system());
+    let cache = Cache::new(
+        roles,
+        Arc::new(AlwaysIssues),
+        timing,
+        Clock::system(),
+        tokio::runtime::Handle::current(),
+    );
     let upstream = Arc::new(crate::sts::Sts::new(crate::config::SourceConfig::default()));
     let token = crate::token::Token::generate().expect("token");
     let clients = crate::clients::Clients::new();
