@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use crate::address_file::{self, AddressFile};
 use crate::client_env::client_address;
 use crate::config::{self, Config};
-
 use crate::local_client;
 use crate::token::{self, Token};
 

@@ -12,9 +12,10 @@
 //! read-only segments) leaves them in the page cache, where the kernel can
 //! reclaim them, and whatever runs again maps them back on its next use (a
 //! minor fault, a few µs per 64 KiB). So the daemon unmaps its code when
-//! start-up is over (at the first connection) and whenever it goes quiet (no
-//! connection open for [`QUIET_FOR`]), and keeps mapped only the code that
-//! runs while it idles. See docs/performance.md.
+//! start-up is over (`daemon` calls [`unmap_code`] once it is ready, and
+//! after each reload) and whenever it goes quiet (no connection open for
+//! [`QUIET_FOR`]), and keeps mapped only the code that runs while it idles.
+//! See docs/performance.md.
 //!
 //! A burst of connections also leaves glibc's heap large and mostly free
 //! (the buffers of 64 busy connections); nothing returns it, so the daemon
@@ -22,8 +23,8 @@
 //! closes and stays closed for a moment, `malloc_trim` hands the free pages
 //! back.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -46,10 +47,6 @@ pub struct OpenConnection(());
 /// Counts a connection; must be called inside the tokio runtime (the first
 /// call starts the task that trims).
 pub fn connection_opened() -> OpenConnection {
-    // The first connection means start-up is over (the listeners are
-    // bound): the code that only start-up ran can go.
-    static STARTED: Once = Once::new();
-    STARTED.call_once(unmap_code);
     trimmer();
     OPEN.fetch_add(1, Ordering::AcqRel);
     SINCE_TRIM.fetch_add(1, Ordering::AcqRel);

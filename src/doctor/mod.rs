@@ -20,7 +20,6 @@ use serde::Serialize;
 
 use crate::aws_files;
 use crate::config::{self, Config, RoleConfig};
-
 use crate::daemon_client::DaemonClient;
 use crate::local_client;
 
