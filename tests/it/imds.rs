@@ -480,3 +480,30 @@ async fn botocore_reads_the_region_from_the_zone_with_a_trailing_slash() {
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "eu-west-1");
 }
+
+/// Without a role to serve, the listings leave `iam/` out and `iam` is 404,
+/// as on an instance without an instance profile; the rest still answers.
+#[tokio::test]
+async fn without_a_role_the_listings_leave_iam_out() {
+    let proxy = StsProxy::start().await;
+    let daemon = daemon_with(&proxy, "", ROLES).await;
+    let token = session(&daemon).await;
+    for path in ["/latest/meta-data", "/latest/meta-data/"] {
+        let answer = imds_get(&daemon, path, &token).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "placement/"),
+            "{path}"
+        );
+    }
+    for path in ["/latest/meta-data/iam", "/latest/meta-data/iam/"] {
+        assert_json_error(&imds_get(&daemon, path, &token).await, 404);
+    }
+    let zone = imds_get(
+        &daemon,
+        "/latest/meta-data/placement/availability-zone/",
+        &token,
+    )
+    .await;
+    assert_eq!((zone.status, zone.body.as_str()), (200, "us-east-1a"));
+}
