@@ -4,13 +4,16 @@
 //! when no task can run (see [`until_idle`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::{Duration, SystemTime};
 
+use parking_lot::Mutex;
 use tokio::time::{advance, sleep};
 
+use super::timing::{BACKOFF_BASE, BACKOFF_CAP, PERMANENT_FAILURE_HOLD, WALL_CLOCK_NAP};
 use super::*;
 use crate::config::RoleConfig;
-use crate::credentials::Secret;
+use crate::credentials::{Issued, Secret};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);

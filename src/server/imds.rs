@@ -1,7 +1,8 @@
 //! EC2 instance metadata (IMDSv2) emulation, read by SDKs through
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT`. Like a real instance, one IMDS serves
 //! one role: the default role on the main listener, or the role an
-//! `imds_listen` listener belongs to.
+//! `imds_listen` listener belongs to. Paths are read as the real service
+//! reads them (`canonical`; docs/imds.md, "Paths").
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -53,12 +54,13 @@ impl Imds {
 pub fn router(imds: Imds) -> Router {
     const CREDS: &str = "/latest/meta-data/iam/security-credentials";
     const EXTENDED: &str = "/latest/meta-data/iam/security-credentials-extended";
-    Router::new()
-        .route("/latest/api/token", put(issue_token))
-        .route(&format!("{CREDS}/"), get(role_name))
+    // Only the canonical form of each path: `canonical` has rewritten the
+    // others (trailing and doubled slashes) before the router sees them.
+    let mut router = Router::new()
+        .route(TOKEN_PATH, put(issue_token))
+        .route(&format!("{TOKEN_PATH}/"), put(token_with_slash))
         .route(CREDS, get(role_name))
         .route(&format!("{CREDS}/{{name}}"), get(credentials))
-        .route(&format!("{EXTENDED}/"), get(extended_role_name))
         .route(EXTENDED, get(extended_role_name))
         .route(&format!("{EXTENDED}/{{name}}"), get(extended_credentials))
         .route("/latest/meta-data/iam/info", get(iam_info))
@@ -70,8 +72,115 @@ pub fn router(imds: Imds) -> Router {
         .route(
             "/latest/dynamic/instance-identity/document",
             get(identity_document),
-        )
-        .with_state(imds)
+        );
+    for &(path, entries) in LISTINGS {
+        router = router.route(
+            path,
+            get(move |State(imds): State<Imds>, headers: HeaderMap| {
+                listing(imds, headers, path, entries)
+            }),
+        );
+    }
+    router.with_state(imds)
+}
+
+const TOKEN_PATH: &str = "/latest/api/token";
+
+/// The categories above the leaves served here, as the real service lists
+/// them: one entry a line, a subcategory with a trailing `/`, no newline at
+/// the end. Only what is served is listed.
+const LISTINGS: &[(&str, &[&str])] = &[
+    ("/", &["latest"]),
+    ("/latest", &["dynamic", "meta-data"]),
+    ("/latest/meta-data", &["iam/", "placement/"]),
+    ("/latest/meta-data/iam", &["info", "security-credentials/"]),
+    (
+        "/latest/meta-data/placement",
+        &["availability-zone", "region"],
+    ),
+    ("/latest/dynamic", &["instance-identity/"]),
+    ("/latest/dynamic/instance-identity", &["document"]),
+];
+
+/// The request with its path as the real IMDS reads it, when it names an
+/// IMDS path (`/`, `/latest`, or under it) in another form: a run of slashes
+/// counts as one (`//latest/…`, which Java builds from an endpoint that ends
+/// in `/`), and a trailing slash is ignored, on leaves and categories alike
+/// (`placement/availability-zone/`, `iam/security-credentials`). The one
+/// exception is the token: `PUT /latest/api/token/` stays as it is, because
+/// the real service refuses it (403). Everything else (`/role/…`, `/admin/…`)
+/// is left alone. docs/imds.md has the sources.
+pub(super) fn canonical<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    let uri = request.uri();
+    let Some(path) = canonical_path(uri.path()) else {
+        return request;
+    };
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    let Ok(path_and_query) = path_and_query.parse() else {
+        return request;
+    };
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    request
+}
+
+/// `path`'s canonical form, when it is an IMDS path in another form.
+fn canonical_path(path: &str) -> Option<String> {
+    let tail = path.len() > 1 && path.ends_with('/');
+    if !tail && !path.contains("//") {
+        return None;
+    }
+    let mut collapsed = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|segment| !segment.is_empty()) {
+        collapsed.push('/');
+        collapsed.push_str(segment);
+    }
+    if collapsed.is_empty() {
+        collapsed.push('/');
+    } else if collapsed != "/latest" && !collapsed.starts_with("/latest/") {
+        return None;
+    }
+    if tail && collapsed == TOKEN_PATH {
+        collapsed.push('/');
+    }
+    (collapsed != path).then_some(collapsed)
+}
+
+/// A category's entries. `iam/` is there only while a role is served, as on
+/// an instance without an instance profile.
+async fn listing(
+    imds: Imds,
+    headers: HeaderMap,
+    path: &str,
+    entries: &[&str],
+) -> Result<Response, ApiError> {
+    require_session(&imds, &headers)?;
+    let has_role = imds.role().is_some();
+    if path == "/latest/meta-data/iam" && !has_role {
+        role_of(&imds)?;
+    }
+    let entries: Vec<&str> = entries
+        .iter()
+        .copied()
+        .filter(|entry| has_role || *entry != "iam/")
+        .collect();
+    Ok(text(entries.join("\n")))
+}
+
+/// The real service answers `PUT /latest/api/token/` with 403, so SDKs fall
+/// back to IMDSv1 here as they would there.
+async fn token_with_slash() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        "the token path is /latest/api/token, without a trailing slash",
+    )
 }
 
 async fn issue_token(State(imds): State<Imds>, headers: HeaderMap) -> Result<Response, ApiError> {

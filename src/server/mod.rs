@@ -35,6 +35,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use connection::Connection;
@@ -135,9 +136,12 @@ async fn screen(State(state): State<Arc<AppState>>, request: Request, next: Next
 }
 
 /// What every listener shares: health, the JSON 404, the guard in front of
-/// everything, metrics, a deadline, and panic safety.
+/// everything, metrics, a deadline, and panic safety; and IMDS paths read as
+/// the real service reads them (`imds::canonical`), before routing, which
+/// is why it wraps the router rather than being one of its layers (those run
+/// once a route is chosen).
 fn finish(router: Router, state: &Arc<AppState>) -> Router {
-    router
+    let routed = router
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
@@ -157,7 +161,8 @@ fn finish(router: Router, state: &Arc<AppState>) -> Router {
                 "the request failed unexpectedly",
             )
             .into_response()
-        }))
+        }));
+    Router::new().fallback_service(routed.map_request(imds::canonical::<axum::body::Body>))
 }
 
 /// A fixed answer the size of a credentials answer, through the same listener

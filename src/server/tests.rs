@@ -497,6 +497,45 @@ async fn the_warm_path_answers_exactly_as_the_router_does_or_not_at_all() {
         assert_eq!(answer, routed, "{path}");
     }
 
+    // The other forms of the IMDS credentials path that the real service
+    // answers (docs/imds.md): the warm path leaves them to the router, which
+    // answers each exactly as the warm path answers the canonical one.
+    let Ok(canonical) = warm.answer(&connection, request(imds, &imds_session)) else {
+        panic!("{imds}: answered on the warm path");
+    };
+    let canonical = http_body_util::BodyExt::collect(canonical.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    for path in [
+        "/latest/meta-data/iam/security-credentials/dev/",
+        "//latest/meta-data/iam/security-credentials/dev",
+        "/latest//meta-data/iam/security-credentials/dev",
+        "/latest/meta-data/iam/security-credentials//dev",
+        "/latest/meta-data/iam/security-credentials/dev//",
+    ] {
+        assert!(
+            warm.answer(&connection, request(path, &imds_session))
+                .is_err(),
+            "{path}: left to the router"
+        );
+        let routed = router
+            .clone()
+            .oneshot(request(path, &imds_session))
+            .await
+            .expect("infallible");
+        assert_eq!(routed.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            routed.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        let body = axum::body::to_bytes(routed.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert_eq!(body, canonical, "{path}");
+    }
+
     let wrong_token = [("authorization", "wrong")];
     let browser = [
         ("authorization", token.as_str()),
@@ -539,4 +578,138 @@ async fn the_warm_path_answers_exactly_as_the_router_does_or_not_at_all() {
         .body(Body::empty())
         .expect("request");
     assert!(warm.answer(&connection, put).is_err());
+}
+
+/// Each form of an IMDS path the real service answers (docs/imds.md,
+/// "Paths"), through the router in-process: the same answer as the
+/// canonical form, and the refusals.
+#[tokio::test]
+async fn imds_paths_answer_in_every_form_the_real_service_accepts() {
+    let state = state();
+    let router = router(state.clone());
+    let session = state
+        .session_tokens
+        .issue(Duration::from_secs(300), SystemTime::now());
+    let get = |path: &str| {
+        Request::get(path)
+            .header("host", "127.0.0.1")
+            .header("x-aws-ec2-metadata-token", session.as_str())
+            .body(Body::empty())
+            .expect("request")
+    };
+    // (form, canonical form): the form answers exactly as the canonical one.
+    let same = [
+        ("/latest/", "/latest"),
+        ("//latest", "/latest"),
+        ("//", "/"),
+        ("/latest/meta-data/", "/latest/meta-data"),
+        ("/latest/meta-data/iam/", "/latest/meta-data/iam"),
+        (
+            "/latest/meta-data/iam/security-credentials/",
+            "/latest/meta-data/iam/security-credentials",
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials-extended/",
+            "/latest/meta-data/iam/security-credentials-extended",
+        ),
+        (
+            "/latest/meta-data/placement/availability-zone/",
+            "/latest/meta-data/placement/availability-zone",
+        ),
+        (
+            "/latest//meta-data///placement/region//",
+            "/latest/meta-data/placement/region",
+        ),
+        ("/latest/meta-data/iam/info/", "/latest/meta-data/iam/info"),
+        (
+            "/latest/dynamic/instance-identity/document/",
+            "/latest/dynamic/instance-identity/document",
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials/nope/",
+            "/latest/meta-data/iam/security-credentials/nope",
+        ),
+        ("/latest/meta-data/nope/", "/latest/meta-data/nope"),
+    ];
+    for (form, canonical) in same {
+        let (status, content_type, body) = send(&router, get(form)).await;
+        let expected = send(&router, get(canonical)).await;
+        assert_eq!((status, &content_type), (expected.0, &expected.1), "{form}");
+        // iam/info carries the time of the answer; compare all else whole.
+        if !canonical.ends_with("/info") {
+            assert_eq!(body, expected.2, "{form}");
+        }
+    }
+    for (path, status, body) in [
+        ("/", StatusCode::OK, "latest"),
+        ("/latest", StatusCode::OK, "dynamic\nmeta-data"),
+        ("/latest/meta-data", StatusCode::OK, "iam/\nplacement/"),
+        (
+            "/latest/meta-data/iam",
+            StatusCode::OK,
+            "info\nsecurity-credentials/",
+        ),
+        (
+            "/latest/meta-data/placement",
+            StatusCode::OK,
+            "availability-zone\nregion",
+        ),
+        ("/latest/dynamic", StatusCode::OK, "instance-identity/"),
+        (
+            "/latest/dynamic/instance-identity",
+            StatusCode::OK,
+            "document",
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials",
+            StatusCode::OK,
+            "dev",
+        ),
+        ("/latest/meta-data/nope", StatusCode::NOT_FOUND, "NotFound"),
+        ("/latest/user-data", StatusCode::NOT_FOUND, "NotFound"),
+    ] {
+        let answer = send(&router, get(path)).await;
+        assert_eq!(answer.0, status, "{path}");
+        let text = String::from_utf8_lossy(&answer.2);
+        if status == StatusCode::OK {
+            assert_eq!((answer.1.as_str(), &*text), ("text/plain", body), "{path}");
+        } else {
+            assert!(text.contains(body), "{path}: {text}");
+        }
+    }
+    // The token path keeps its exact form: the real service refuses the PUT
+    // with a trailing slash.
+    let put = |path: &str| {
+        Request::put(path)
+            .header("host", "127.0.0.1")
+            .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+            .body(Body::empty())
+            .expect("request")
+    };
+    assert_eq!(
+        send(&router, put("/latest/api/token/")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&router, put("/latest/api/token")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&router, put("//latest//api/token")).await.0,
+        StatusCode::OK
+    );
+    // Paths that are not IMDS paths keep theirs.
+    let token = state.token.expose().to_owned();
+    for path in ["/role/dev/", "/role//dev", "//creds", "/healthz/"] {
+        let request = Request::get(path)
+            .header("host", "127.0.0.1")
+            .header("authorization", token.as_str())
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(
+            send(&router, request).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
 }

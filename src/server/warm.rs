@@ -10,8 +10,9 @@
 //! It only ever answers when everything the router would do ends in a 200
 //! from memory: the same guard (`guard::check`), the same token or IMDS
 //! session check, a fresh cache hit. Anything else — an error to report, a
-//! cold role, a query string, a percent-encoded name — returns the request
-//! untouched and the router answers it, so refusals and their JSON bodies
+//! cold role, a query string, a percent-encoded name, another spelling of
+//! the IMDS path (`…/ROLE/`, doubled slashes, which `imds::canonical`
+//! rewrites) — returns the request untouched and the router answers it, so refusals and their JSON bodies
 //! exist in one place only. The metrics it records are the router's own
 //! series (route template, status `200`, latency), through handles
 //! registered once.

@@ -323,3 +323,187 @@ async fn botocore_does_not_refetch_on_every_call() {
     );
     assert_eq!(proxy.count("AssumeRole"), 1);
 }
+
+/// What one form of a path must get (docs/imds.md, "Paths").
+enum Expect {
+    /// 200, `text/plain`, exactly this body.
+    Text(&'static str),
+    /// 200, JSON with this field.
+    Json(&'static str),
+    /// The JSON error shape with this status.
+    Error(u16),
+}
+
+/// Every form the real service accepts, against the running daemon: a
+/// trailing slash on a leaf or a category, a category without one, the
+/// roots, doubled slashes; and what it refuses.
+#[tokio::test]
+async fn each_form_of_a_path_gets_what_the_real_service_gives() {
+    use Expect::{Error, Json, Text};
+    let proxy = StsProxy::start().await;
+    let daemon = daemon_with(&proxy, "default_role = \"dev\"", ROLES).await;
+    let token = session(&daemon).await;
+    let creds = "/latest/meta-data/iam/security-credentials";
+    let table: &[(&str, Expect)] = &[
+        ("/", Text("latest")),
+        ("/latest", Text("dynamic\nmeta-data")),
+        ("/latest/", Text("dynamic\nmeta-data")),
+        ("/latest/meta-data", Text("iam/\nplacement/")),
+        ("/latest/meta-data/", Text("iam/\nplacement/")),
+        ("/latest/meta-data/iam", Text("info\nsecurity-credentials/")),
+        (
+            "/latest/meta-data/iam/",
+            Text("info\nsecurity-credentials/"),
+        ),
+        ("/latest/meta-data/iam/info", Json("InstanceProfileArn")),
+        ("/latest/meta-data/iam/info/", Json("InstanceProfileArn")),
+        (creds, Text("dev")),
+        ("/latest/meta-data/iam/security-credentials/", Text("dev")),
+        (
+            "/latest/meta-data/iam/security-credentials/dev",
+            Json("AccessKeyId"),
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials/dev/",
+            Json("AccessKeyId"),
+        ),
+        (
+            "//latest/meta-data/iam/security-credentials/dev",
+            Json("AccessKeyId"),
+        ),
+        (
+            "/latest//meta-data/iam/security-credentials//dev",
+            Json("AccessKeyId"),
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials-extended/dev/",
+            Json("AccountId"),
+        ),
+        (
+            "/latest/meta-data/placement",
+            Text("availability-zone\nregion"),
+        ),
+        (
+            "/latest/meta-data/placement/",
+            Text("availability-zone\nregion"),
+        ),
+        (
+            "/latest/meta-data/placement/availability-zone",
+            Text("eu-west-1a"),
+        ),
+        (
+            "/latest/meta-data/placement/availability-zone/",
+            Text("eu-west-1a"),
+        ),
+        ("/latest/meta-data/placement//region/", Text("eu-west-1")),
+        ("/latest/dynamic", Text("instance-identity/")),
+        ("/latest/dynamic/", Text("instance-identity/")),
+        ("/latest/dynamic/instance-identity/", Text("document")),
+        (
+            "/latest/dynamic/instance-identity/document/",
+            Json("accountId"),
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials/nope",
+            Error(404),
+        ),
+        (
+            "/latest/meta-data/iam/security-credentials/nope/",
+            Error(404),
+        ),
+        ("/latest/meta-data/instance-id", Error(404)),
+        ("/latest/meta-data/nope/", Error(404)),
+        ("/latest/user-data", Error(404)),
+        ("/2009-04-04/meta-data/", Error(404)),
+    ];
+    for (path, expect) in table {
+        let answer = imds_get(&daemon, path, &token).await;
+        match expect {
+            Text(body) => {
+                assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+                assert_eq!(answer.content_type, "text/plain", "{path}");
+                assert_eq!(answer.body, *body, "{path}");
+            }
+            Json(field) => {
+                assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+                assert_eq!(answer.content_type, "application/json", "{path}");
+                assert!(answer.json()[field].is_string(), "{path}: {}", answer.body);
+            }
+            Error(status) => assert_json_error(&answer, *status),
+        }
+    }
+    // Every form needs the session, as every path does on the real service.
+    for path in [
+        "/",
+        "/latest/meta-data",
+        "/latest/meta-data/iam/security-credentials/dev/",
+    ] {
+        assert_json_error(&daemon.get_with(path, &[]).await, 401);
+    }
+    // The token path is the exception: with a trailing slash the real
+    // service refuses the PUT (403), and SDKs fall back as they would there.
+    let ttl = ("X-aws-ec2-metadata-token-ttl-seconds", "60");
+    let put = |path: &str| {
+        reqwest::Client::new()
+            .put(daemon.url(path))
+            .header(ttl.0, ttl.1)
+            .send()
+    };
+    assert_eq!(put("/latest/api/token/").await.expect("PUT").status(), 403);
+    assert_eq!(put("//latest/api/token").await.expect("PUT").status(), 200);
+    // The container endpoint keeps its own paths exactly.
+    let role = daemon
+        .get_with("/role//dev", &[("authorization", daemon.token().as_str())])
+        .await;
+    assert_eq!(role.status, 404, "{}", role.body);
+}
+
+/// botocore finds the region at `…/placement/availability-zone/`, with the
+/// slash (its `InstanceMetadataRegionFetcher`, used for `defaults_mode =
+/// auto`): the answer it reads is the zone, and the region is the zone
+/// without its last letter.
+#[tokio::test]
+async fn botocore_reads_the_region_from_the_zone_with_a_trailing_slash() {
+    let proxy = StsProxy::start().await;
+    let daemon = daemon_with(&proxy, "default_role = \"dev\"", ROLES).await;
+    let script = "import sys; from botocore.utils import InstanceMetadataRegionFetcher as F; \
+                  print(F(timeout=5, config={'ec2_metadata_service_endpoint': sys.argv[1]}).retrieve_region())";
+    let output = run(tokio::process::Command::new(crate::harness::python())
+        .args(["-c", script, &daemon.url("/")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default()))
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "eu-west-1");
+}
+
+/// Without a role to serve, the listings leave `iam/` out and `iam` is 404,
+/// as on an instance without an instance profile; the rest still answers.
+#[tokio::test]
+async fn without_a_role_the_listings_leave_iam_out() {
+    let proxy = StsProxy::start().await;
+    let daemon = daemon_with(&proxy, "", ROLES).await;
+    let token = session(&daemon).await;
+    for path in ["/latest/meta-data", "/latest/meta-data/"] {
+        let answer = imds_get(&daemon, path, &token).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "placement/"),
+            "{path}"
+        );
+    }
+    for path in ["/latest/meta-data/iam", "/latest/meta-data/iam/"] {
+        assert_json_error(&imds_get(&daemon, path, &token).await, 404);
+    }
+    let zone = imds_get(
+        &daemon,
+        "/latest/meta-data/placement/availability-zone/",
+        &token,
+    )
+    .await;
+    assert_eq!((zone.status, zone.body.as_str()), (200, "us-east-1a"));
+}
