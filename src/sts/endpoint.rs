@@ -350,6 +350,17 @@ sts_regional_endpoints = legacy
         (answer.url.clone(), answer.from_text())
     }
 
+    /// What a case is called, its role, `[source]` and environment, and the
+    /// URL and setting it must resolve to.
+    type Case<'a> = (
+        &'a str,
+        &'a RoleSpec,
+        &'a SourceConfig,
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+        &'a str,
+    );
+
     fn with_endpoint(url: &str) -> SourceConfig {
         SourceConfig {
             sts_endpoint: Some(url.into()),
@@ -380,7 +391,7 @@ sts_regional_endpoints = legacy
         let legacy = imported("legacy").await;
         let at_source = with_endpoint("http://source.local");
         #[rustfmt::skip]
-        let cases: Vec<(&str, &RoleSpec, &SourceConfig, &[(&str, &str)], Option<&str>, &str)> = vec![
+        let cases: Vec<Case> = vec![
             ("toml: [default] endpoint_url", &toml, &plain, &[], Some("http://default.local:4566"), "endpoint_url of profile default"),
             ("imported: its source profile's endpoint_url", &imported_role, &plain, &[], Some("http://default.local:4566"), "endpoint_url of profile default"),
             ("chained: the walk goes on to default", &chained, &plain, &[], Some("http://default.local:4566"), "endpoint_url of profile default"),
