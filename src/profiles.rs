@@ -325,7 +325,7 @@ impl AwsProfiles {
         }
     }
 
-    /// What `profile` itself says about STS's endpoint (`crate::sts::endpoint`
+    /// What `profile` itself says about STS's endpoint (`sts/endpoint.rs`
     /// decides what counts): its `endpoint_url`, the `sts` entry of the
     /// `[services NAME]` section it names, `ignore_configured_endpoint_urls`.
     pub fn endpoint_settings(&self, profile: &str) -> EndpointSettings {

@@ -157,7 +157,7 @@ pub struct RoleConfig {
     pub source_identity: Option<String>,
     pub region: Option<String>,
     /// This role's own STS endpoint: wins over `[source] sts_endpoint` and
-    /// everything the SDKs would read (see `crate::sts::endpoint`).
+    /// everything the SDKs would read (see `sts/endpoint.rs`).
     pub sts_endpoint: Option<String>,
     pub prefetch: bool,
     pub imds_listen: Option<SocketAddr>,
@@ -172,7 +172,7 @@ pub struct RoleConfig {
 pub struct ImportedProfile {
     /// The profile's name; its own settings (region, `endpoint_url`,
     /// `services`, then its source profile's) shape the STS client that
-    /// assumes it (see `crate::sts::endpoint`).
+    /// assumes it (see `sts/endpoint.rs`).
     pub profile: String,
     pub credential_source: Option<CredentialSource>,
     /// `web_identity_token_file`: assume with AssumeRoleWithWebIdentity.
