@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_config::profile::ProfileSet;
 use aws_runtime::env_config::file::EnvConfigFiles;
+use aws_runtime::env_config::property::PropertiesKey;
 use aws_types::os_shim_internal::{Env, Fs};
 
 use crate::config::{Config, CredentialSource, ImportedProfile, RoleConfig, validate};
@@ -324,11 +325,74 @@ impl AwsProfiles {
         }
     }
 
+    /// What `profile` itself says about STS's endpoint (`sts/endpoint.rs`
+    /// decides what counts): its `endpoint_url`, the `sts` entry of the
+    /// `[services NAME]` section it names, `ignore_configured_endpoint_urls`.
+    pub fn endpoint_settings(&self, profile: &str) -> EndpointSettings {
+        let services = self.get(profile, "services").and_then(|section| {
+            let key = PropertiesKey::builder()
+                .section_key("services")
+                .section_name(section)
+                .property_name("sts")
+                .sub_property_name("endpoint_url")
+                .build()
+                .ok()?;
+            let url = self.set.as_ref()?.other_sections().get(&key)?.trim();
+            (!url.is_empty()).then(|| (section.to_owned(), url.to_owned()))
+        });
+        EndpointSettings {
+            services,
+            endpoint_url: self.get(profile, "endpoint_url").map(str::to_owned),
+            ignore_configured: self
+                .get(profile, "ignore_configured_endpoint_urls")
+                .and_then(parse_bool),
+        }
+    }
+
+    /// The profile `profile` names as its `source_profile`, if any.
+    pub fn source_profile(&self, profile: &str) -> Option<&str> {
+        self.get(profile, "source_profile")
+    }
+
+    /// The profile's own `region`.
+    pub fn region(&self, profile: &str) -> Option<&str> {
+        self.get(profile, "region")
+    }
+
     /// The account and role an SSO profile stands for, for `RoleArn` in answers.
     pub fn sso_role_arn(&self, profile: &str) -> Option<String> {
         let account = self.get(profile, "sso_account_id")?;
         let role = self.get(profile, "sso_role_name")?;
         Some(format!("arn:aws:iam::{account}:role/{role}"))
+    }
+}
+
+/// What one profile says about STS's endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointSettings {
+    /// `services = NAME` and `[services NAME] sts = endpoint_url = …`: the
+    /// section's name and the URL.
+    pub services: Option<(String, String)>,
+    pub endpoint_url: Option<String>,
+    /// `ignore_configured_endpoint_urls`, when set to true or false.
+    pub ignore_configured: Option<bool>,
+}
+
+impl EndpointSettings {
+    /// Whether the profile says anything about endpoints at all.
+    pub fn is_empty(&self) -> bool {
+        self == &EndpointSettings::default()
+    }
+}
+
+/// `true`/`false` as the SDKs read them (any case); anything else is unset.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    if value.trim().eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if value.trim().eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
     }
 }
 

@@ -156,6 +156,9 @@ pub struct RoleConfig {
     pub transitive_tag_keys: Vec<String>,
     pub source_identity: Option<String>,
     pub region: Option<String>,
+    /// This role's own STS endpoint: wins over `[source] sts_endpoint` and
+    /// everything the SDKs would read (see `sts/endpoint.rs`).
+    pub sts_endpoint: Option<String>,
     pub prefetch: bool,
     pub imds_listen: Option<SocketAddr>,
     /// A desktop notification the first time a process takes this role.
@@ -168,7 +171,8 @@ pub struct RoleConfig {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ImportedProfile {
     /// The profile's name; its own settings (region, `endpoint_url`,
-    /// `services`) shape the STS client that assumes it.
+    /// `services`, then its source profile's) shape the STS client that
+    /// assumes it (see `sts/endpoint.rs`).
     pub profile: String,
     pub credential_source: Option<CredentialSource>,
     /// `web_identity_token_file`: assume with AssumeRoleWithWebIdentity.

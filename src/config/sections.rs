@@ -194,6 +194,7 @@ fn role(
         transitive_tag_keys,
         source_identity: plain(table.string("source_identity", &validate::source_identity)),
         region: plain(table.string("region", &validate::region)),
+        sts_endpoint: plain(table.string("sts_endpoint", &validate::sts_endpoint)),
         prefetch: table.bool("prefetch").unwrap_or(false),
         imds_listen: table
             .socket_addr("imds_listen")

@@ -342,6 +342,20 @@ fn region_and_sts_endpoint_are_checked() {
         "2:16: with a host",
     );
     expect_ok("[source]\nsts_endpoint = \"http://127.0.0.1:5000/\"\n");
+    // A role's own endpoint is checked the same way.
+    expect_one(
+        &role("sts_endpoint = \"sts.local\""),
+        "3:16: must be an http:// or https:// URL",
+    );
+    let config = parse(
+        &role("sts_endpoint = \"https://sts.eu-west-1.amazonaws.com\""),
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(
+        config.roles["dev"].sts_endpoint.as_deref(),
+        Some("https://sts.eu-west-1.amazonaws.com")
+    );
 }
 
 #[test]

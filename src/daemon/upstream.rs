@@ -2,7 +2,9 @@
 //! for a role without naming STS, and this is the one place the two meet.
 
 use crate::cache::{FetchError, RoleSpec};
-use crate::server::upstream::{Identity, MfaUse, Origin, Pending, SourceCheck, Upstream};
+use crate::server::upstream::{
+    Identity, MfaUse, Origin, Pending, SourceCheck, StsEndpoint, Upstream,
+};
 use crate::sts::{self, Sts};
 
 impl Upstream for Sts {
@@ -12,6 +14,13 @@ impl Upstream for Sts {
             kind: origin.kind(),
             explanation: origin.explanation(&role.name),
         }
+    }
+
+    fn sts_endpoint<'a>(&'a self, role: &'a RoleSpec) -> Pending<'a, StsEndpoint> {
+        Box::pin(async move {
+            let (url, from) = self.endpoint_named(role).await;
+            StsEndpoint { url, from }
+        })
     }
 
     fn check_source<'a>(&'a self, role: Option<&'a RoleSpec>) -> Pending<'a, SourceCheck> {

@@ -391,10 +391,11 @@ fn check_roles(daemon: &Daemon, target: Option<&str>, asked: bool, findings: &mu
         }
         let state = role["state"].as_str().unwrap_or("unknown");
         let is_target = Some(name) == target;
+        let endpoint = endpoint_line(role);
         let finding = match role["last_error"].as_str() {
             Some(error) if state == "failing" => {
                 let next = next_step(error).unwrap_or("assumed status");
-                let message = format!("role {name}: {state}: {error}");
+                let message = format!("role {name}: {state}: {error}{endpoint}");
                 if is_target {
                     Finding::fail("role", message, next)
                 } else {
@@ -409,10 +410,22 @@ fn check_roles(daemon: &Daemon, target: Option<&str>, asked: bool, findings: &mu
                         format!(", expires in {left}")
                     })
                     .unwrap_or_default();
-                Finding::ok("role", format!("role {name}: {state}{expires}"))
+                Finding::ok("role", format!("role {name}: {state}{expires}{endpoint}"))
             }
         };
         findings.push(finding);
+    }
+}
+
+/// The second line of a role's finding: where its STS calls go and which
+/// setting chose that (empty when the daemon does not say).
+fn endpoint_line(role: &serde_json::Value) -> String {
+    match (
+        role["sts_endpoint"]["url"].as_str(),
+        role["sts_endpoint"]["from"].as_str(),
+    ) {
+        (Some(url), Some(from)) => format!("\nSTS endpoint {url} (from {from})"),
+        _ => String::new(),
     }
 }
 

@@ -111,15 +111,18 @@ impl FromRequestParts<Arc<AppState>> for AdmittedFor {
 }
 
 pub async fn status(State(state): State<Arc<AppState>>, _: Admitted) -> Json<serde_json::Value> {
-    let roles: Vec<RoleWithClients> = state
-        .cache
-        .status()
-        .into_iter()
-        .map(|role| RoleWithClients {
+    let mut roles = Vec::new();
+    for role in state.cache.status() {
+        let sts_endpoint = match state.cache.role(&role.name) {
+            Some(spec) => Some(state.upstream.sts_endpoint(&spec).await),
+            None => None,
+        };
+        roles.push(RoleWithClients {
             clients: state.clients.recent(&role.name, state.token.expose()),
+            sts_endpoint,
             role,
-        })
-        .collect();
+        });
+    }
     let daemon = serde_json::json!({
         "pid": std::process::id(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -194,6 +197,8 @@ struct RoleWithClients {
     #[serde(flatten)]
     role: crate::cache::RoleStatus,
     clients: Vec<crate::clients::ClientStatus>,
+    /// Where its STS calls go, and why there.
+    sts_endpoint: Option<super::upstream::StsEndpoint>,
 }
 
 pub async fn reload(State(state): State<Arc<AppState>>, _: Admitted) -> Result<Response, ApiError> {

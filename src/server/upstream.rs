@@ -16,6 +16,9 @@ pub trait Upstream: Send + Sync {
     /// How `role`'s credentials are obtained (`assumed console` needs it).
     fn origin(&self, role: &RoleSpec) -> Origin;
 
+    /// Where `role`'s STS calls go (`assumed status`, `doctor`).
+    fn sts_endpoint<'a>(&'a self, role: &'a RoleSpec) -> Pending<'a, StsEndpoint>;
+
     /// One GetCallerIdentity with the source that signs for `role` (the
     /// root of its `via` chain), or `[source]` for `None`.
     fn check_source<'a>(&'a self, role: Option<&'a RoleSpec>) -> Pending<'a, SourceCheck>;
@@ -35,6 +38,15 @@ pub trait Upstream: Send + Sync {
 pub struct Origin {
     pub kind: &'static str,
     pub explanation: String,
+}
+
+/// A role's STS endpoint: the URL its calls go to and, in the user's
+/// words, the setting that chose it (`AWS_ENDPOINT_URL_STS`, `endpoint_url
+/// of profile default`, …).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StsEndpoint {
+    pub url: String,
+    pub from: String,
 }
 
 /// What checking a source found.

@@ -18,12 +18,14 @@
 //! * `mfa.rs` — MFA codes (from `assumed mfa` or `mfa_process`) and the
 //!   MFA session per device they open; `mfa_process.rs` runs the command,
 //!   `mfa_store.rs` keeps sessions across restarts;
+//! * `endpoint.rs` — where a role's STS calls go, and which setting said so;
 //! * `check.rs` — `assumed doctor`'s check of the source and the clock;
 //! * `origin.rs` — whether a role's session is one AssumeRole or a chain;
 //! * `sso_session.rs` — when an SSO session ends, for the reminder.
 
 mod assume;
 mod check;
+pub mod endpoint;
 mod mfa;
 mod mfa_process;
 pub mod mfa_store;
@@ -62,9 +64,6 @@ pub const CHAINED_SESSION_LIMIT: Duration = Duration::from_secs(3600);
 /// Region used when neither the config nor the environment names one: STS's
 /// global endpoint lives there.
 pub const FALLBACK_REGION: &str = "us-east-1";
-
-/// What `sts_regional_endpoints = legacy` means.
-const GLOBAL_STS_ENDPOINT: &str = "https://sts.amazonaws.com";
 
 pub struct Sts {
     source: SourceConfig,
@@ -154,30 +153,67 @@ impl Sts {
         .clone()
     }
 
-    /// The STS client that assumes `role`, signed by `signer`. An imported
-    /// profile's own settings (region, `endpoint_url`, `services`,
-    /// `sts_regional_endpoints`) shape it, as they do in the AWS CLI.
+    /// The STS client that assumes `role`, signed by `signer`. Its endpoint
+    /// is [`endpoint::resolve`]'s; its region, the profile's other settings
+    /// (FIPS, dual-stack) come from the profile whose settings count, as in
+    /// the AWS CLI.
     async fn client(&self, role: &RoleSpec, signer: Option<Credentials>) -> aws_sdk_sts::Client {
-        let imported = role.config.imported.as_ref();
-        let settings_from = imported
+        let settings_from = role
+            .config
+            .imported
+            .as_ref()
             .map(|i| i.profile.as_str())
             .or(self.source_profile(role));
         let sdk = self.sdk_config(settings_from).await;
-        let legacy_global = imported.is_some_and(|i| i.legacy_global_sts)
-            && self.source.sts_endpoint.is_none()
-            && sdk.endpoint_url().is_none();
-        if legacy_global {
-            let mut builder = self.client_builder(&sdk, Some(FALLBACK_REGION), signer);
-            builder = builder.endpoint_url(GLOBAL_STS_ENDPOINT);
-            return aws_sdk_sts::Client::from_conf(builder.build());
-        }
-        let builder = self.client_builder(&sdk, role.config.region.as_deref(), signer);
+        let endpoint = self.endpoint(role);
+        let region = self.region(role);
+        let mut builder = self.client_builder(&sdk, region.as_deref(), signer);
+        // Always set, `None` too: aws-config read one profile's endpoint
+        // settings into `sdk`, and only `resolve` knows which ones count.
+        builder.set_endpoint_url(endpoint.url);
         aws_sdk_sts::Client::from_conf(builder.build())
+    }
+
+    /// Where `role`'s STS calls go, and which setting said so.
+    pub fn endpoint(&self, role: &RoleSpec) -> endpoint::Resolved {
+        endpoint::resolve(role, &self.source, &self.profiles(), &endpoint::process_env)
+    }
+
+    /// The region `role`'s STS client uses, when the config, environment or
+    /// profiles name one.
+    fn region(&self, role: &RoleSpec) -> Option<String> {
+        endpoint::region(role, &self.source, &self.profiles(), &endpoint::process_env)
+    }
+
+    /// The endpoint `role`'s calls go to, as a URL, and the setting it came
+    /// from, in words: for `assumed status`, `doctor` and error messages.
+    pub async fn endpoint_named(&self, role: &RoleSpec) -> (String, String) {
+        let endpoint = self.endpoint(role);
+        let region = match self.region(role) {
+            Some(region) => region,
+            // What aws-config found (IMDS), if it has loaded already.
+            None => self
+                .loaded_region(role)
+                .unwrap_or_else(|| FALLBACK_REGION.to_owned()),
+        };
+        (endpoint.url_in(&region).await, endpoint.from_text())
+    }
+
+    /// The region of the aws-config already loaded for `role`, if any.
+    fn loaded_region(&self, role: &RoleSpec) -> Option<String> {
+        let key = role
+            .config
+            .imported
+            .as_ref()
+            .map(|i| i.profile.clone())
+            .or(self.source_profile(role).map(str::to_owned));
+        let cell = self.loaded.lock().get(&key).cloned()?;
+        Some(cell.get()?.region()?.to_string())
     }
 
     /// STS client settings from `sdk`, in `region` (else the profile's),
     /// signed by `signer` when given (a source, an upstream role or an MFA
-    /// session); `[source] sts_endpoint` wins over every other endpoint.
+    /// session).
     fn client_builder(
         &self,
         sdk: &SdkConfig,
@@ -200,9 +236,6 @@ impl Sts {
         let mut builder = aws_sdk_sts::config::Builder::from(sdk)
             .region(region)
             .timeout_config(timeouts);
-        if let Some(endpoint) = &self.source.sts_endpoint {
-            builder = builder.endpoint_url(endpoint);
-        }
         if let Some(signer) = signer {
             builder = builder.credentials_provider(signer);
         }

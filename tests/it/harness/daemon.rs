@@ -22,6 +22,7 @@ pub struct Options {
     pub server: String,
     /// Extra `[source]` lines.
     pub source: String,
+    /// `[source] sts_endpoint`; empty: none.
     pub sts_endpoint: String,
     pub rust_log: String,
     /// A second `listen` address besides the loopback port the harness picks.
@@ -83,12 +84,17 @@ impl Options {
             .as_ref()
             .map(|address| format!(", \"{address}\""))
             .unwrap_or_default();
+        // An empty `sts_endpoint` writes none: the daemon then finds STS as
+        // the SDKs would (environment, profiles).
+        let sts_endpoint = match self.sts_endpoint.as_str() {
+            "" => String::new(),
+            url => format!("sts_endpoint = \"{url}\"\n"),
+        };
         format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"{extra}]\ntoken_file = \"{}\"\n{}\n\n\
-             [source]\nregion = \"{REGION}\"\nsts_endpoint = \"{}\"\n{}\n\n{}\n",
+             [source]\nregion = \"{REGION}\"\n{sts_endpoint}{}\n\n{}\n",
             token_path.display(),
             self.server,
-            self.sts_endpoint,
             self.source,
             self.roles
         )
