@@ -2,6 +2,7 @@
 //! runs until told to stop.
 
 mod fetch_thread;
+mod reload;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use crate::attention::Attention;
 use crate::cache::{Cache, Clock, RoleSpec, State, Timing};
 use crate::config::{self, Config};
 use crate::profiles::{self, AwsProfiles};
-use crate::server::control::Control;
+use crate::server::control::{Control, Reloaded};
 use crate::server::settings::Settings;
 use crate::server::{self, AppState};
 use crate::service::{self, Signalled, Signals};
@@ -100,9 +101,10 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     let token_path = token::path(&config);
     let token = token::install(&token_path, config.server.token_file.is_some())
         .map_err(|e| format!("cannot set up the token file {}: {e}", token_path.display()))?;
-    let (running, requests) = start(config, options, token).await?;
+    let (mut running, requests) = start(config, options, token).await?;
 
-    let routed = listeners(&running.config, &running.state).await?;
+    let (routed, socket_activated) = listeners(&running.config, &running.state).await?;
+    running.started_with = reload::StartedWith::new(&running.config, socket_activated);
     let _address_file = crate::address_file::publish(&running.config, &token_path, &routed);
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(routed, async {
@@ -148,18 +150,14 @@ async fn start(
     );
     remind_only_in_use(&attention, &cache);
     let fixed = server::Fixed {
-        region: config
-            .source
-            .region
-            .clone()
-            .unwrap_or_else(|| FALLBACK_REGION.into()),
         metrics,
         bench_static: options.bench_static,
     };
-    let settings = Settings::new(&config.server);
+    let settings = Settings::new(&config, FALLBACK_REGION);
     let (state, requests) = AppState::new(cache, sts.clone(), token, clients, settings, fixed)
         .map_err(|e| format!("no randomness: {e}"))?;
     let running = Running {
+        started_with: reload::StartedWith::new(&config, false),
         config,
         config_arg: options.config_arg,
         state,
@@ -250,14 +248,16 @@ fn prefetch(cache: &Cache, names: impl IntoIterator<Item = impl AsRef<str>>) {
 }
 
 /// The main listeners (passed by socket activation, else bound from
-/// `listen`) and one IMDS-only listener per `imds_listen` role.
+/// `listen`) and one IMDS-only listener per `imds_listen` role; and whether
+/// the main ones were passed.
 async fn listeners(
     config: &Config,
     state: &Arc<AppState>,
-) -> Result<Vec<(TcpListener, server::listener::Endpoint)>, String> {
+) -> Result<(Vec<(TcpListener, server::listener::Endpoint)>, bool), String> {
     let main_endpoint = server::endpoint(state.clone());
     let inherited = service::inherited_listeners()
         .map_err(|e| format!("cannot use the sockets passed by the service manager: {e}"))?;
+    let socket_activated = !inherited.is_empty();
     let main = if inherited.is_empty() {
         server::bind(&config.server.listen)
             .await
@@ -292,13 +292,15 @@ async fn listeners(
             }
         }
     }
-    Ok(routed)
+    Ok((routed, socket_activated))
 }
 
 /// What the main loop owns while serving.
 struct Running {
     config: Config,
     config_arg: Option<PathBuf>,
+    /// What only a restart changes, as it is.
+    started_with: reload::StartedWith,
     state: Arc<AppState>,
     /// The state's upstream and the cache's fetcher: reloads hand it new profiles.
     sts: Arc<Sts>,
@@ -332,12 +334,18 @@ impl Running {
     }
 
     /// Re-reads the config (SIGHUP, `assumed reload`). A config that does not
-    /// validate changes nothing: the old one keeps serving.
-    async fn reload(&mut self) -> Result<String, String> {
+    /// validate changes nothing: the old one keeps serving. SIGHUP logs what
+    /// `assumed reload` prints.
+    async fn reload(&mut self) -> Result<Reloaded, String> {
         service::reloading();
         let outcome = self.apply_new_config().await;
         match &outcome {
-            Ok(summary) => tracing::info!("reloaded the config: {summary}"),
+            Ok(reloaded) => {
+                tracing::info!("reloaded the config: {}", reloaded.summary());
+                for line in &reloaded.needs_restart {
+                    tracing::warn!("not applied by the reload: {line}");
+                }
+            }
             Err(errors) => {
                 for line in errors.lines() {
                     tracing::error!("reload refused, still serving the previous config: {line}");
@@ -349,23 +357,35 @@ impl Running {
         outcome
     }
 
-    async fn apply_new_config(&mut self) -> Result<String, String> {
+    /// Applies every setting of the new config that can change while
+    /// serving, and names each one it applied; what must wait for a restart
+    /// is named too (`reload::StartedWith`).
+    async fn apply_new_config(&mut self) -> Result<Reloaded, String> {
         let new = config::load_or_default(self.config_arg.as_deref()).map_err(|d| d.to_string())?;
-        warn_about_restart_only(&self.config, &new);
         let profiles = Arc::new(profiles::load().await);
         let specs = role_specs(&new, &profiles);
         warn_about_clamped_sessions(&specs);
         check_default_role(&new, &specs);
+        let server_keys = reload::server_keys(&self.config.server, &new.server);
+        let source_keys = reload::source_keys(&self.config.source, &new.source);
         // Built whole before anything is swapped in.
-        let settings = Settings::new(&new.server);
+        let settings = Settings::new(&new, FALLBACK_REGION);
         let state = &self.state;
+        // [source] before the roles: every fetch from here on uses it.
+        let forgotten_mfa = match source_keys.is_empty() {
+            true => 0,
+            false => self.sts.set_source(new.source.clone()),
+        };
         self.sts.set_profiles(profiles).await;
         state.clients.notify_for(notify_roles(&specs));
         let changes = state.cache.replace_roles(specs);
-        // default_role, imdsv1, allowed_hosts, trust_subnet and allow_uids at
-        // once. trust_subnet and allow_uids reload rather than wait for a
-        // restart: revoking access must not wait.
+        // default_role, imdsv1, allowed_hosts, trust_subnet, allow_uids and
+        // IMDS's region at once. trust_subnet and allow_uids reload rather
+        // than wait for a restart: revoking access must not wait.
         state.replace_settings(settings);
+        if timing(&new) != timing(&self.config) {
+            state.cache.set_timing(timing(&new));
+        }
         self.sts.attention().set_enabled(notify_enabled(&new));
         if new.server.trust_subnet != self.config.server.trust_subnet {
             announce_trust_subnet(new.server.trust_subnet);
@@ -374,35 +394,46 @@ impl Running {
             announce_allow_uids(&new.server.allow_uids);
         }
         prefetch(&state.cache, changes.added.iter().chain(&changes.changed));
-        self.config = new;
-        Ok(format!(
+
+        let mut applied = Vec::new();
+        if !source_keys.refetch.is_empty() {
+            // New and changed roles start cold (or prefetch) on their own.
+            let fresh: Vec<&String> = changes.added.iter().chain(&changes.changed).collect();
+            let fetched: Vec<String> = state
+                .cache
+                .role_names()
+                .into_iter()
+                .filter(|name| !fresh.contains(&name) && state.cache.refetch(name))
+                .collect();
+            let mut effect = reload::fetched_again(&fetched);
+            if forgotten_mfa > 0 {
+                effect.push_str(&format!(
+                    "; {forgotten_mfa} MFA session(s) forgotten, opened at the old endpoint"
+                ));
+            }
+            applied.push(format!(
+                "[source] {} changed ({effect})",
+                source_keys.refetch.join(", ")
+            ));
+        }
+        if !source_keys.later.is_empty() {
+            applied.push(format!("[source] {} changed", source_keys.later.join(", ")));
+        }
+        if !server_keys.is_empty() {
+            applied.push(format!("[server] {} changed", server_keys.join(", ")));
+        }
+        applied.push(format!(
             "{} added, {} changed, {} removed",
             describe(&changes.added),
             describe(&changes.changed),
             describe(&changes.removed)
-        ))
-    }
-}
-
-/// What a reload does not apply, said once per setting that changed.
-fn warn_about_restart_only(old: &Config, new: &Config) {
-    for (what, changed) in [
-        ("listen", new.server.listen != old.server.listen),
-        ("token_file", new.server.token_file != old.server.token_file),
-        // federation_endpoint is read by `assumed console`, not the daemon.
-        (
-            "[source]",
-            config::SourceConfig {
-                federation_endpoint: old.source.federation_endpoint.clone(),
-                ..new.source.clone()
-            } != old.source,
-        ),
-        ("metrics", new.server.metrics != old.server.metrics),
-        ("imds_listen", imds_listeners(new) != imds_listeners(old)),
-    ] {
-        if changed {
-            tracing::warn!("{what} changed: that takes effect at the next restart");
-        }
+        ));
+        let needs_restart = self.started_with.needs_restart(&new);
+        self.config = new;
+        Ok(Reloaded {
+            applied,
+            needs_restart,
+        })
     }
 }
 
@@ -448,14 +479,6 @@ fn notify_roles(specs: &[RoleSpec]) -> Vec<String> {
         .iter()
         .filter(|spec| spec.config.notify_on_use)
         .map(|spec| spec.name.clone())
-        .collect()
-}
-
-fn imds_listeners(config: &Config) -> Vec<(String, SocketAddr)> {
-    config
-        .roles
-        .iter()
-        .filter_map(|(name, role)| role.imds_listen.map(|a| (name.clone(), a)))
         .collect()
 }
 

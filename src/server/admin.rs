@@ -205,7 +205,14 @@ pub async fn reload(State(state): State<Arc<AppState>>, _: Admitted) -> Result<R
         .await
         .map_err(|_| unavailable())?;
     match outcome.await.map_err(|_| unavailable())? {
-        Ok(summary) => Ok(Json(serde_json::json!({ "message": summary })).into_response()),
+        // Applied in part is still an answer, not an error: what waits for
+        // a restart is listed, and the CLI exits non-zero for it.
+        Ok(reloaded) => Ok(Json(serde_json::json!({
+            "message": reloaded.summary(),
+            "applied": reloaded.applied,
+            "needs_restart": reloaded.needs_restart,
+        }))
+        .into_response()),
         Err(errors) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "InvalidConfig",

@@ -6,6 +6,24 @@ use tokio::sync::oneshot;
 
 /// What an admin endpoint asks the main loop to do.
 pub enum Control {
-    /// Re-read the config; the reply is a summary, or why it was refused.
-    Reload(oneshot::Sender<Result<String, String>>),
+    /// Re-read the config; the reply is what changed, or why it was refused.
+    Reload(oneshot::Sender<Result<Reloaded, String>>),
+}
+
+/// What a reload did, in the words `assumed reload` prints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Every change applied, one entry each (`[source] sts_endpoint changed
+    /// (role dev fetched again)`), the roles added, changed and removed last.
+    pub applied: Vec<String>,
+    /// Every change that waits for a restart, with why and what to do.
+    /// Anything here makes `assumed reload` exit non-zero.
+    pub needs_restart: Vec<String>,
+}
+
+impl Reloaded {
+    /// One line: the applied changes, `; `-separated.
+    pub fn summary(&self) -> String {
+        self.applied.join("; ")
+    }
 }

@@ -4,7 +4,7 @@
 
 use super::guard::AllowedHosts;
 use super::users::LocalUsers;
-use crate::config::ServerConfig;
+use crate::config::Config;
 use crate::subnet::Subnet;
 
 pub struct Settings {
@@ -20,16 +20,25 @@ pub struct Settings {
     /// The daemon's own user and `allow_uids`: a user taken off the list is
     /// refused from the next request on.
     pub users: LocalUsers,
+    /// Region IMDS reports for roles that set none: `[source] region`.
+    pub region: String,
 }
 
 impl Settings {
-    pub fn new(server: &ServerConfig) -> Self {
+    /// `fallback_region`: what the region is when `[source]` names none.
+    pub fn new(config: &Config, fallback_region: &str) -> Self {
+        let server = &config.server;
         Settings {
             default_role: server.default_role.clone(),
             imdsv1: server.imdsv1,
             trust_subnet: server.trust_subnet,
             allowed_hosts: AllowedHosts::new(&server.allowed_hosts),
             users: LocalUsers::new(&server.allow_uids),
+            region: config
+                .source
+                .region
+                .clone()
+                .unwrap_or_else(|| fallback_region.to_owned()),
         }
     }
 }

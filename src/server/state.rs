@@ -25,8 +25,6 @@ pub struct AppState {
     pub session_tokens: SessionTokens,
     /// Who took each role's credentials.
     pub clients: Clients,
-    /// Region IMDS reports for roles that set none.
-    pub region: String,
     /// Serve `/metrics`.
     pub metrics: bool,
     /// Serve `/__bench/static` (scripts/bench's baseline).
@@ -38,7 +36,6 @@ pub struct AppState {
 
 /// What the daemon decides once at start and a reload does not change.
 pub struct Fixed {
-    pub region: String,
     pub metrics: bool,
     pub bench_static: bool,
 }
@@ -61,7 +58,6 @@ impl AppState {
             token,
             session_tokens: SessionTokens::new()?,
             clients,
-            region: fixed.region,
             metrics: fixed.metrics,
             bench_static: fixed.bench_static,
             control,

@@ -53,9 +53,9 @@ fn state() -> Arc<AppState> {
         trust_subnet: None,
         allowed_hosts: guard::AllowedHosts::new(&[]),
         users: users::LocalUsers::new(&[]),
+        region: "us-east-1".into(),
     };
     let fixed = Fixed {
-        region: "us-east-1".into(),
         metrics: false,
         bench_static: false,
     };

@@ -67,7 +67,8 @@ pub const FALLBACK_REGION: &str = "us-east-1";
 const GLOBAL_STS_ENDPOINT: &str = "https://sts.amazonaws.com";
 
 pub struct Sts {
-    source: SourceConfig,
+    /// `[source]`, swapped whole by a reload (`set_source`).
+    source: RwLock<Arc<SourceConfig>>,
     /// aws-config is loaded once per profile (`None` is the default chain)
     /// and reused: it caches its own SSO tokens. Each profile loads on its
     /// own, so one slow load (IMDS region lookups, say) holds up no other
@@ -85,7 +86,7 @@ pub struct Sts {
 impl Sts {
     pub fn new(source: SourceConfig) -> Self {
         Sts {
-            source,
+            source: RwLock::new(Arc::new(source)),
             loaded: Mutex::new(HashMap::new()),
             sources: sources::SourceCache::default(),
             profiles: RwLock::new(Arc::new(AwsProfiles::default())),
@@ -112,8 +113,33 @@ impl Sts {
         self.sources.clear();
     }
 
-    fn deadlines(&self) -> &Deadlines {
-        &self.source.deadlines
+    /// `[source]` as it is now.
+    /// A reload's `[source]`, for every fetch that starts from now on.
+    /// What was built from the old one is forgotten: aws-config as loaded
+    /// per profile (region, timeouts) and the source credentials (their
+    /// deadlines). MFA sessions are forgotten too when the STS endpoint
+    /// changed: another STS opened them. Returns how many went.
+    pub fn set_source(&self, source: SourceConfig) -> usize {
+        let old = std::mem::replace(&mut *self.source.write(), Arc::new(source));
+        self.loaded.lock().clear();
+        self.sources.clear();
+        let mut forgotten = 0;
+        if old.sts_endpoint != self.source().sts_endpoint {
+            forgotten = self.forget_mfa().unwrap_or_else(|error| {
+                tracing::warn!("{error}");
+                0
+            });
+        }
+        self.move_mfa_store(&old);
+        forgotten
+    }
+
+    fn source(&self) -> Arc<SourceConfig> {
+        self.source.read().clone()
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        self.source.read().deadlines
     }
 
     fn profiles(&self) -> Arc<AwsProfiles> {
@@ -121,11 +147,11 @@ impl Sts {
     }
 
     /// The profile whose credentials sign for `role` (`None`: the default chain).
-    fn source_profile<'a>(&'a self, role: &'a RoleSpec) -> Option<&'a str> {
+    fn source_profile(&self, role: &RoleSpec) -> Option<String> {
         role.config
             .source_profile
-            .as_deref()
-            .or(self.source.profile.as_deref())
+            .clone()
+            .or_else(|| self.source().profile.clone())
     }
 
     async fn sdk_config(&self, profile: Option<&str>) -> SdkConfig {
@@ -145,7 +171,7 @@ impl Sts {
             if let Some(profile) = profile {
                 loader = loader.profile_name(profile);
             }
-            if let Some(region) = &self.source.region {
+            if let Some(region) = &self.source().region {
                 loader = loader.region(Region::new(region.clone()));
             }
             loader.load().await
@@ -160,11 +186,11 @@ impl Sts {
     async fn client(&self, role: &RoleSpec, signer: Option<Credentials>) -> aws_sdk_sts::Client {
         let imported = role.config.imported.as_ref();
         let settings_from = imported
-            .map(|i| i.profile.as_str())
-            .or(self.source_profile(role));
-        let sdk = self.sdk_config(settings_from).await;
+            .map(|i| i.profile.clone())
+            .or_else(|| self.source_profile(role));
+        let sdk = self.sdk_config(settings_from.as_deref()).await;
         let legacy_global = imported.is_some_and(|i| i.legacy_global_sts)
-            && self.source.sts_endpoint.is_none()
+            && self.source().sts_endpoint.is_none()
             && sdk.endpoint_url().is_none();
         if legacy_global {
             let mut builder = self.client_builder(&sdk, Some(FALLBACK_REGION), signer);
@@ -200,7 +226,7 @@ impl Sts {
         let mut builder = aws_sdk_sts::config::Builder::from(sdk)
             .region(region)
             .timeout_config(timeouts);
-        if let Some(endpoint) = &self.source.sts_endpoint {
+        if let Some(endpoint) = &self.source().sts_endpoint {
             builder = builder.endpoint_url(endpoint);
         }
         if let Some(signer) = signer {

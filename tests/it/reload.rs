@@ -1,0 +1,258 @@
+//! `assumed reload` applies every setting a user can change, `[source]`
+//! included, and says what it applied; what only a restart changes is named,
+//! and the command then exits non-zero.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+
+use crate::harness::daemon::binary;
+use crate::harness::{Daemon, Options, StsProxy, free_port, run};
+
+const DEV: &str = r#"
+[roles.dev]
+role_arn = "arn:aws:iam::111111111111:role/dev"
+"#;
+
+/// Writes `options`' config over the running daemon's (same port, same token).
+fn rewrite(daemon: &Daemon, options: &Options) {
+    std::fs::write(
+        &daemon.config_path,
+        options.config_text(daemon.port, &daemon.token_path),
+    )
+    .expect("config");
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asks for `/role/dev` until it serves another access key than `old`
+/// (bounded: the background fetch is answered already when this is called).
+async fn wait_for_new_key(daemon: &Daemon, old: &serde_json::Value) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = daemon.get("/role/dev").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let creds = answer.json();
+        if creds["AccessKeyId"] != *old {
+            return creds;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old credentials are still served:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_fixed_sts_endpoint_serves_the_failing_role_without_a_restart() {
+    // Nothing listens there: every AssumeRole fails to connect.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let daemon = Daemon::start(&dead, DEV).await;
+    let failing = daemon.get("/role/dev").await;
+    assert_eq!(failing.status, 503, "{}", failing.body);
+
+    let proxy = StsProxy::start().await;
+    rewrite(&daemon, &Options::new(&proxy.url(), DEV));
+    let reload = run(daemon.cli().arg("reload")).await;
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+    assert_eq!(
+        text(&reload.stdout),
+        "reloaded: [source] sts_endpoint changed (role dev fetched again); none added, none changed, none removed\n"
+    );
+    assert_eq!(text(&reload.stderr), "", "nothing waits for a restart");
+
+    let served = daemon.get("/role/dev").await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    assert_eq!(
+        proxy.count("AssumeRole"),
+        1,
+        "one fetch, at the new endpoint"
+    );
+    assert!(
+        !daemon.log().contains("next restart"),
+        "nothing is left for a restart:\n{}",
+        daemon.log()
+    );
+}
+
+#[tokio::test]
+async fn held_credentials_keep_serving_while_the_new_endpoint_is_asked() {
+    let old_sts = StsProxy::start().await;
+    let daemon = Daemon::start(&old_sts.url(), DEV).await;
+    let held = daemon.get("/role/dev").await.json();
+
+    let new_sts = StsProxy::start().await;
+    new_sts.hold();
+    rewrite(&daemon, &Options::new(&new_sts.url(), DEV));
+    assert!(
+        daemon
+            .reload()
+            .await
+            .starts_with("reloaded: [source] sts_endpoint changed (role dev fetched again);")
+    );
+    assert!(
+        new_sts
+            .wait_for("AssumeRole", 1, Duration::from_secs(20))
+            .await,
+        "the role is fetched again in the background:\n{}",
+        daemon.log()
+    );
+    // The new endpoint has not answered yet: the held credentials serve.
+    let meanwhile = daemon.get("/role/dev").await;
+    assert_eq!(meanwhile.status, 200, "{}", meanwhile.body);
+    assert_eq!(meanwhile.json()["AccessKeyId"], held["AccessKeyId"]);
+
+    new_sts.release();
+    wait_for_new_key(&daemon, &held["AccessKeyId"]).await;
+    assert_eq!(
+        old_sts.count("AssumeRole"),
+        1,
+        "the old endpoint is not asked again"
+    );
+    assert_eq!(new_sts.count("AssumeRole"), 1);
+}
+
+#[tokio::test]
+async fn a_changed_source_profile_signs_the_next_assume_role() {
+    let aws_config = "[profile alpha]\n[profile beta]\n";
+    let credentials = "[alpha]\naws_access_key_id = AKIAALPHAEXAMPLE0000\naws_secret_access_key = alpha-secret\n\
+                       [beta]\naws_access_key_id = AKIABETAEXAMPLE00000\naws_secret_access_key = beta-secret\n";
+    let proxy = StsProxy::start().await;
+    let with_profile = |profile: &str| {
+        Options::new(&proxy.url(), DEV)
+            .source(&format!("profile = \"{profile}\""))
+            .aws_files(aws_config, credentials)
+    };
+    let daemon = Daemon::start_with(with_profile("alpha")).await;
+    let held = daemon.get("/role/dev").await.json();
+    let signer = |proxy: &StsProxy| proxy.last("AssumeRole").and_then(|call| call.access_key_id);
+    assert_eq!(signer(&proxy).as_deref(), Some("AKIAALPHAEXAMPLE0000"));
+
+    rewrite(&daemon, &with_profile("beta"));
+    assert!(
+        daemon
+            .reload()
+            .await
+            .starts_with("reloaded: [source] profile changed (role dev fetched again);")
+    );
+    wait_for_new_key(&daemon, &held["AccessKeyId"]).await;
+    assert_eq!(signer(&proxy).as_deref(), Some("AKIABETAEXAMPLE00000"));
+}
+
+#[tokio::test]
+async fn a_moved_listen_address_is_named_and_reload_exits_non_zero() {
+    let proxy = StsProxy::start().await;
+    let daemon = Daemon::start(&proxy.url(), DEV).await;
+    let elsewhere = free_port();
+    let moved = Options::new(&proxy.url(), DEV)
+        .source("sts_timeout = \"45s\"")
+        .server("default_role = \"dev\"");
+    std::fs::write(
+        &daemon.config_path,
+        moved.config_text(elsewhere, &daemon.token_path),
+    )
+    .expect("config");
+    let reload = run(daemon.cli().arg("reload")).await;
+    assert!(!reload.status.success(), "{}", text(&reload.stdout));
+    // Everything else was applied, and said so.
+    assert_eq!(
+        text(&reload.stdout),
+        "reloaded: [source] sts_timeout changed (no role was in use); [server] default_role changed; none added, none changed, none removed\n"
+    );
+    assert_eq!(
+        text(&reload.stderr),
+        format!(
+            "assumed: not applied: [server] listen changed (127.0.0.1:{} to 127.0.0.1:{elsewhere}): the daemon keeps listening where it started until it is restarted\n",
+            daemon.port
+        )
+    );
+    assert_eq!(
+        daemon.get("/creds").await.status,
+        200,
+        "default_role is live"
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("not applied by the reload: [server] listen changed"),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// Runs `assumed reload` against the daemon `systemd-socket-activate` started.
+fn cli_for(home: &Path, config: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .arg("--config")
+        .arg(config)
+        .env_clear()
+        .envs(crate::harness::daemon::base_env(home));
+    command
+}
+
+#[tokio::test]
+async fn a_socket_activated_listener_is_named_as_the_service_managers() {
+    let proxy = StsProxy::start().await;
+    let home = tempfile::tempdir().expect("home");
+    let (passed_port, config_port) = (free_port(), free_port());
+    let token = home.path().join("run/token");
+    let options = Options::new(&proxy.url(), DEV);
+    let config = home.path().join("config.toml");
+    std::fs::write(&config, options.config_text(config_port, &token)).expect("config");
+    let mut activator = Command::new("systemd-socket-activate");
+    activator.arg(format!("--listen=127.0.0.1:{passed_port}"));
+    for (name, value) in crate::harness::daemon::base_env(home.path()) {
+        activator.arg(format!("--setenv={name}={value}"));
+    }
+    activator
+        .args(["-E", "AWS_ACCESS_KEY_ID=AKIASOURCEEXAMPLE"])
+        .args(["-E", "AWS_SECRET_ACCESS_KEY=source-secret"])
+        .arg(binary())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(home.path().join("log")).expect("log"))
+        .kill_on_drop(true);
+    let _activator = activator.spawn().expect("systemd-socket-activate");
+    // The activator listens once it runs; the first connection starts the
+    // daemon, which answers it once it has taken over the socket.
+    let client = reqwest::Client::new();
+    let mut health = None;
+    for _ in 0..100 {
+        let asked = client
+            .get(format!("http://127.0.0.1:{passed_port}/healthz"))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        if let Ok(answer) = asked {
+            health = Some(answer.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = || std::fs::read_to_string(home.path().join("log")).unwrap_or_default();
+    assert_eq!(health, Some(200), "{}", log());
+
+    let elsewhere = free_port();
+    std::fs::write(&config, options.config_text(elsewhere, &token)).expect("config");
+    let reload = run(cli_for(home.path(), &config).arg("reload")).await;
+    assert!(!reload.status.success(), "{}", text(&reload.stdout));
+    assert_eq!(
+        text(&reload.stdout),
+        "reloaded: none added, none changed, none removed\n"
+    );
+    assert_eq!(
+        text(&reload.stderr),
+        format!(
+            "assumed: not applied: [server] listen changed (127.0.0.1:{config_port} to 127.0.0.1:{elsewhere}): the daemon serves the sockets its service manager passed it (socket activation), which only the manager changes; edit the socket unit's ListenStream= and restart it\n"
+        ),
+        "{}",
+        log()
+    );
+}
