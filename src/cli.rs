@@ -496,13 +496,13 @@ fn forget_mfa(config_arg: Option<&Path>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints what the reload applied; each setting that waits for a restart
-/// goes to stderr, and makes the exit status non-zero: the user must not
-/// believe it is live.
+/// Prints what the reload applied; each change it could not apply goes to
+/// stderr, and makes the exit status non-zero: the user must not believe
+/// it is live.
 fn reload(daemon: &DaemonClient) -> Result<ExitCode, String> {
     let answer = daemon.ask("PUT", "/admin/reload", &[])?;
     println!("reloaded: {}", answer["message"].as_str().unwrap_or("done"));
-    let waiting: Vec<&str> = answer["needs_restart"]
+    let waiting: Vec<&str> = answer["not_applied"]
         .as_array()
         .map(|list| list.iter().filter_map(|line| line.as_str()).collect())
         .unwrap_or_default();

@@ -2,6 +2,7 @@
 //! runs until told to stop.
 
 mod fetch_thread;
+mod listeners;
 mod reload;
 mod upstream;
 
@@ -10,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::attention::Attention;
 use crate::cache::{Cache, Clock, RoleSpec, State, Timing};
@@ -23,6 +23,7 @@ use crate::server::{self, AppState};
 use crate::service::{self, Signalled, Signals};
 use crate::sts::{CHAINED_SESSION_LIMIT, FALLBACK_REGION, Sts};
 use crate::token::{self, Token};
+use listeners::Listeners;
 
 /// Variables that would make the daemon's own source chain read the daemon.
 const SELF_POINTING: [&str; 4] = [
@@ -103,20 +104,24 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot set up the token file {}: {e}", token_path.display()))?;
     let (mut running, requests) = start(config, options, token).await?;
 
-    let (routed, socket_activated) = listeners(&running.config, &running.state).await?;
-    running.started_with = reload::StartedWith::new(&running.config, socket_activated);
-    let _address_file = crate::address_file::publish(&running.config, &token_path, &routed);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(routed, async {
-        let _ = stopped.await;
-    }));
-    announce_ready(&running, &token_path);
+    // Who may take credentials is said before anyone can ask.
+    if running.config.server.trust_subnet.is_some() {
+        announce_trust_subnet(running.config.server.trust_subnet);
+    }
+    announce_allow_uids(&running.config.server.allow_uids);
+    let bound = listeners::Bound::new(&running.config).await?;
+    running.started_with = reload::StartedWith::new(&running.config, bound.socket_activated());
+    running.token_path = token_path;
+    // Published before anyone can connect: a CLI that reached the daemon
+    // finds the file.
+    running.publish_address(bound.main_addresses());
+    running.listeners = bound.serve(&running.state);
+    announce_ready(&running, &running.token_path);
     running.serve(signals, requests).await;
 
     tracing::info!("shutting down: finishing requests in flight");
     service::stopping();
-    let _ = stop.send(());
-    let _ = server.await;
+    running.listeners.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -158,6 +163,9 @@ async fn start(
         .map_err(|e| format!("no randomness: {e}"))?;
     let running = Running {
         started_with: reload::StartedWith::new(&config, false),
+        listeners: Listeners::default(),
+        token_path: PathBuf::new(),
+        address_file: None,
         config,
         config_arg: options.config_arg,
         state,
@@ -189,13 +197,8 @@ fn remind_only_in_use(attention: &Attention, cache: &Cache) {
 /// Warms the prefetched roles, says what is on, and tells the service
 /// manager the daemon is ready.
 fn announce_ready(running: &Running, token_path: &Path) {
-    let config = &running.config;
     let cache = &running.state.cache;
     prefetch(cache, cache.role_names());
-    if config.server.trust_subnet.is_some() {
-        announce_trust_subnet(config.server.trust_subnet);
-    }
-    announce_allow_uids(&config.server.allow_uids);
     tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
     service::ready(&status_line(cache));
     crate::memory::unmap_code(); // start-up is over, whether or not a client comes
@@ -247,69 +250,32 @@ fn prefetch(cache: &Cache, names: impl IntoIterator<Item = impl AsRef<str>>) {
     }
 }
 
-/// The main listeners (passed by socket activation, else bound from
-/// `listen`) and one IMDS-only listener per `imds_listen` role; and whether
-/// the main ones were passed.
-async fn listeners(
-    config: &Config,
-    state: &Arc<AppState>,
-) -> Result<(Vec<(TcpListener, server::listener::Endpoint)>, bool), String> {
-    let main_endpoint = server::endpoint(state.clone());
-    let inherited = service::inherited_listeners()
-        .map_err(|e| format!("cannot use the sockets passed by the service manager: {e}"))?;
-    let socket_activated = !inherited.is_empty();
-    let main = if inherited.is_empty() {
-        server::bind(&config.server.listen)
-            .await
-            .map_err(|e| e.to_string())?
-    } else {
-        tracing::info!(
-            sockets = inherited.len(),
-            "using sockets from the service manager instead of listen"
-        );
-        inherited
-    };
-    let mut routed: Vec<(TcpListener, server::listener::Endpoint)> = main
-        .into_iter()
-        .map(|l| (l, main_endpoint.clone()))
-        .collect();
-    for (name, role) in &config.roles {
-        if let Some(address) = role.imds_listen {
-            let mut bound = server::bind(&[address]).await.map_err(|e| e.to_string())?;
-            routed.extend(
-                bound
-                    .pop()
-                    .map(|l| (l, server::imds_endpoint(state.clone(), name))),
-            );
-        }
-    }
-    for (listener, _) in &routed {
-        if let Ok(address) = listener.local_addr() {
-            if address.ip().is_loopback() {
-                tracing::info!(%address, "listening");
-            } else {
-                tracing::warn!(%address, "listening beyond loopback (expose = true): anyone who can reach this address and holds the token can get credentials");
-            }
-        }
-    }
-    Ok((routed, socket_activated))
-}
-
 /// What the main loop owns while serving.
 struct Running {
     config: Config,
     config_arg: Option<PathBuf>,
     /// What only a restart changes, as it is.
     started_with: reload::StartedWith,
+    listeners: Listeners,
+    token_path: PathBuf,
+    /// Where the CLI finds us; written again when a reload moves `listen`.
+    address_file: Option<crate::address_file::Published>,
     state: Arc<AppState>,
     /// The state's upstream and the cache's fetcher: reloads hand it new profiles.
     sts: Arc<Sts>,
 }
 
 impl Running {
+    /// Says where the main listeners are (`address_file`); the file written
+    /// before is removed only if it is not this one.
+    fn publish_address(&mut self, main: Vec<std::net::SocketAddr>) {
+        let published = crate::address_file::publish(&self.config, &self.token_path, main);
+        self.address_file = published;
+    }
+
     /// Answers reloads (SIGHUP, the admin endpoint) and keeps the service
     /// manager's status line current, until told to stop.
-    async fn serve(mut self, mut signals: Signals, mut requests: mpsc::Receiver<Control>) {
+    async fn serve(&mut self, mut signals: Signals, mut requests: mpsc::Receiver<Control>) {
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
         // Building the status walks every role and maps code the idle
         // daemon otherwise leaves unmapped (docs/performance.md): only
@@ -342,7 +308,7 @@ impl Running {
         match &outcome {
             Ok(reloaded) => {
                 tracing::info!("reloaded the config: {}", reloaded.summary());
-                for line in &reloaded.needs_restart {
+                for line in &reloaded.not_applied {
                     tracing::warn!("not applied by the reload: {line}");
                 }
             }
@@ -428,11 +394,17 @@ impl Running {
             describe(&changes.changed),
             describe(&changes.removed)
         ));
-        let needs_restart = self.started_with.needs_restart(&new);
+        let mut not_applied = self.started_with.needs_restart(&new);
+        let moved = self.listeners.reload(&new, &self.state).await;
+        applied.splice(applied.len() - 1..applied.len() - 1, moved.applied);
+        not_applied.extend(moved.not_applied);
         self.config = new;
+        if moved.main_moved {
+            self.publish_address(self.listeners.main_addresses());
+        }
         Ok(Reloaded {
             applied,
-            needs_restart,
+            not_applied,
         })
     }
 }

@@ -86,16 +86,16 @@ pub fn source_keys(old: &SourceConfig, new: &SourceConfig) -> SourceKeys {
     }
 }
 
-/// What the listeners, the token and `/metrics` are as the daemon started:
-/// these stay until a restart, so each reload compares the new config with
-/// this, not with the last config it read, and keeps saying so.
+/// What only a restart changes, as the daemon started with it: compared
+/// with each new config rather than the last one read, so each reload keeps
+/// saying so until the restart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartedWith {
     listen: Vec<SocketAddr>,
-    imds_listen: Vec<(String, SocketAddr)>,
     token_file: Option<PathBuf>,
     metrics: bool,
-    /// The main listeners were passed by the service manager.
+    /// The main listeners were passed by the service manager: `listen` is
+    /// not the daemon's to change (`daemon/listeners.rs` moves the others).
     socket_activated: bool,
 }
 
@@ -103,7 +103,6 @@ impl StartedWith {
     pub fn new(config: &Config, socket_activated: bool) -> Self {
         StartedWith {
             listen: config.server.listen.clone(),
-            imds_listen: imds_listeners(config),
             token_file: config.server.token_file.clone(),
             metrics: config.server.metrics,
             socket_activated,
@@ -111,31 +110,14 @@ impl StartedWith {
     }
 
     /// What `new` asks for that only a restart gives, one sentence each:
-    /// the setting, the change, why it waits and what the daemon does meanwhile.
+    /// the setting, the change, why it waits and what to do.
     pub fn needs_restart(&self, new: &Config) -> Vec<String> {
         let mut waiting = Vec::new();
-        if new.server.listen != self.listen {
-            let change = format!(
-                "[server] listen changed ({} to {})",
+        if self.socket_activated && new.server.listen != self.listen {
+            waiting.push(format!(
+                "[server] listen changed ({} to {}): the daemon serves the sockets its service manager passed it (socket activation), which only the manager changes; edit the socket unit's ListenStream= and restart it",
                 addresses(&self.listen),
                 addresses(&new.server.listen)
-            );
-            waiting.push(if self.socket_activated {
-                format!(
-                    "{change}: the daemon serves the sockets its service manager passed it (socket activation), which only the manager changes; edit the socket unit's ListenStream= and restart it"
-                )
-            } else {
-                format!(
-                    "{change}: the daemon keeps listening where it started until it is restarted"
-                )
-            });
-        }
-        let imds = imds_listeners(new);
-        if imds != self.imds_listen {
-            waiting.push(format!(
-                "imds_listen changed ({} to {}): the daemon keeps its IMDS listeners until it is restarted",
-                named_addresses(&self.imds_listen),
-                named_addresses(&imds)
             ));
         }
         if new.server.token_file != self.token_file {
@@ -154,27 +136,8 @@ impl StartedWith {
     }
 }
 
-fn imds_listeners(config: &Config) -> Vec<(String, SocketAddr)> {
-    config
-        .roles
-        .iter()
-        .filter_map(|(name, role)| role.imds_listen.map(|a| (name.clone(), a)))
-        .collect()
-}
-
 fn addresses(list: &[SocketAddr]) -> String {
     let list: Vec<String> = list.iter().map(ToString::to_string).collect();
-    list.join(", ")
-}
-
-fn named_addresses(list: &[(String, SocketAddr)]) -> String {
-    if list.is_empty() {
-        return "none".into();
-    }
-    let list: Vec<String> = list
-        .iter()
-        .map(|(role, address)| format!("{role} on {address}"))
-        .collect();
     list.join(", ")
 }
 
@@ -190,7 +153,6 @@ pub fn fetched_again(roles: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RoleConfig;
 
     fn with_source(edit: impl FnOnce(&mut SourceConfig)) -> SourceConfig {
         let mut source = SourceConfig::default();
@@ -218,24 +180,27 @@ mod tests {
 
     #[test]
     fn restart_only_settings_are_compared_with_the_start_not_the_last_reload() {
-        let mut started = Config::default();
-        started.roles.insert("dev".into(), RoleConfig::default());
-        let running = StartedWith::new(&started, false);
+        let started = Config::default();
         let mut moved = started.clone();
         moved.server.listen = vec!["127.0.0.1:9912".parse().expect("address")];
-        let waiting = running.needs_restart(&moved);
+        moved.server.metrics = !started.server.metrics;
+        let bound_itself = StartedWith::new(&started, false);
+        let waiting = bound_itself.needs_restart(&moved);
         assert_eq!(waiting.len(), 1, "{waiting:?}");
         assert!(
-            waiting[0].starts_with(
-                "[server] listen changed (127.0.0.1:9911 to 127.0.0.1:9912): the daemon keeps listening"
-            ),
+            waiting[0].starts_with("[server] metrics changed"),
             "{waiting:?}"
         );
         // Still waiting at the next reload of the same file.
-        assert_eq!(running.needs_restart(&moved), waiting);
-        assert!(running.needs_restart(&started).is_empty());
+        assert_eq!(bound_itself.needs_restart(&moved), waiting);
+        assert!(bound_itself.needs_restart(&started).is_empty());
         let activated = StartedWith::new(&started, true).needs_restart(&moved);
-        assert!(activated[0].contains("socket activation"), "{activated:?}");
+        assert!(
+            activated[0].starts_with(
+                "[server] listen changed (127.0.0.1:9911 to 127.0.0.1:9912): the daemon serves the sockets its service manager passed it (socket activation)"
+            ),
+            "{activated:?}"
+        );
     }
 
     #[test]

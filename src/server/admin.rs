@@ -210,7 +210,7 @@ pub async fn reload(State(state): State<Arc<AppState>>, _: Admitted) -> Result<R
         Ok(reloaded) => Ok(Json(serde_json::json!({
             "message": reloaded.summary(),
             "applied": reloaded.applied,
-            "needs_restart": reloaded.needs_restart,
+            "not_applied": reloaded.not_applied,
         }))
         .into_response()),
         Err(errors) => Err(ApiError::new(

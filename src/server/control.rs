@@ -16,9 +16,10 @@ pub struct Reloaded {
     /// Every change applied, one entry each (`[source] sts_endpoint changed
     /// (role dev fetched again)`), the roles added, changed and removed last.
     pub applied: Vec<String>,
-    /// Every change that waits for a restart, with why and what to do.
-    /// Anything here makes `assumed reload` exit non-zero.
-    pub needs_restart: Vec<String>,
+    /// Every change the reload could not apply (a setting only a restart
+    /// changes, an address that cannot be bound), with why and what the
+    /// daemon does meanwhile. Anything here makes `assumed reload` exit non-zero.
+    pub not_applied: Vec<String>,
 }
 
 impl Reloaded {

@@ -145,7 +145,7 @@ async fn a_changed_source_profile_signs_the_next_assume_role() {
 }
 
 #[tokio::test]
-async fn a_moved_listen_address_is_named_and_reload_exits_non_zero() {
+async fn a_moved_listen_address_is_served_after_reload_and_the_old_one_closed() {
     let proxy = StsProxy::start().await;
     let daemon = Daemon::start(&proxy.url(), DEV).await;
     let elsewhere = free_port();
@@ -157,31 +157,170 @@ async fn a_moved_listen_address_is_named_and_reload_exits_non_zero() {
         moved.config_text(elsewhere, &daemon.token_path),
     )
     .expect("config");
+    assert_eq!(
+        daemon.reload().await,
+        format!(
+            "reloaded: [source] sts_timeout changed (no role was in use); [server] default_role changed; [server] listen changed (now 127.0.0.1:{elsewhere}); none added, none changed, none removed\n"
+        )
+    );
+    let creds = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{elsewhere}/creds"))
+        .header("authorization", daemon.token())
+        .send()
+        .await
+        .expect("the new address answers");
+    assert_eq!(creds.status(), 200, "served there, default_role live");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", daemon.port)).is_err(),
+        "the old address is closed"
+    );
+    // The CLI finds the daemon where it listens now.
+    let status = run(daemon.cli().arg("status")).await;
+    assert!(status.status.success(), "{}", text(&status.stderr));
+}
+
+#[tokio::test]
+async fn a_request_in_flight_on_a_retired_listener_is_answered() {
+    let proxy = StsProxy::start().await;
+    let daemon = Daemon::start(&proxy.url(), DEV).await;
+    proxy.hold();
+    let (url, token) = (daemon.url("/role/dev"), daemon.token());
+    let slow = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .header("authorization", token)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    assert!(
+        proxy
+            .wait_for("AssumeRole", 1, Duration::from_secs(20))
+            .await,
+        "the request is in flight"
+    );
+    let elsewhere = free_port();
+    std::fs::write(
+        &daemon.config_path,
+        Options::new(&proxy.url(), DEV).config_text(elsewhere, &daemon.token_path),
+    )
+    .expect("config");
+    assert!(daemon.reload().await.contains("[server] listen changed"));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", daemon.port)).is_err(),
+        "the old address takes no new connection"
+    );
+    assert!(!slow.is_finished(), "the request is still held");
+    proxy.release();
+    assert_eq!(slow.await.expect("task").expect("answered"), 200);
+}
+
+#[tokio::test]
+async fn a_listen_address_that_cannot_be_bound_is_named_and_the_old_one_serves_on() {
+    let proxy = StsProxy::start().await;
+    let daemon = Daemon::start(&proxy.url(), DEV).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("address").port();
+    let moved = Options::new(&proxy.url(), DEV).server("imdsv1 = true");
+    std::fs::write(
+        &daemon.config_path,
+        moved.config_text(taken_port, &daemon.token_path),
+    )
+    .expect("config");
     let reload = run(daemon.cli().arg("reload")).await;
     assert!(!reload.status.success(), "{}", text(&reload.stdout));
     // Everything else was applied, and said so.
     assert_eq!(
         text(&reload.stdout),
-        "reloaded: [source] sts_timeout changed (no role was in use); [server] default_role changed; none added, none changed, none removed\n"
-    );
-    assert_eq!(
+        "reloaded: [server] imdsv1 changed; none added, none changed, none removed\n",
+        "{}\n{}",
         text(&reload.stderr),
-        format!(
-            "assumed: not applied: [server] listen changed (127.0.0.1:{} to 127.0.0.1:{elsewhere}): the daemon keeps listening where it started until it is restarted\n",
-            daemon.port
-        )
+        daemon.log()
+    );
+    let stderr = text(&reload.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "assumed: not applied: [server] listen: cannot listen on 127.0.0.1:{taken_port}: "
+        )) && stderr.ends_with("; the daemon keeps listening where it was\n"),
+        "{stderr}"
     );
     assert_eq!(
-        daemon.get("/creds").await.status,
+        daemon.get("/role/dev").await.status,
         200,
-        "default_role is live"
+        "the old address serves on"
     );
     assert!(
         daemon
             .log()
-            .contains("not applied by the reload: [server] listen changed"),
+            .contains("not applied by the reload: [server] listen"),
         "{}",
         daemon.log()
+    );
+    drop(taken);
+}
+
+/// The IMDS role names the listener at `port` serves, or why it did not answer.
+async fn imds_roles(port: u16) -> Result<String, reqwest::Error> {
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let token = client
+        .put(format!("{base}/latest/api/token"))
+        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+        .send()
+        .await?
+        .text()
+        .await?;
+    client
+        .get(format!("{base}/latest/meta-data/iam/security-credentials/"))
+        .header("X-aws-ec2-metadata-token", token)
+        .send()
+        .await?
+        .text()
+        .await
+}
+
+#[tokio::test]
+async fn an_imds_listener_moves_to_another_role_on_reload() {
+    let proxy = StsProxy::start().await;
+    let port = free_port();
+    let ops = "[roles.ops]\nrole_arn = \"arn:aws:iam::222222222222:role/ops\"\n";
+    let with_listener = |role: &str| {
+        let roles = format!("{DEV}\n{ops}").replace(
+            &format!("role/{role}\"\n"),
+            &format!("role/{role}\"\nimds_listen = \"127.0.0.1:{port}\"\n"),
+        );
+        Options::new(&proxy.url(), &roles)
+    };
+    let daemon = Daemon::start_with(with_listener("dev")).await;
+    assert_eq!(imds_roles(port).await.expect("IMDS"), "dev");
+
+    rewrite(&daemon, &with_listener("ops"));
+    let reloaded = daemon.reload().await;
+    assert!(
+        reloaded.contains(&format!(
+            "imds_listen changed (now ops on 127.0.0.1:{port})"
+        )),
+        "{reloaded}"
+    );
+    assert_eq!(
+        imds_roles(port).await.expect("IMDS"),
+        "ops",
+        "the same address, for ops now"
+    );
+
+    rewrite(
+        &daemon,
+        &Options::new(&proxy.url(), &format!("{DEV}\n{ops}")),
+    );
+    assert!(
+        daemon
+            .reload()
+            .await
+            .contains("imds_listen changed (now none)")
+    );
+    assert!(
+        imds_roles(port).await.is_err(),
+        "nothing listens there any more"
     );
 }
 
