@@ -158,8 +158,8 @@ async fn start(
         metrics,
         bench_static: options.bench_static,
     };
-    let settings = Settings::new(&config, FALLBACK_REGION);
-    let (state, requests) = AppState::new(cache, sts.clone(), token, clients, settings, fixed)
+    let settings = Settings::new(&config, FALLBACK_REGION, token);
+    let (state, requests) = AppState::new(cache, sts.clone(), clients, settings, fixed)
         .map_err(|e| format!("no randomness: {e}"))?;
     let running = Running {
         started_with: reload::StartedWith::new(&config, false),
@@ -326,6 +326,46 @@ impl Running {
     /// Applies every setting of the new config that can change while
     /// serving, and names each one it applied; what must wait for a restart
     /// is named too (`reload::StartedWith`).
+    /// The token for `new`: when its token file is elsewhere, the token
+    /// that file holds or ours written there (`token::move_to`), and what
+    /// to say about it; a file that cannot be set up is named in
+    /// `not_applied`, and the token stays where it was.
+    fn move_token(
+        &mut self,
+        new: &Config,
+        not_applied: &mut Vec<String>,
+    ) -> (Token, Option<String>) {
+        let current = self.state.settings().token.clone();
+        let path = token::path(new);
+        if path == self.token_path {
+            return (current, None);
+        }
+        match token::move_to(&path, &current) {
+            Ok(token) => {
+                let same = token.matches(current.expose().as_bytes());
+                let said = format!(
+                    "[server] token_file changed (now {}, {})",
+                    path.display(),
+                    if same {
+                        "the same token"
+                    } else {
+                        "the token that file held: clients need it from there"
+                    }
+                );
+                self.token_path = path;
+                (token, Some(said))
+            }
+            Err(error) => {
+                not_applied.push(format!(
+                    "[server] token_file: cannot set up {}: {error}; the token stays at {}",
+                    path.display(),
+                    self.token_path.display()
+                ));
+                (current, None)
+            }
+        }
+    }
+
     async fn apply_new_config(&mut self) -> Result<Reloaded, String> {
         let new = config::load_or_default(self.config_arg.as_deref()).map_err(|d| d.to_string())?;
         let profiles = Arc::new(profiles::load().await);
@@ -334,8 +374,10 @@ impl Running {
         check_default_role(&new, &specs);
         let server_keys = reload::server_keys(&self.config.server, &new.server);
         let source_keys = reload::source_keys(&self.config.source, &new.source);
+        let mut not_applied = self.started_with.needs_restart(&new);
+        let (token, token_moved) = self.move_token(&new, &mut not_applied);
         // Built whole before anything is swapped in.
-        let settings = Settings::new(&new, FALLBACK_REGION);
+        let settings = Settings::new(&new, FALLBACK_REGION, token);
         let state = &self.state;
         // [source] before the roles: every fetch from here on uses it.
         let forgotten_mfa = match source_keys.is_empty() {
@@ -388,18 +430,18 @@ impl Running {
         if !server_keys.is_empty() {
             applied.push(format!("[server] {} changed", server_keys.join(", ")));
         }
+        applied.extend(token_moved.iter().cloned());
         applied.push(format!(
             "{} added, {} changed, {} removed",
             describe(&changes.added),
             describe(&changes.changed),
             describe(&changes.removed)
         ));
-        let mut not_applied = self.started_with.needs_restart(&new);
         let moved = self.listeners.reload(&new, &self.state).await;
         applied.splice(applied.len() - 1..applied.len() - 1, moved.applied);
         not_applied.extend(moved.not_applied);
         self.config = new;
-        if moved.main_moved {
+        if moved.main_moved || token_moved.is_some() {
             self.publish_address(self.listeners.main_addresses());
         }
         Ok(Reloaded {

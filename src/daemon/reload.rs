@@ -5,7 +5,6 @@
 //! setting the user edited is silently ignored.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use crate::config::{Config, ServerConfig, SourceConfig};
 
@@ -92,7 +91,6 @@ pub fn source_keys(old: &SourceConfig, new: &SourceConfig) -> SourceKeys {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartedWith {
     listen: Vec<SocketAddr>,
-    token_file: Option<PathBuf>,
     metrics: bool,
     /// The main listeners were passed by the service manager: `listen` is
     /// not the daemon's to change (`daemon/listeners.rs` moves the others).
@@ -103,7 +101,6 @@ impl StartedWith {
     pub fn new(config: &Config, socket_activated: bool) -> Self {
         StartedWith {
             listen: config.server.listen.clone(),
-            token_file: config.server.token_file.clone(),
             metrics: config.server.metrics,
             socket_activated,
         }
@@ -119,12 +116,6 @@ impl StartedWith {
                 addresses(&self.listen),
                 addresses(&new.server.listen)
             ));
-        }
-        if new.server.token_file != self.token_file {
-            waiting.push(
-                "[server] token_file changed: clients hold the token the daemon started with, and it keeps that one until it is restarted"
-                    .to_owned(),
-            );
         }
         if new.server.metrics != self.metrics {
             waiting.push(

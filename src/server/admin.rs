@@ -72,7 +72,7 @@ fn admit(
             "the admin endpoints answer only callers on the daemon's own machine",
         ));
     }
-    authorize(&state.token, headers)
+    authorize(&state.settings().token, headers)
 }
 
 /// A caller [`admit`] let in; every admin handler takes one (or
@@ -116,7 +116,9 @@ pub async fn status(State(state): State<Arc<AppState>>, _: Admitted) -> Json<ser
         .status()
         .into_iter()
         .map(|role| RoleWithClients {
-            clients: state.clients.recent(&role.name, state.token.expose()),
+            clients: state
+                .clients
+                .recent(&role.name, state.settings().token.expose()),
             role,
         })
         .collect();

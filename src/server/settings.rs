@@ -6,6 +6,7 @@ use super::guard::AllowedHosts;
 use super::users::LocalUsers;
 use crate::config::Config;
 use crate::subnet::Subnet;
+use crate::token::Token;
 
 pub struct Settings {
     /// What `/creds` and the main listener's IMDS serve.
@@ -22,11 +23,14 @@ pub struct Settings {
     pub users: LocalUsers,
     /// Region IMDS reports for roles that set none: `[source] region`.
     pub region: String,
+    /// What credential and admin requests must present. A reload that moves
+    /// `token_file` may change it (to the token the new file already holds).
+    pub token: Token,
 }
 
 impl Settings {
     /// `fallback_region`: what the region is when `[source]` names none.
-    pub fn new(config: &Config, fallback_region: &str) -> Self {
+    pub fn new(config: &Config, fallback_region: &str, token: Token) -> Self {
         let server = &config.server;
         Settings {
             default_role: server.default_role.clone(),
@@ -39,6 +43,7 @@ impl Settings {
                 .region
                 .clone()
                 .unwrap_or_else(|| fallback_region.to_owned()),
+            token,
         }
     }
 }

@@ -14,14 +14,12 @@ use super::settings::Settings;
 use super::upstream::Upstream;
 use crate::cache::Cache;
 use crate::clients::Clients;
-use crate::token::Token;
 
 pub struct AppState {
     pub cache: Cache,
     /// For the admin endpoints that ask what signs for a role (`console`,
     /// `doctor`'s source check, `mfa`) rather than for credentials.
     pub upstream: Arc<dyn Upstream>,
-    pub token: Token,
     pub session_tokens: SessionTokens,
     /// Who took each role's credentials.
     pub clients: Clients,
@@ -46,7 +44,6 @@ impl AppState {
     pub fn new(
         cache: Cache,
         upstream: Arc<dyn Upstream>,
-        token: Token,
         clients: Clients,
         settings: Settings,
         fixed: Fixed,
@@ -55,7 +52,6 @@ impl AppState {
         let state = AppState {
             cache,
             upstream,
-            token,
             session_tokens: SessionTokens::new()?,
             clients,
             metrics: fixed.metrics,

@@ -259,6 +259,67 @@ async fn a_listen_address_that_cannot_be_bound_is_named_and_the_old_one_serves_o
     drop(taken);
 }
 
+#[tokio::test]
+async fn a_moved_token_file_keeps_the_token_or_takes_the_one_it_holds() {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+    let proxy = StsProxy::start().await;
+    let daemon = Daemon::start(&proxy.url(), DEV).await;
+    let token = daemon.token();
+    let options = Options::new(&proxy.url(), DEV);
+    let moved = daemon.dir.path().join("elsewhere/token");
+    std::fs::write(
+        &daemon.config_path,
+        options.config_text(daemon.port, &moved),
+    )
+    .expect("config");
+    assert_eq!(
+        daemon.reload().await,
+        format!(
+            "reloaded: [server] token_file changed (now {}, the same token); none added, none changed, none removed\n",
+            moved.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&moved).expect("token"), token);
+    assert_eq!(daemon.get("/role/dev").await.status, 200);
+    // The CLI reads the token where the daemon now says it is.
+    let status = run(daemon.cli().arg("status")).await;
+    assert!(status.status.success(), "{}", text(&status.stderr));
+
+    // A file that already holds a token (handed out by a compose stack, say)
+    // is taken as it is, as a restart would take it.
+    let handed_out = daemon.dir.path().join("compose/token");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(handed_out.parent().expect("dir"))
+        .expect("dir");
+    let other = "0123456789abcdef0123456789abcdef";
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&handed_out)
+        .expect("token file");
+    std::io::Write::write_all(&mut file, other.as_bytes()).expect("write");
+    std::fs::write(
+        &daemon.config_path,
+        options.config_text(daemon.port, &handed_out),
+    )
+    .expect("config");
+    assert!(daemon.reload().await.contains(&format!(
+        "[server] token_file changed (now {}, the token that file held: clients need it from there)",
+        handed_out.display()
+    )));
+    let with_other = daemon
+        .get_with("/role/dev", &[("authorization", other)])
+        .await;
+    assert_eq!(with_other.status, 200, "{}", with_other.body);
+    let with_old = daemon
+        .get_with("/role/dev", &[("authorization", &token)])
+        .await;
+    assert_eq!(with_old.status, 403, "the old token is refused");
+}
+
 /// The IMDS role names the listener at `port` serves, or why it did not answer.
 async fn imds_roles(port: u16) -> Result<String, reqwest::Error> {
     let client = reqwest::Client::new();
