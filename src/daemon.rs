@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::attention::Attention;
-use crate::cache::{Cache, Clock, RoleSpec, State, Timing};
+use crate::cache::{Cache, Clock, RoleChanges, RoleSpec, State, Timing};
 use crate::config::{self, Config};
 use crate::profiles::{self, AwsProfiles};
 use crate::server::control::{Control, Reloaded};
@@ -268,7 +268,7 @@ struct Running {
 impl Running {
     /// Says where the main listeners are (`address_file`); the file written
     /// before is removed only if it is not this one.
-    fn publish_address(&mut self, main: Vec<std::net::SocketAddr>) {
+    fn publish_address(&mut self, main: Vec<SocketAddr>) {
         let published = crate::address_file::publish(&self.config, &self.token_path, main);
         self.address_file = published;
     }
@@ -323,9 +323,6 @@ impl Running {
         outcome
     }
 
-    /// Applies every setting of the new config that can change while
-    /// serving, and names each one it applied; what must wait for a restart
-    /// is named too (`reload::StartedWith`).
     /// The token for `new`: when its token file is elsewhere, the token
     /// that file holds or ours written there (`token::move_to`), and what
     /// to say about it; a file that cannot be set up is named in
@@ -366,6 +363,10 @@ impl Running {
         }
     }
 
+    /// Applies every setting of the new config that can change while
+    /// serving, and names each one it applied; what it could not apply is
+    /// named too (`reload::StartedWith`, an address or token file that
+    /// cannot be set up).
     async fn apply_new_config(&mut self) -> Result<Reloaded, String> {
         let new = config::load_or_default(self.config_arg.as_deref()).map_err(|d| d.to_string())?;
         let profiles = Arc::new(profiles::load().await);
@@ -402,27 +403,13 @@ impl Running {
             announce_allow_uids(&new.server.allow_uids);
         }
         prefetch(&state.cache, changes.added.iter().chain(&changes.changed));
+        let moved = self.listeners.reload(&new, &self.state).await;
 
         let mut applied = Vec::new();
         if !source_keys.refetch.is_empty() {
-            // New and changed roles start cold (or prefetch) on their own.
-            let fresh: Vec<&String> = changes.added.iter().chain(&changes.changed).collect();
-            let fetched: Vec<String> = state
-                .cache
-                .role_names()
-                .into_iter()
-                .filter(|name| !fresh.contains(&name) && state.cache.refetch(name))
-                .collect();
-            let mut effect = reload::fetched_again(&fetched);
-            if forgotten_mfa > 0 {
-                effect.push_str(&format!(
-                    "; {forgotten_mfa} MFA session(s) forgotten, opened at the old endpoint"
-                ));
-            }
-            applied.push(format!(
-                "[source] {} changed ({effect})",
-                source_keys.refetch.join(", ")
-            ));
+            let effect = self.refetch_all(&changes, forgotten_mfa);
+            let keys = source_keys.refetch.join(", ");
+            applied.push(format!("[source] {keys} changed ({effect})"));
         }
         if !source_keys.later.is_empty() {
             applied.push(format!("[source] {} changed", source_keys.later.join(", ")));
@@ -431,14 +418,13 @@ impl Running {
             applied.push(format!("[server] {} changed", server_keys.join(", ")));
         }
         applied.extend(token_moved.iter().cloned());
+        applied.extend(moved.applied);
         applied.push(format!(
             "{} added, {} changed, {} removed",
             describe(&changes.added),
             describe(&changes.changed),
             describe(&changes.removed)
         ));
-        let moved = self.listeners.reload(&new, &self.state).await;
-        applied.splice(applied.len() - 1..applied.len() - 1, moved.applied);
         not_applied.extend(moved.not_applied);
         self.config = new;
         if moved.main_moved || token_moved.is_some() {
@@ -448,6 +434,26 @@ impl Running {
             applied,
             not_applied,
         })
+    }
+
+    /// After a `[source]` change: every role in use is fetched again (added
+    /// and changed roles start cold, or prefetch, on their own); what to
+    /// say about it.
+    fn refetch_all(&self, changes: &RoleChanges, forgotten_mfa: usize) -> String {
+        let cache = &self.state.cache;
+        let fresh: Vec<&String> = changes.added.iter().chain(&changes.changed).collect();
+        let fetched: Vec<String> = cache
+            .role_names()
+            .into_iter()
+            .filter(|name| !fresh.contains(&name) && cache.refetch(name))
+            .collect();
+        let mut effect = reload::fetched_again(&fetched);
+        if forgotten_mfa > 0 {
+            effect.push_str(&format!(
+                "; {forgotten_mfa} MFA session(s) forgotten, opened at the old endpoint"
+            ));
+        }
+        effect
     }
 }
 

@@ -113,7 +113,6 @@ impl Sts {
         self.sources.clear();
     }
 
-    /// `[source]` as it is now.
     /// A reload's `[source]`, for every fetch that starts from now on.
     /// What was built from the old one is forgotten: aws-config as loaded
     /// per profile (region, timeouts) and the source credentials (their
@@ -134,6 +133,7 @@ impl Sts {
         forgotten
     }
 
+    /// `[source]` as it is now.
     fn source(&self) -> Arc<SourceConfig> {
         self.source.read().clone()
     }

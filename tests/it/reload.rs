@@ -81,6 +81,29 @@ async fn a_fixed_sts_endpoint_serves_the_failing_role_without_a_restart() {
 }
 
 #[tokio::test]
+async fn sighup_applies_a_source_change_and_logs_what_reload_prints() {
+    let old_sts = StsProxy::start().await;
+    let daemon = Daemon::start(&old_sts.url(), DEV).await;
+    assert_eq!(daemon.get("/role/dev").await.status, 200);
+    let new_sts = StsProxy::start().await;
+    rewrite(
+        &daemon,
+        &Options::new(&new_sts.url(), DEV).source("connect_timeout = \"7s\""),
+    );
+    daemon.signal(libc::SIGHUP);
+    daemon
+        .wait_for_log("reloaded the config: [source] sts_endpoint, connect_timeout changed (role dev fetched again); none added, none changed, none removed")
+        .await;
+    assert!(
+        new_sts
+            .wait_for("AssumeRole", 1, Duration::from_secs(20))
+            .await,
+        "{}",
+        daemon.log()
+    );
+}
+
+#[tokio::test]
 async fn held_credentials_keep_serving_while_the_new_endpoint_is_asked() {
     let old_sts = StsProxy::start().await;
     let daemon = Daemon::start(&old_sts.url(), DEV).await;
