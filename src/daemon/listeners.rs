@@ -147,7 +147,7 @@ impl Listeners {
             .collect();
         let mut moved = Moved::default();
         // An address that changes hands (an imds_listen moved to another
-        // role) is freed first; that listener cannot drain alongside.
+        // role) is closed first; its requests in flight still finish.
         let (freeing, rest): (Vec<Listener>, Vec<Listener>) =
             retiring.into_iter().partition(|old| {
                 adding
@@ -155,11 +155,9 @@ impl Listeners {
                     .any(|(_, address)| old.configured == Some(*address))
             });
         retiring = rest;
-        let mut freed = Vec::new();
         for old in freeing {
-            freed.push(old.serving.stop().await);
+            self.draining.push(old.serving.stop().await);
         }
-        server::drain(freed).await;
         let mut failed: Vec<Serves> = Vec::new();
         for (serves, address) in adding {
             match bind(address).await {
