@@ -140,6 +140,58 @@ async fn held_credentials_keep_serving_while_the_new_endpoint_is_asked() {
     assert_eq!(new_sts.count("AssumeRole"), 1);
 }
 
+const MFA_ROLE: &str = r#"
+[roles.secure]
+role_arn = "arn:aws:iam::111111111111:role/secure"
+mfa_serial = "arn:aws:iam::111111111111:mfa/alice"
+"#;
+
+/// `secure`'s state as `assumed status --json` reports it.
+async fn state_of_secure(daemon: &Daemon) -> String {
+    let status = run(daemon.cli().args(["status", "--json"])).await;
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    status["roles"][0]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_mfa_session_from_the_old_endpoint_is_not_used_at_the_new_one() {
+    let old_sts = StsProxy::start().await;
+    let daemon = Daemon::start(&old_sts.url(), MFA_ROLE).await;
+    assert_eq!(daemon.get("/role/secure").await.status, 503);
+    run(daemon.cli().args(["mfa", "secure", "123456"])).await;
+    assert_eq!(old_sts.count("GetSessionToken"), 1);
+    let held = daemon.get("/role/secure").await;
+    assert_eq!(held.status, 200, "{}", held.body);
+
+    let new_sts = StsProxy::start().await;
+    rewrite(&daemon, &Options::new(&new_sts.url(), MFA_ROLE));
+    assert_eq!(
+        daemon.reload().await,
+        "reloaded: [source] sts_endpoint changed (role secure fetched again; 1 MFA session(s) forgotten, opened at the old endpoint); none added, none changed, none removed\n"
+    );
+    // The refetch needs a new code: it says so, and the held credentials serve.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state_of_secure(&daemon).await != "needs-mfa" {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let meanwhile = daemon.get("/role/secure").await;
+    assert_eq!(meanwhile.status, 200, "{}", meanwhile.body);
+    assert_eq!(meanwhile.json()["AccessKeyId"], held.json()["AccessKeyId"]);
+    assert!(
+        new_sts.calls().is_empty(),
+        "nothing signed with the old session"
+    );
+
+    run(daemon.cli().args(["mfa", "secure", "654321"])).await;
+    assert_eq!(new_sts.count("GetSessionToken"), 1);
+    assert_eq!(new_sts.count("AssumeRole"), 1);
+    assert_eq!(old_sts.count("GetSessionToken"), 1);
+}
+
 #[tokio::test]
 async fn a_changed_source_profile_signs_the_next_assume_role() {
     let aws_config = "[profile alpha]\n[profile beta]\n";
