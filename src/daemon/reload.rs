@@ -1,7 +1,8 @@
 //! What a reload changes, setting by setting, in the words `assumed reload`
 //! prints: the running config against the new one. The main loop applies
-//! the changes (`daemon.rs`); this names them, and names the few that wait
-//! for a restart, so that a reload never reports "nothing changed" while a
+//! the changes (`daemon.rs`, `daemon/listeners.rs`); this names them, and
+//! names the few that wait for a restart (`metrics`, a socket-activated
+//! `listen`), so that a reload never reports "nothing changed" while a
 //! setting the user edited is silently ignored.
 
 use std::net::SocketAddr;

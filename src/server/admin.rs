@@ -207,8 +207,8 @@ pub async fn reload(State(state): State<Arc<AppState>>, _: Admitted) -> Result<R
         .await
         .map_err(|_| unavailable())?;
     match outcome.await.map_err(|_| unavailable())? {
-        // Applied in part is still an answer, not an error: what waits for
-        // a restart is listed, and the CLI exits non-zero for it.
+        // Applied in part is still an answer, not an error: what was not
+        // applied is listed, and the CLI exits non-zero for it.
         Ok(reloaded) => Ok(Json(serde_json::json!({
             "message": reloaded.summary(),
             "applied": reloaded.applied,
