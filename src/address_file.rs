@@ -21,7 +21,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::token;
@@ -63,26 +62,13 @@ impl Drop for Published {
 }
 
 /// Writes the file for a daemon serving `config` with its token at
-/// `token_file`, listening on `bound` (every listener with whatever serves
-/// it; `imds_listen` ones are left out here). A file that cannot be written
-/// costs only the lookup, so it is a warning, not a reason to stop serving.
-pub fn publish<T>(
-    config: &Config,
-    token_file: &Path,
-    bound: &[(TcpListener, T)],
-) -> Option<Published> {
-    let imds_only: Vec<SocketAddr> = config
-        .roles
-        .values()
-        .filter_map(|r| r.imds_listen)
-        .collect();
+/// `token_file`, its main listeners bound at `listen` (again after a reload
+/// moved them). A file that cannot be written costs only the lookup, so it
+/// is a warning, not a reason to stop serving.
+pub fn publish(config: &Config, token_file: &Path, listen: Vec<SocketAddr>) -> Option<Published> {
     let file = AddressFile {
         pid: std::process::id(),
-        listen: bound
-            .iter()
-            .filter_map(|(listener, _)| listener.local_addr().ok())
-            .filter(|address| !imds_only.contains(address))
-            .collect(),
+        listen,
         // As configured (doctor names it), only made independent of our cwd.
         token_file: std::path::absolute(token_file).unwrap_or_else(|_| token_file.to_owned()),
         config: config.path.as_deref().map(canonical),

@@ -496,10 +496,24 @@ fn forget_mfa(config_arg: Option<&Path>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints what the reload applied; each change it could not apply goes to
+/// stderr, and makes the exit status non-zero: the user must not believe
+/// it is live.
 fn reload(daemon: &DaemonClient) -> Result<ExitCode, String> {
     let answer = daemon.ask("PUT", "/admin/reload", &[])?;
     println!("reloaded: {}", answer["message"].as_str().unwrap_or("done"));
-    Ok(ExitCode::SUCCESS)
+    let waiting: Vec<&str> = answer["not_applied"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|line| line.as_str()).collect())
+        .unwrap_or_default();
+    for line in &waiting {
+        eprintln!("assumed: not applied: {line}");
+    }
+    Ok(if waiting.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The console needs the config (its federation endpoint) as well as the daemon.

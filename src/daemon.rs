@@ -2,6 +2,8 @@
 //! runs until told to stop.
 
 mod fetch_thread;
+mod listeners;
+mod reload;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -9,19 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::attention::Attention;
-use crate::cache::{Cache, Clock, RoleSpec, State, Timing};
+use crate::cache::{Cache, Clock, RoleChanges, RoleSpec, State, Timing};
 use crate::config::{self, Config};
 use crate::profiles::{self, AwsProfiles};
-use crate::server::control::Control;
+use crate::server::control::{Control, Reloaded};
 use crate::server::settings::Settings;
 use crate::server::{self, AppState};
 use crate::service::{self, Signalled, Signals};
 use crate::sts::{CHAINED_SESSION_LIMIT, FALLBACK_REGION, Sts};
 use crate::token::{self, Token};
+use listeners::Listeners;
 
 /// Variables that would make the daemon's own source chain read the daemon.
 const SELF_POINTING: [&str; 4] = [
@@ -100,21 +102,26 @@ pub async fn run(config: Config, options: ServeOptions) -> Result<(), String> {
     let token_path = token::path(&config);
     let token = token::install(&token_path, config.server.token_file.is_some())
         .map_err(|e| format!("cannot set up the token file {}: {e}", token_path.display()))?;
-    let (running, requests) = start(config, options, token).await?;
+    let (mut running, requests) = start(config, options, token).await?;
 
-    let routed = listeners(&running.config, &running.state).await?;
-    let _address_file = crate::address_file::publish(&running.config, &token_path, &routed);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(routed, async {
-        let _ = stopped.await;
-    }));
-    announce_ready(&running, &token_path);
+    // Who may take credentials is said before anyone can ask.
+    if running.config.server.trust_subnet.is_some() {
+        announce_trust_subnet(running.config.server.trust_subnet);
+    }
+    announce_allow_uids(&running.config.server.allow_uids);
+    let bound = listeners::Bound::new(&running.config).await?;
+    running.started_with = reload::StartedWith::new(&running.config, bound.socket_activated());
+    running.token_path = token_path;
+    // Published before anyone can connect: a CLI that reached the daemon
+    // finds the file.
+    running.publish_address(bound.main_addresses());
+    running.listeners = bound.serve(&running.state);
+    announce_ready(&running, &running.token_path);
     running.serve(signals, requests).await;
 
     tracing::info!("shutting down: finishing requests in flight");
     service::stopping();
-    let _ = stop.send(());
-    let _ = server.await;
+    running.listeners.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -148,18 +155,17 @@ async fn start(
     );
     remind_only_in_use(&attention, &cache);
     let fixed = server::Fixed {
-        region: config
-            .source
-            .region
-            .clone()
-            .unwrap_or_else(|| FALLBACK_REGION.into()),
         metrics,
         bench_static: options.bench_static,
     };
-    let settings = Settings::new(&config.server);
-    let (state, requests) = AppState::new(cache, sts.clone(), token, clients, settings, fixed)
+    let settings = Settings::new(&config, FALLBACK_REGION, token);
+    let (state, requests) = AppState::new(cache, sts.clone(), clients, settings, fixed)
         .map_err(|e| format!("no randomness: {e}"))?;
     let running = Running {
+        started_with: reload::StartedWith::new(&config, false),
+        listeners: Listeners::default(),
+        token_path: PathBuf::new(),
+        address_file: None,
         config,
         config_arg: options.config_arg,
         state,
@@ -191,13 +197,8 @@ fn remind_only_in_use(attention: &Attention, cache: &Cache) {
 /// Warms the prefetched roles, says what is on, and tells the service
 /// manager the daemon is ready.
 fn announce_ready(running: &Running, token_path: &Path) {
-    let config = &running.config;
     let cache = &running.state.cache;
     prefetch(cache, cache.role_names());
-    if config.server.trust_subnet.is_some() {
-        announce_trust_subnet(config.server.trust_subnet);
-    }
-    announce_allow_uids(&config.server.allow_uids);
     tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
     service::ready(&status_line(cache));
     crate::memory::unmap_code(); // start-up is over, whether or not a client comes
@@ -249,65 +250,32 @@ fn prefetch(cache: &Cache, names: impl IntoIterator<Item = impl AsRef<str>>) {
     }
 }
 
-/// The main listeners (passed by socket activation, else bound from
-/// `listen`) and one IMDS-only listener per `imds_listen` role.
-async fn listeners(
-    config: &Config,
-    state: &Arc<AppState>,
-) -> Result<Vec<(TcpListener, server::listener::Endpoint)>, String> {
-    let main_endpoint = server::endpoint(state.clone());
-    let inherited = service::inherited_listeners()
-        .map_err(|e| format!("cannot use the sockets passed by the service manager: {e}"))?;
-    let main = if inherited.is_empty() {
-        server::bind(&config.server.listen)
-            .await
-            .map_err(|e| e.to_string())?
-    } else {
-        tracing::info!(
-            sockets = inherited.len(),
-            "using sockets from the service manager instead of listen"
-        );
-        inherited
-    };
-    let mut routed: Vec<(TcpListener, server::listener::Endpoint)> = main
-        .into_iter()
-        .map(|l| (l, main_endpoint.clone()))
-        .collect();
-    for (name, role) in &config.roles {
-        if let Some(address) = role.imds_listen {
-            let mut bound = server::bind(&[address]).await.map_err(|e| e.to_string())?;
-            routed.extend(
-                bound
-                    .pop()
-                    .map(|l| (l, server::imds_endpoint(state.clone(), name))),
-            );
-        }
-    }
-    for (listener, _) in &routed {
-        if let Ok(address) = listener.local_addr() {
-            if address.ip().is_loopback() {
-                tracing::info!(%address, "listening");
-            } else {
-                tracing::warn!(%address, "listening beyond loopback (expose = true): anyone who can reach this address and holds the token can get credentials");
-            }
-        }
-    }
-    Ok(routed)
-}
-
 /// What the main loop owns while serving.
 struct Running {
     config: Config,
     config_arg: Option<PathBuf>,
+    /// What only a restart changes, as it is.
+    started_with: reload::StartedWith,
+    listeners: Listeners,
+    token_path: PathBuf,
+    /// Where the CLI finds us; written again when a reload moves `listen`.
+    address_file: Option<crate::address_file::Published>,
     state: Arc<AppState>,
     /// The state's upstream and the cache's fetcher: reloads hand it new profiles.
     sts: Arc<Sts>,
 }
 
 impl Running {
+    /// Says where the main listeners are (`address_file`); the file written
+    /// before is removed only if it is not this one.
+    fn publish_address(&mut self, main: Vec<SocketAddr>) {
+        let published = crate::address_file::publish(&self.config, &self.token_path, main);
+        self.address_file = published;
+    }
+
     /// Answers reloads (SIGHUP, the admin endpoint) and keeps the service
     /// manager's status line current, until told to stop.
-    async fn serve(mut self, mut signals: Signals, mut requests: mpsc::Receiver<Control>) {
+    async fn serve(&mut self, mut signals: Signals, mut requests: mpsc::Receiver<Control>) {
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
         // Building the status walks every role and maps code the idle
         // daemon otherwise leaves unmapped (docs/performance.md): only
@@ -332,12 +300,18 @@ impl Running {
     }
 
     /// Re-reads the config (SIGHUP, `assumed reload`). A config that does not
-    /// validate changes nothing: the old one keeps serving.
-    async fn reload(&mut self) -> Result<String, String> {
+    /// validate changes nothing: the old one keeps serving. SIGHUP logs what
+    /// `assumed reload` prints.
+    async fn reload(&mut self) -> Result<Reloaded, String> {
         service::reloading();
         let outcome = self.apply_new_config().await;
         match &outcome {
-            Ok(summary) => tracing::info!("reloaded the config: {summary}"),
+            Ok(reloaded) => {
+                tracing::info!("reloaded the config: {}", reloaded.summary());
+                for line in &reloaded.not_applied {
+                    tracing::warn!("not applied by the reload: {line}");
+                }
+            }
             Err(errors) => {
                 for line in errors.lines() {
                     tracing::error!("reload refused, still serving the previous config: {line}");
@@ -349,23 +323,78 @@ impl Running {
         outcome
     }
 
-    async fn apply_new_config(&mut self) -> Result<String, String> {
+    /// The token for `new`: when its token file is elsewhere, the token
+    /// that file holds or ours written there (`token::move_to`), and what
+    /// to say about it; a file that cannot be set up is named in
+    /// `not_applied`, and the token stays where it was.
+    fn move_token(
+        &mut self,
+        new: &Config,
+        not_applied: &mut Vec<String>,
+    ) -> (Token, Option<String>) {
+        let current = self.state.settings().token.clone();
+        let path = token::path(new);
+        if path == self.token_path {
+            return (current, None);
+        }
+        match token::move_to(&path, &current) {
+            Ok(token) => {
+                let same = token.matches(current.expose().as_bytes());
+                let said = format!(
+                    "[server] token_file changed (now {}, {})",
+                    path.display(),
+                    if same {
+                        "the same token"
+                    } else {
+                        "the token that file held: clients need it from there"
+                    }
+                );
+                self.token_path = path;
+                (token, Some(said))
+            }
+            Err(error) => {
+                not_applied.push(format!(
+                    "[server] token_file: cannot set up {}: {error}; the token stays at {}",
+                    path.display(),
+                    self.token_path.display()
+                ));
+                (current, None)
+            }
+        }
+    }
+
+    /// Applies every setting of the new config that can change while
+    /// serving, and names each one it applied; what it could not apply is
+    /// named too (`reload::StartedWith`, an address or token file that
+    /// cannot be set up).
+    async fn apply_new_config(&mut self) -> Result<Reloaded, String> {
         let new = config::load_or_default(self.config_arg.as_deref()).map_err(|d| d.to_string())?;
-        warn_about_restart_only(&self.config, &new);
         let profiles = Arc::new(profiles::load().await);
         let specs = role_specs(&new, &profiles);
         warn_about_clamped_sessions(&specs);
         check_default_role(&new, &specs);
+        let server_keys = reload::server_keys(&self.config.server, &new.server);
+        let source_keys = reload::source_keys(&self.config.source, &new.source);
+        let mut not_applied = self.started_with.needs_restart(&new);
+        let (token, token_moved) = self.move_token(&new, &mut not_applied);
         // Built whole before anything is swapped in.
-        let settings = Settings::new(&new.server);
+        let settings = Settings::new(&new, FALLBACK_REGION, token);
         let state = &self.state;
+        // [source] before the roles: every fetch from here on uses it.
+        let forgotten_mfa = match source_keys.is_empty() {
+            true => 0,
+            false => self.sts.set_source(new.source.clone()),
+        };
         self.sts.set_profiles(profiles).await;
         state.clients.notify_for(notify_roles(&specs));
         let changes = state.cache.replace_roles(specs);
-        // default_role, imdsv1, allowed_hosts, trust_subnet and allow_uids at
-        // once. trust_subnet and allow_uids reload rather than wait for a
-        // restart: revoking access must not wait.
+        // default_role, imdsv1, allowed_hosts, trust_subnet, allow_uids and
+        // IMDS's region at once. trust_subnet and allow_uids reload rather
+        // than wait for a restart: revoking access must not wait.
         state.replace_settings(settings);
+        if timing(&new) != timing(&self.config) {
+            state.cache.set_timing(timing(&new));
+        }
         self.sts.attention().set_enabled(notify_enabled(&new));
         if new.server.trust_subnet != self.config.server.trust_subnet {
             announce_trust_subnet(new.server.trust_subnet);
@@ -374,35 +403,57 @@ impl Running {
             announce_allow_uids(&new.server.allow_uids);
         }
         prefetch(&state.cache, changes.added.iter().chain(&changes.changed));
-        self.config = new;
-        Ok(format!(
+        let moved = self.listeners.reload(&new, &self.state).await;
+
+        let mut applied = Vec::new();
+        if !source_keys.refetch.is_empty() {
+            let effect = self.refetch_all(&changes, forgotten_mfa);
+            let keys = source_keys.refetch.join(", ");
+            applied.push(format!("[source] {keys} changed ({effect})"));
+        }
+        if !source_keys.later.is_empty() {
+            applied.push(format!("[source] {} changed", source_keys.later.join(", ")));
+        }
+        if !server_keys.is_empty() {
+            applied.push(format!("[server] {} changed", server_keys.join(", ")));
+        }
+        applied.extend(token_moved.iter().cloned());
+        applied.extend(moved.applied);
+        applied.push(format!(
             "{} added, {} changed, {} removed",
             describe(&changes.added),
             describe(&changes.changed),
             describe(&changes.removed)
-        ))
-    }
-}
-
-/// What a reload does not apply, said once per setting that changed.
-fn warn_about_restart_only(old: &Config, new: &Config) {
-    for (what, changed) in [
-        ("listen", new.server.listen != old.server.listen),
-        ("token_file", new.server.token_file != old.server.token_file),
-        // federation_endpoint is read by `assumed console`, not the daemon.
-        (
-            "[source]",
-            config::SourceConfig {
-                federation_endpoint: old.source.federation_endpoint.clone(),
-                ..new.source.clone()
-            } != old.source,
-        ),
-        ("metrics", new.server.metrics != old.server.metrics),
-        ("imds_listen", imds_listeners(new) != imds_listeners(old)),
-    ] {
-        if changed {
-            tracing::warn!("{what} changed: that takes effect at the next restart");
+        ));
+        not_applied.extend(moved.not_applied);
+        self.config = new;
+        if moved.main_moved || token_moved.is_some() {
+            self.publish_address(self.listeners.main_addresses());
         }
+        Ok(Reloaded {
+            applied,
+            not_applied,
+        })
+    }
+
+    /// After a `[source]` change: every role in use is fetched again (added
+    /// and changed roles start cold, or prefetch, on their own); what to
+    /// say about it.
+    fn refetch_all(&self, changes: &RoleChanges, forgotten_mfa: usize) -> String {
+        let cache = &self.state.cache;
+        let fresh: Vec<&String> = changes.added.iter().chain(&changes.changed).collect();
+        let fetched: Vec<String> = cache
+            .role_names()
+            .into_iter()
+            .filter(|name| !fresh.contains(&name) && cache.refetch(name))
+            .collect();
+        let mut effect = reload::fetched_again(&fetched);
+        if forgotten_mfa > 0 {
+            effect.push_str(&format!(
+                "; {forgotten_mfa} MFA session(s) forgotten, opened at the old endpoint"
+            ));
+        }
+        effect
     }
 }
 
@@ -448,14 +499,6 @@ fn notify_roles(specs: &[RoleSpec]) -> Vec<String> {
         .iter()
         .filter(|spec| spec.config.notify_on_use)
         .map(|spec| spec.name.clone())
-        .collect()
-}
-
-fn imds_listeners(config: &Config) -> Vec<(String, SocketAddr)> {
-    config
-        .roles
-        .iter()
-        .filter_map(|(name, role)| role.imds_listen.map(|a| (name.clone(), a)))
         .collect()
 }
 

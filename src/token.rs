@@ -115,6 +115,19 @@ pub fn install(path: &Path, keep_existing: bool) -> io::Result<Token> {
     Ok(token)
 }
 
+/// A reload's new token file: the token it already holds, when it holds a
+/// valid one (as a restart takes it: a compose stack may have handed it
+/// out), else `current` written there, so clients keep the token they have.
+pub fn move_to(path: &Path, current: &Token) -> io::Result<Token> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    ensure_private_dir(dir)?;
+    if let Some(token) = read_existing(path)? {
+        return Ok(token);
+    }
+    write_atomically(path, current.expose().as_bytes())?;
+    Ok(current.clone())
+}
+
 /// Reads the token a running daemon wrote (for `env`/`exec`).
 pub fn read(path: &Path) -> io::Result<Token> {
     let text = fs::read_to_string(path)?;

@@ -130,7 +130,7 @@ impl Cache {
                 return;
             }
             let started = self.shared.clock.now();
-            let deadline = self.shared.timing.fetch_timeout;
+            let deadline = self.timing().fetch_timeout;
             let result = match tokio::time::timeout(deadline, self.fetch(slot)).await {
                 Ok(result) => result,
                 Err(_) => Err(FetchError::transient(
@@ -182,7 +182,7 @@ impl Cache {
         started: SystemTime,
         now: SystemTime,
     ) -> Result<Arc<Credentials>, FetchError> {
-        let mut fresh = Held::new(creds, &self.shared.timing);
+        let mut fresh = Held::new(creds, &self.timing());
         if !fresh.usable(now) {
             // Already inside the floor (a source handing back its own
             // near-expiry credentials, or a clock running ahead): serving them

@@ -38,7 +38,7 @@ pub(super) async fn drive(cache: Cache, slot: Arc<Slot>) {
             continue; // somebody refreshed already
         }
         let idle_for = now.duration_since(slot.idle_since()).unwrap_or_default();
-        if idle_for >= cache.shared.timing.idle_timeout {
+        if idle_for >= cache.timing().idle_timeout {
             tracing::debug!(role = %slot.spec.name, "idle; not refreshing until asked again");
             continue;
         }

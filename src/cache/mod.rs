@@ -132,7 +132,8 @@ pub struct Cache {
 struct Shared {
     slots: RwLock<HashMap<String, Arc<Slot>>>,
     fetcher: Arc<dyn Fetcher>,
-    timing: Timing,
+    /// A reload may change it (`Cache::set_timing`).
+    timing: RwLock<Timing>,
     clock: Clock,
     /// Where fetch attempts run: the daemon's fetch thread, so that storing
     /// STS's answer and waking the waiters never queue behind a burst of
@@ -154,7 +155,7 @@ impl Cache {
             shared: Arc::new(Shared {
                 slots: RwLock::new(HashMap::new()),
                 fetcher,
-                timing,
+                timing: RwLock::new(timing),
                 clock,
                 attempts_on,
             }),
@@ -240,6 +241,79 @@ impl Cache {
             }
         }
         changes
+    }
+
+    pub(super) fn timing(&self) -> Timing {
+        *self.shared.timing.read()
+    }
+
+    /// A reload's timing: fetches take the new deadline from now on, and
+    /// held credentials are due for refresh by the new `refresh_before`
+    /// (the floor stays as they were issued with).
+    pub fn set_timing(&self, timing: Timing) {
+        *self.shared.timing.write() = timing;
+        for slot in self.shared.slots.read().values() {
+            let due = {
+                let mut held = slot.held.write();
+                let Some(held) = held.as_mut() else {
+                    continue;
+                };
+                let creds = &held.creds;
+                held.refresh_at = creds.expiration() - timing.margin(creds.lifetime());
+                held.refresh_at
+            };
+            // Not before a backoff already set: that still holds.
+            let retry_at = slot.record().retry_at;
+            slot.schedule(Some(retry_at.map_or(due, |retry_at| due.max(retry_at))));
+        }
+    }
+
+    /// Fetches `name` again, in the background, because what signs for it
+    /// changed (a reload's `[source]`): the credentials it holds keep
+    /// serving until new ones arrive, and a failure remembered under the old
+    /// settings holds nothing back. A fetch already under way started with
+    /// the old settings, so another follows it. Whether the role was in use
+    /// (held credentials, had failed, or is prefetched); a role nobody asked
+    /// for is left to fetch on first use.
+    pub fn refetch(&self, name: &str) -> bool {
+        let Some(slot) = self.slot(name) else {
+            return false;
+        };
+        let in_use = {
+            let mut record = slot.record();
+            let failed = record.last_error.is_some();
+            record.retry_at = None;
+            record.consecutive_failures = 0;
+            failed || slot.held.read().is_some() || slot.spec.config.prefetch
+        };
+        if !in_use {
+            return false;
+        }
+        // Looked at first: an attempt the driver starts for this refetch
+        // must not be taken for one that started before it.
+        let running = slot.in_flight.load(Ordering::Acquire);
+        let clock = self.shared.clock;
+        let make_due = move |slot: &Slot| {
+            let now = clock.now();
+            if let Some(held) = slot.held.write().as_mut() {
+                held.refresh_at = held.refresh_at.min(now);
+            }
+            slot.schedule(Some(now));
+        };
+        make_due(&slot);
+        if running {
+            tokio::spawn(async move {
+                loop {
+                    let ended = slot.done.notified();
+                    if !slot.in_flight.load(Ordering::Acquire) {
+                        break;
+                    }
+                    ended.await;
+                }
+                make_due(&slot);
+            });
+        }
+        true
     }
 
     /// Fetches a role now, whatever its backoff says: a person just acted

@@ -656,3 +656,79 @@ async fn a_person_acting_ends_a_grown_hold_at_once() {
         .await
         .expect("picked up at once after the login");
 }
+
+/// A reload changed what signs for the role: it is fetched again in the
+/// background, the held credentials serving until the new ones arrive.
+#[tokio::test(start_paused = true)]
+async fn a_refetch_serves_the_held_credentials_until_the_new_ones_arrive() {
+    let (cache, sts) = cache_with(vec![role("dev"), role("ops")]);
+    let held = cache.get("dev").await.expect("credentials");
+    let gate = sts.hold();
+    assert!(cache.refetch("dev"));
+    assert!(
+        !cache.refetch("ops"),
+        "nobody asked for ops: nothing to fetch"
+    );
+    until_idle().await;
+    assert_eq!(sts.started(), 2, "dev is fetched again at once");
+    let served = tokio::time::timeout(Duration::from_millis(1), cache.get("dev"))
+        .await
+        .expect("answered without waiting")
+        .expect("credentials");
+    assert_eq!(served.issued.access_key_id, held.issued.access_key_id);
+    gate.add_permits(1);
+    until_idle().await;
+    let fresh = cache.get("dev").await.expect("credentials");
+    assert_ne!(fresh.issued.access_key_id, held.issued.access_key_id);
+    assert_eq!(sts.calls(), 2, "ops is still cold");
+}
+
+/// A failure under the old settings holds nothing back, and a fetch that
+/// was under way when they changed is followed by one under the new ones.
+#[tokio::test(start_paused = true)]
+async fn a_refetch_ends_a_backoff_and_follows_a_fetch_already_under_way() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    sts.failures
+        .lock()
+        .push_back(FetchError::permanent("AccessDenied", "old endpoint"));
+    cache.get("dev").await.expect_err("denied");
+    assert!(cache.refetch("dev"));
+    until_idle().await;
+    assert_eq!(sts.calls(), 2, "retried at once, not after the hold");
+    cache.get("dev").await.expect("served");
+
+    let gate = sts.hold();
+    advance(35 * MINUTE).await; // a refresh starts, with the old settings
+    until_idle().await;
+    assert_eq!(sts.started(), 3);
+    assert!(cache.refetch("dev"));
+    gate.add_permits(1);
+    until_idle().await;
+    assert_eq!(sts.started(), 4, "another fetch follows the one under way");
+    gate.add_permits(1);
+    until_idle().await;
+    assert_eq!(sts.calls(), 4);
+}
+
+/// A reload's `refresh_before` moves the refresh of what is held, not only
+/// of what is fetched next.
+#[tokio::test(start_paused = true)]
+async fn a_new_refresh_before_applies_to_held_credentials() {
+    let (cache, sts) = cache_with(vec![role("dev")]);
+    cache.get("dev").await.expect("credentials");
+    cache.set_timing(Timing {
+        refresh_before: 5 * MINUTE,
+        ..timing()
+    });
+    advance(35 * MINUTE).await; // past the old refresh (30 minutes before expiry)
+    cache.get("dev").await.expect("credentials");
+    until_idle().await;
+    assert_eq!(
+        sts.calls(),
+        1,
+        "the refresh moved to 5 minutes before expiry"
+    );
+    advance(21 * MINUTE).await;
+    until_idle().await;
+    assert_eq!(sts.calls(), 2);
+}

@@ -31,7 +31,7 @@ pub(super) const LAST_CHANCE_RETRY: Duration = Duration::from_secs(1);
 pub(super) const WALL_CLOCK_NAP: Duration = Duration::from_secs(30);
 
 /// When to refresh and when to stop serving, derived from the config.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
     pub refresh_before: Duration,
     pub idle_timeout: Duration,

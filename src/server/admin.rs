@@ -72,7 +72,7 @@ fn admit(
             "the admin endpoints answer only callers on the daemon's own machine",
         ));
     }
-    authorize(&state.token, headers)
+    authorize(&state.settings().token, headers)
 }
 
 /// A caller [`admit`] let in; every admin handler takes one (or
@@ -118,7 +118,9 @@ pub async fn status(State(state): State<Arc<AppState>>, _: Admitted) -> Json<ser
             None => None,
         };
         roles.push(RoleWithClients {
-            clients: state.clients.recent(&role.name, state.token.expose()),
+            clients: state
+                .clients
+                .recent(&role.name, state.settings().token.expose()),
             sts_endpoint,
             role,
         });
@@ -210,7 +212,14 @@ pub async fn reload(State(state): State<Arc<AppState>>, _: Admitted) -> Result<R
         .await
         .map_err(|_| unavailable())?;
     match outcome.await.map_err(|_| unavailable())? {
-        Ok(summary) => Ok(Json(serde_json::json!({ "message": summary })).into_response()),
+        // Applied in part is still an answer, not an error: what was not
+        // applied is listed, and the CLI exits non-zero for it.
+        Ok(reloaded) => Ok(Json(serde_json::json!({
+            "message": reloaded.summary(),
+            "applied": reloaded.applied,
+            "not_applied": reloaded.not_applied,
+        }))
+        .into_response()),
         Err(errors) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "InvalidConfig",

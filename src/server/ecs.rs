@@ -48,8 +48,13 @@ fn admit(
     connection: Option<&Connection>,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    let trusted = state.settings().trust_subnet;
-    authorize_peer(&state.token, trusted.as_ref(), connection, headers)
+    let settings = state.settings();
+    authorize_peer(
+        &settings.token,
+        settings.trust_subnet.as_ref(),
+        connection,
+        headers,
+    )
 }
 
 async fn answer(

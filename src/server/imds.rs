@@ -359,7 +359,7 @@ fn placement(imds: &Imds) -> (String, String) {
         .to_owned();
     let region = role
         .and_then(|spec| spec.config.region)
-        .unwrap_or_else(|| imds.app.region.clone());
+        .unwrap_or_else(|| imds.app.settings().region.clone());
     (account, region)
 }
 

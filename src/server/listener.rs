@@ -15,7 +15,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
@@ -40,9 +40,15 @@ pub struct Endpoint {
     pub warm: Option<Arc<Warm>>,
 }
 
-/// Serves `endpoint` on `listener` until `stopped` turns true, then waits for
-/// the connections that are still answering.
-pub async fn run(listener: TcpListener, endpoint: Endpoint, mut stopped: watch::Receiver<bool>) {
+/// Serves `endpoint` on `listener` until `stopped` turns true, then closes
+/// the listener (saying so on `closed`) and waits for the connections that
+/// are still answering.
+pub async fn run(
+    listener: TcpListener,
+    endpoint: Endpoint,
+    mut stopped: watch::Receiver<bool>,
+    closed: oneshot::Sender<()>,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -82,6 +88,9 @@ pub async fn run(listener: TcpListener, endpoint: Endpoint, mut stopped: watch::
         // Reap finished connection tasks so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
     }
+    // Closed now, not after the drain: a reload may bind its address again.
+    drop(listener);
+    let _ = closed.send(());
     while connections.join_next().await.is_some() {}
 }
 

@@ -115,7 +115,7 @@ fn route_label(template: &str) -> &'static str {
 /// Besides the daemon's own `Authorization: TOKEN`, `Bearer TOKEN` is taken,
 /// which is what Prometheus sends from `authorization.credentials_file`.
 pub async fn render(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorize_scrape(&state.token, &headers) {
+    if let Err(refused) = authorize_scrape(&state.settings().token, &headers) {
         return refused.into_response();
     }
     let Some(handle) = HANDLE.get() else {

@@ -23,7 +23,6 @@ pub mod upstream;
 pub mod users;
 mod warm;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,21 +205,39 @@ pub async fn bind(addresses: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>>
     Ok(listeners)
 }
 
-/// Serves each listener with its router until `shutdown` completes, then
-/// lets requests in flight finish, for at most `DRAIN_LIMIT`.
-pub async fn serve(
-    listeners: Vec<(TcpListener, listener::Endpoint)>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut servers = tokio::task::JoinSet::new();
-    for (listener, endpoint) in listeners {
-        servers.spawn(listener::run(listener, endpoint, stopped.clone()));
+/// A listener being served; each has its own stop, so a reload can retire
+/// one while the others keep serving.
+pub struct Serving {
+    stop: tokio::sync::watch::Sender<bool>,
+    closed: tokio::sync::oneshot::Receiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    /// Serves `endpoint` on `listener` until [`stop`](Self::stop).
+    pub fn start(listener: TcpListener, endpoint: listener::Endpoint) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (closed_tx, closed) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(listener::run(listener, endpoint, stopped, closed_tx));
+        Serving { stop, closed, task }
     }
-    shutdown.await;
-    let _ = stop.send(true);
+
+    /// Stops accepting and returns once the socket is closed; the requests
+    /// in flight go on, and the handle ends when they have finished.
+    pub async fn stop(self) -> tokio::task::JoinHandle<()> {
+        let _ = self.stop.send(true);
+        let _ = self.closed.await;
+        self.task
+    }
+}
+
+/// Waits for stopped listeners to finish their requests, for at most
+/// `DRAIN_LIMIT`.
+pub async fn drain(stopped: Vec<tokio::task::JoinHandle<()>>) {
     let drained = tokio::time::timeout(DRAIN_LIMIT, async {
-        while servers.join_next().await.is_some() {}
+        for task in stopped {
+            let _ = task.await;
+        }
     })
     .await;
     if drained.is_err() {

@@ -4,8 +4,9 @@
 
 use super::guard::AllowedHosts;
 use super::users::LocalUsers;
-use crate::config::ServerConfig;
+use crate::config::Config;
 use crate::subnet::Subnet;
+use crate::token::Token;
 
 pub struct Settings {
     /// What `/creds` and the main listener's IMDS serve.
@@ -20,16 +21,29 @@ pub struct Settings {
     /// The daemon's own user and `allow_uids`: a user taken off the list is
     /// refused from the next request on.
     pub users: LocalUsers,
+    /// Region IMDS reports for roles that set none: `[source] region`.
+    pub region: String,
+    /// What credential and admin requests must present. A reload that moves
+    /// `token_file` may change it (to the token the new file already holds).
+    pub token: Token,
 }
 
 impl Settings {
-    pub fn new(server: &ServerConfig) -> Self {
+    /// `fallback_region`: what the region is when `[source]` names none.
+    pub fn new(config: &Config, fallback_region: &str, token: Token) -> Self {
+        let server = &config.server;
         Settings {
             default_role: server.default_role.clone(),
             imdsv1: server.imdsv1,
             trust_subnet: server.trust_subnet,
             allowed_hosts: AllowedHosts::new(&server.allowed_hosts),
             users: LocalUsers::new(&server.allow_uids),
+            region: config
+                .source
+                .region
+                .clone()
+                .unwrap_or_else(|| fallback_region.to_owned()),
+            token,
         }
     }
 }

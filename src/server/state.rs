@@ -14,19 +14,15 @@ use super::settings::Settings;
 use super::upstream::Upstream;
 use crate::cache::Cache;
 use crate::clients::Clients;
-use crate::token::Token;
 
 pub struct AppState {
     pub cache: Cache,
     /// For the admin endpoints that ask what signs for a role (`console`,
     /// `doctor`'s source check, `mfa`) rather than for credentials.
     pub upstream: Arc<dyn Upstream>,
-    pub token: Token,
     pub session_tokens: SessionTokens,
     /// Who took each role's credentials.
     pub clients: Clients,
-    /// Region IMDS reports for roles that set none.
-    pub region: String,
     /// Serve `/metrics`.
     pub metrics: bool,
     /// Serve `/__bench/static` (scripts/bench's baseline).
@@ -38,7 +34,6 @@ pub struct AppState {
 
 /// What the daemon decides once at start and a reload does not change.
 pub struct Fixed {
-    pub region: String,
     pub metrics: bool,
     pub bench_static: bool,
 }
@@ -49,7 +44,6 @@ impl AppState {
     pub fn new(
         cache: Cache,
         upstream: Arc<dyn Upstream>,
-        token: Token,
         clients: Clients,
         settings: Settings,
         fixed: Fixed,
@@ -58,10 +52,8 @@ impl AppState {
         let state = AppState {
             cache,
             upstream,
-            token,
             session_tokens: SessionTokens::new()?,
             clients,
-            region: fixed.region,
             metrics: fixed.metrics,
             bench_static: fixed.bench_static,
             control,

@@ -53,9 +53,10 @@ fn state() -> Arc<AppState> {
         trust_subnet: None,
         allowed_hosts: guard::AllowedHosts::new(&[]),
         users: users::LocalUsers::new(&[]),
+        region: "us-east-1".into(),
+        token: crate::token::Token::generate().expect("token"),
     };
     let fixed = Fixed {
-        region: "us-east-1".into(),
         metrics: false,
         bench_static: false,
     };
@@ -67,9 +68,8 @@ fn state() -> Arc<AppState> {
         tokio::runtime::Handle::current(),
     );
     let upstream = Arc::new(crate::sts::Sts::new(crate::config::SourceConfig::default()));
-    let token = crate::token::Token::generate().expect("token");
     let clients = crate::clients::Clients::new();
-    AppState::new(cache, upstream, token, clients, settings, fixed)
+    AppState::new(cache, upstream, clients, settings, fixed)
         .expect("state")
         .0
 }
@@ -314,7 +314,7 @@ impl Case {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let token = match self.token {
-            Presented::Real => Some(state.token.expose().to_owned()),
+            Presented::Real => Some(state.settings().token.expose().to_owned()),
             Presented::Wrong => Some("not-the-token".to_owned()),
             Presented::Absent => None,
         };
@@ -368,7 +368,7 @@ fn any_request_gets_a_well_formed_answer() {
             prop_assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{}", what);
             let text = String::from_utf8_lossy(&body);
             prop_assert!(
-                !text.contains(state.token.expose()),
+                !text.contains(state.settings().token.expose()),
                 "{} echoed the token",
                 what
             );
@@ -438,7 +438,7 @@ async fn the_warm_path_answers_exactly_as_the_router_does_or_not_at_all() {
         owner: crate::peer::PeerOwner::Remote,
         client: crate::clients::Client::new(peer, crate::peer::PeerOwner::Remote),
     };
-    let token = state.token.expose().to_owned();
+    let token = state.settings().token.expose().to_owned();
     let session = state
         .session_tokens
         .issue(Duration::from_secs(300), SystemTime::now());
@@ -699,7 +699,7 @@ async fn imds_paths_answer_in_every_form_the_real_service_accepts() {
         StatusCode::OK
     );
     // Paths that are not IMDS paths keep theirs.
-    let token = state.token.expose().to_owned();
+    let token = state.settings().token.expose().to_owned();
     for path in ["/role/dev/", "/role//dev", "//creds", "/healthz/"] {
         let request = Request::get(path)
             .header("host", "127.0.0.1")

@@ -136,7 +136,7 @@ impl Warm {
         let settings = self.state.settings();
         screen(&settings, connection, request)?;
         guard::authorize_peer(
-            &self.state.token,
+            &settings.token,
             settings.trust_subnet.as_ref(),
             Some(connection),
             request.headers(),

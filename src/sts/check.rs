@@ -102,7 +102,7 @@ impl Sts {
                 "credential_source = Ec2InstanceMetadata".into()
             }
             (Some(CredentialSource::EcsContainer), _) => "credential_source = EcsContainer".into(),
-            (None, Some(profile)) => format!("profile {profile} ({})", self.kind_of(profile)),
+            (None, Some(profile)) => format!("profile {profile} ({})", self.kind_of(&profile)),
             (None, None) if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() => {
                 "the daemon's environment (AWS_ACCESS_KEY_ID…)".into()
             }

@@ -23,6 +23,7 @@ use super::sources::SourceKey;
 use super::{Sts, classify, issued, mfa_process, record_call};
 use crate::attention::Renew;
 use crate::cache::{FetchError, RoleSpec};
+use crate::config::SourceConfig;
 use crate::credentials::{Issued, Secret};
 
 /// MFA sessions last this long unless `[source] mfa_session` says otherwise.
@@ -116,7 +117,7 @@ impl Sts {
             });
         }
         let client = self.client(role, Some(source.clone())).await;
-        let duration = self.source.mfa_session.unwrap_or(DEFAULT_MFA_SESSION);
+        let duration = self.source().mfa_session.unwrap_or(DEFAULT_MFA_SESSION);
         let started = Instant::now();
         let sent = client
             .get_session_token()
@@ -307,7 +308,24 @@ impl Sts {
     }
 
     fn mfa_store_path(&self) -> Option<PathBuf> {
-        mfa_store::path(&self.source)
+        mfa_store::path(&self.source())
+    }
+
+    /// After a reload changed where sessions are kept (`remember_mfa`,
+    /// `mfa_session_file`): they are written where `[source]` now says, and
+    /// the file `old` named is emptied, so no session stays on disk where
+    /// the user no longer expects one.
+    pub(super) fn move_mfa_store(&self, old: &SourceConfig) {
+        let before = mfa_store::path(old);
+        if before == self.mfa_store_path() {
+            return;
+        }
+        if let Some(path) = before {
+            if let Err(error) = mfa_store::save(&path, &[]) {
+                tracing::warn!(file = %path.display(), "cannot empty the old MFA session file: {error}");
+            }
+        }
+        self.keep_sessions();
     }
 
     /// Writes the current sessions out; a failure costs only a code after

@@ -66,7 +66,8 @@ pub const CHAINED_SESSION_LIMIT: Duration = Duration::from_secs(3600);
 pub const FALLBACK_REGION: &str = "us-east-1";
 
 pub struct Sts {
-    source: SourceConfig,
+    /// `[source]`, swapped whole by a reload (`set_source`).
+    source: RwLock<Arc<SourceConfig>>,
     /// aws-config is loaded once per profile (`None` is the default chain)
     /// and reused: it caches its own SSO tokens. Each profile loads on its
     /// own, so one slow load (IMDS region lookups, say) holds up no other
@@ -84,7 +85,7 @@ pub struct Sts {
 impl Sts {
     pub fn new(source: SourceConfig) -> Self {
         Sts {
-            source,
+            source: RwLock::new(Arc::new(source)),
             loaded: Mutex::new(HashMap::new()),
             sources: sources::SourceCache::default(),
             profiles: RwLock::new(Arc::new(AwsProfiles::default())),
@@ -111,8 +112,33 @@ impl Sts {
         self.sources.clear();
     }
 
-    fn deadlines(&self) -> &Deadlines {
-        &self.source.deadlines
+    /// A reload's `[source]`, for every fetch that starts from now on.
+    /// What was built from the old one is forgotten: aws-config as loaded
+    /// per profile (region, timeouts) and the source credentials (their
+    /// deadlines). MFA sessions are forgotten too when the STS endpoint
+    /// changed: another STS opened them. Returns how many went.
+    pub fn set_source(&self, source: SourceConfig) -> usize {
+        let old = std::mem::replace(&mut *self.source.write(), Arc::new(source));
+        self.loaded.lock().clear();
+        self.sources.clear();
+        let mut forgotten = 0;
+        if old.sts_endpoint != self.source().sts_endpoint {
+            forgotten = self.forget_mfa().unwrap_or_else(|error| {
+                tracing::warn!("{error}");
+                0
+            });
+        }
+        self.move_mfa_store(&old);
+        forgotten
+    }
+
+    /// `[source]` as it is now.
+    fn source(&self) -> Arc<SourceConfig> {
+        self.source.read().clone()
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        self.source.read().deadlines
     }
 
     fn profiles(&self) -> Arc<AwsProfiles> {
@@ -120,11 +146,11 @@ impl Sts {
     }
 
     /// The profile whose credentials sign for `role` (`None`: the default chain).
-    fn source_profile<'a>(&'a self, role: &'a RoleSpec) -> Option<&'a str> {
+    fn source_profile(&self, role: &RoleSpec) -> Option<String> {
         role.config
             .source_profile
-            .as_deref()
-            .or(self.source.profile.as_deref())
+            .clone()
+            .or_else(|| self.source().profile.clone())
     }
 
     async fn sdk_config(&self, profile: Option<&str>) -> SdkConfig {
@@ -144,7 +170,7 @@ impl Sts {
             if let Some(profile) = profile {
                 loader = loader.profile_name(profile);
             }
-            if let Some(region) = &self.source.region {
+            if let Some(region) = &self.source().region {
                 loader = loader.region(Region::new(region.clone()));
             }
             loader.load().await
@@ -162,9 +188,9 @@ impl Sts {
             .config
             .imported
             .as_ref()
-            .map(|i| i.profile.as_str())
-            .or(self.source_profile(role));
-        let sdk = self.sdk_config(settings_from).await;
+            .map(|i| i.profile.clone())
+            .or_else(|| self.source_profile(role));
+        let sdk = self.sdk_config(settings_from.as_deref()).await;
         let endpoint = self.endpoint(role);
         let region = self.region(role);
         let mut builder = self.client_builder(&sdk, region.as_deref(), signer);
@@ -176,13 +202,23 @@ impl Sts {
 
     /// Where `role`'s STS calls go, and which setting said so.
     pub fn endpoint(&self, role: &RoleSpec) -> endpoint::Resolved {
-        endpoint::resolve(role, &self.source, &self.profiles(), &endpoint::process_env)
+        endpoint::resolve(
+            role,
+            &self.source(),
+            &self.profiles(),
+            &endpoint::process_env,
+        )
     }
 
     /// The region `role`'s STS client uses, when the config, environment or
     /// profiles name one.
     fn region(&self, role: &RoleSpec) -> Option<String> {
-        endpoint::region(role, &self.source, &self.profiles(), &endpoint::process_env)
+        endpoint::region(
+            role,
+            &self.source(),
+            &self.profiles(),
+            &endpoint::process_env,
+        )
     }
 
     /// The endpoint `role`'s calls go to, as a URL, and the setting it came
@@ -206,7 +242,7 @@ impl Sts {
             .imported
             .as_ref()
             .map(|i| i.profile.clone())
-            .or(self.source_profile(role).map(str::to_owned));
+            .or_else(|| self.source_profile(role));
         let cell = self.loaded.lock().get(&key).cloned()?;
         Some(cell.get()?.region()?.to_string())
     }

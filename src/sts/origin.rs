@@ -78,6 +78,7 @@ impl Sts {
         let Some(profile) = self.source_profile(role) else {
             return Origin::AssumeRole;
         };
+        let profile = profile.as_str();
         let profiles = self.profiles();
         if profiles.static_keys(profile).is_some() {
             return Origin::AssumeRole;

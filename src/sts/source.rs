@@ -51,7 +51,7 @@ impl Sts {
             Some(CredentialSource::Ec2InstanceMetadata) => SourceKey::Ec2InstanceMetadata,
             Some(CredentialSource::EcsContainer) => SourceKey::EcsContainer,
             None => match self.source_profile(role) {
-                Some(profile) => SourceKey::Profile(profile.to_owned()),
+                Some(profile) => SourceKey::Profile(profile),
                 None => SourceKey::DefaultChain,
             },
         }
@@ -66,7 +66,7 @@ impl Sts {
         if let Some(source) = self.sources.get(key) {
             return Ok(source);
         }
-        let deadlines = *self.deadlines();
+        let deadlines = self.deadlines();
         let made = match key {
             SourceKey::Environment => {
                 SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new())
@@ -177,10 +177,10 @@ impl Sts {
     /// so, its source's remembered failure is dropped too.
     pub(super) fn sso_login_since(&self, role: &RoleSpec, failed_at: SystemTime) -> bool {
         let profile = match (&role.config.profile, role.config.role_arn.is_some()) {
-            (Some(profile), false) => Some(profile.as_str()),
+            (Some(profile), false) => Some(profile.clone()),
             _ => self.source_profile(role),
         };
-        let profile = profile.unwrap_or("default");
+        let profile = profile.as_deref().unwrap_or("default");
         let home = std::env::var_os("HOME");
         let cache = match self.profiles().source_kind(profile) {
             SourceKind::Sso { .. } => home.map(|home| Path::new(&home).join(".aws/sso/cache")),

@@ -20,7 +20,7 @@ impl Sts {
     /// has a reminder set for it.
     pub(super) fn watch_sso_session(&self, role: &RoleSpec) {
         let profile = match (&role.config.profile, &role.config.via) {
-            (Some(profile), _) => Some(profile.as_str()),
+            (Some(profile), _) => Some(profile.clone()),
             (None, None)
                 if role
                     .config
@@ -32,7 +32,7 @@ impl Sts {
             }
             _ => None,
         };
-        let Some((name, login)) = profile.and_then(|p| self.profiles().sso_login(p)) else {
+        let Some((name, login)) = profile.and_then(|p| self.profiles().sso_login(&p)) else {
             return;
         };
         let cache = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".aws/sso/cache"));

@@ -21,6 +21,7 @@ mod metrics;
 mod mfa;
 mod profiles;
 mod reliability;
+mod reload;
 mod sdk_matrix;
 mod security;
 mod service;
