@@ -12,7 +12,9 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sts::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_sts::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_sdk_sts::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sts::error::{BoxError, DisplayErrorContext, SdkError};
 use parking_lot::Mutex;
@@ -20,52 +22,94 @@ use parking_lot::Mutex;
 use crate::config::Deadlines;
 use crate::error_chain::{causes, readable};
 
-/// One STS call: its operation, the deadlines it ran under, and (once the
-/// request left) the endpoint it went to.
+/// One STS call: its operation, the deadlines it ran under, and what the
+/// interceptor saw of its attempts.
 pub(super) struct Call {
     operation: &'static str,
-    deadlines: Deadlines,
-    endpoint: Endpoint,
+    watch: Watch,
 }
 
-/// The interceptor that notes where a call's request went.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Endpoint(Arc<Mutex<Option<String>>>);
+/// The interceptor that notes where a call's request went and why each of
+/// its attempts failed: when the call's own deadline ends it (in a retry's
+/// backoff, say), the last attempt's cause is still the news.
+#[derive(Clone, Debug)]
+pub(super) struct Watch {
+    deadlines: Deadlines,
+    seen: Arc<Mutex<Seen>>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    endpoint: Option<String>,
+    attempts: u32,
+    last_failure: Option<Failure>,
+}
+
+/// How one attempt failed.
+#[derive(Clone, Debug)]
+enum Failure {
+    /// No answer: the network's reason, or the deadline that ended it.
+    NoAnswer(String),
+    /// STS's error answer (one the SDK retries: throttling, 5xx).
+    Answered {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+/// Whether the daemon retries this answer soon (`classify` agrees).
+pub(super) fn retried(status: u16, code: &str) -> bool {
+    status >= 500
+        || code.contains("Throttl")
+        || code == "RequestLimitExceeded"
+        || code == "IDPCommunicationError"
+}
 
 impl Call {
     pub fn new(operation: &'static str, deadlines: &Deadlines) -> Self {
         Call {
             operation,
-            deadlines: *deadlines,
-            endpoint: Endpoint::default(),
+            watch: Watch {
+                deadlines: *deadlines,
+                seen: Arc::default(),
+            },
         }
     }
 
     /// Attach to the call (`.customize().interceptor(call.watch())`).
-    pub fn watch(&self) -> Endpoint {
-        self.endpoint.clone()
+    pub fn watch(&self) -> Watch {
+        self.watch.clone()
     }
 
     /// `https://host[:port]` the request went to, if it got that far.
     pub fn endpoint(&self) -> Option<String> {
-        self.endpoint.0.lock().clone()
+        self.watch.seen.lock().endpoint.clone()
     }
 
-    /// STS's error answer, in words: who answered what to which call.
+    /// STS's error answer, in words: who answered what to which call, and
+    /// for an answer worth retrying (throttling, 5xx), that the daemon will.
     pub fn service_error(&self, status: u16, code: &str, message: &str) -> String {
+        let answered = self.answered(status, code, message);
+        match retried(status, code) {
+            true => format!("{answered}; retrying with backoff"),
+            false => answered,
+        }
+    }
+
+    fn answered(&self, status: u16, code: &str, message: &str) -> String {
         let at = self.at();
         let operation = self.operation;
-        let said = match message.trim() {
+        // STS ends some messages with a full stop, some without.
+        let said = match message.trim().trim_end_matches('.') {
             "" => code.to_owned(),
             message => format!("{code}: {message}"),
         };
         if code.contains("Throttl") || code == "RequestLimitExceeded" {
-            return format!("STS{at} is throttling {operation} ({said}); retrying with backoff");
+            return format!("STS{at} is throttling {operation} ({said})");
         }
         if status >= 500 {
-            return format!(
-                "STS{at} failed {operation} with HTTP {status} ({said}); retrying with backoff"
-            );
+            return format!("STS{at} failed {operation} with HTTP {status} ({said})");
         }
         let hint = match code {
             "ExpiredToken" | "ExpiredTokenException" => {
@@ -88,16 +132,43 @@ impl Call {
         let at = self.at();
         match error {
             SdkError::TimeoutError(_) => {
-                format!("could not reach STS{at}: {}", self.timed_out(error))
+                let deadlines = &self.watch.deadlines;
+                let ended = timed_out(error, deadlines);
+                // The whole call's deadline ended it between or during
+                // retries: the last attempt's failure is the cause. (Read
+                // out of the lock: `answered` takes it for the endpoint.)
+                let (attempts, last_failure) = {
+                    let seen = self.watch.seen.lock();
+                    (seen.attempts, seen.last_failure.clone())
+                };
+                let attempts = match attempts {
+                    1 => "1 attempt".to_owned(),
+                    n => format!("{n} attempts"),
+                };
+                let stopped = format!(
+                    "stopped after {attempts} by sts_timeout ({})",
+                    seconds(deadlines.sts)
+                );
+                match &last_failure {
+                    _ if !ended.ends_with("(sts_timeout)") => {
+                        format!("could not reach STS{at}: {ended}")
+                    }
+                    Some(Failure::NoAnswer(why)) => {
+                        format!("could not reach STS{at}: {why}; {stopped}")
+                    }
+                    Some(Failure::Answered {
+                        status,
+                        code,
+                        message,
+                    }) => format!("{}; {stopped}", self.answered(*status, code, message)),
+                    None => format!("could not reach STS{at}: {ended}"),
+                }
             }
             SdkError::DispatchFailure(failure) => {
-                let timed_out = failure
+                let is_timeout = failure
                     .as_connector_error()
                     .is_some_and(|connector| connector.is_timeout());
-                let why = match timed_out {
-                    true => self.timed_out(error),
-                    false => network(error),
-                };
+                let why = why_no_answer(error, is_timeout, &self.watch.deadlines);
                 format!("could not reach STS{at}: {why}")
             }
             SdkError::ResponseError(_) => format!(
@@ -135,27 +206,36 @@ impl Call {
             .map(|endpoint| format!(" at {endpoint}"))
             .unwrap_or_default()
     }
+}
 
-    /// Which deadline ended the call, and its configured value.
-    fn timed_out(&self, error: &(dyn Error + 'static)) -> String {
-        let texts: Vec<String> = causes(error).map(|cause| cause.to_string()).collect();
-        let said = |what: &str| texts.iter().any(|text| text.contains(what));
-        let d = &self.deadlines;
-        let (what, after, key) = if said("HTTP connect timeout") {
-            ("no connection", d.connect, "connect_timeout")
-        } else if said("HTTP read timeout") {
-            ("no answer", d.read, "read_timeout")
-        } else if said("operation attempt timeout") {
-            (
-                "no answer to one attempt",
-                d.connect + d.read,
-                "connect_timeout + read_timeout",
-            )
-        } else {
-            ("no answer", d.sts, "sts_timeout")
-        };
-        format!("{what} within {} ({key})", seconds(after))
+/// Why an attempt got no answer: which deadline ended it, or what the
+/// network said.
+fn why_no_answer(error: &(dyn Error + 'static), is_timeout: bool, deadlines: &Deadlines) -> String {
+    match is_timeout {
+        true => timed_out(error, deadlines),
+        false => network(error),
     }
+}
+
+/// Which deadline ended a call or an attempt, and its configured value.
+fn timed_out(error: &(dyn Error + 'static), deadlines: &Deadlines) -> String {
+    let texts: Vec<String> = causes(error).map(|cause| cause.to_string()).collect();
+    let said = |what: &str| texts.iter().any(|text| text.contains(what));
+    let d = deadlines;
+    let (what, after, key) = if said("HTTP connect timeout") {
+        ("no connection", d.connect, "connect_timeout")
+    } else if said("HTTP read timeout") {
+        ("no answer", d.read, "read_timeout")
+    } else if said("operation attempt timeout") {
+        (
+            "no answer to one attempt",
+            d.connect + d.read,
+            "connect_timeout + read_timeout",
+        )
+    } else {
+        ("no answer", d.sts, "sts_timeout")
+    };
+    format!("{what} within {} ({key})", seconds(after))
 }
 
 /// A deadline as the config writes it (`1s`, `1m 30s`).
@@ -222,9 +302,9 @@ fn network(error: &(dyn Error + 'static)) -> String {
     text
 }
 
-impl Intercept for Endpoint {
+impl Intercept for Watch {
     fn name(&self) -> &'static str {
-        "Endpoint"
+        "DescribeFailures"
     }
 
     fn read_before_transmit(
@@ -233,7 +313,55 @@ impl Intercept for Endpoint {
         _components: &RuntimeComponents,
         _config: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        *self.0.lock() = Some(base_url(context.request().uri()));
+        let mut seen = self.seen.lock();
+        seen.endpoint = Some(base_url(context.request().uri()));
+        seen.attempts += 1;
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Err(error)) = context.output_or_error() else {
+            return Ok(());
+        };
+        let connector = error.as_connector_error();
+        let failure = if connector.is_some() || error.is_timeout_error() {
+            let is_timeout = error.is_timeout_error() || connector.is_some_and(|c| c.is_timeout());
+            Failure::NoAnswer(why_no_answer(error, is_timeout, &self.deadlines))
+        } else if let Some(meta) = error.as_operation_error().and_then(|error| {
+            // STS's code and message, whichever call this is.
+            use aws_sdk_sts::operation::{
+                assume_role::AssumeRoleError,
+                assume_role_with_web_identity::AssumeRoleWithWebIdentityError as WebIdentityError,
+                get_caller_identity::GetCallerIdentityError,
+                get_session_token::GetSessionTokenError,
+            };
+            (error.downcast_ref::<AssumeRoleError>().map(|e| e.meta()))
+                .or_else(|| error.downcast_ref::<WebIdentityError>().map(|e| e.meta()))
+                .or_else(|| {
+                    error
+                        .downcast_ref::<GetSessionTokenError>()
+                        .map(|e| e.meta())
+                })
+                .or_else(|| {
+                    error
+                        .downcast_ref::<GetCallerIdentityError>()
+                        .map(|e| e.meta())
+                })
+        }) {
+            Failure::Answered {
+                status: context.response().map_or(0, |r| r.status().as_u16()),
+                code: meta.code().unwrap_or("Unknown").to_owned(),
+                message: meta.message().unwrap_or_default().to_owned(),
+            }
+        } else {
+            return Ok(());
+        };
+        self.seen.lock().last_failure = Some(failure);
         Ok(())
     }
 }
@@ -257,7 +385,7 @@ mod tests {
 
     fn call() -> Call {
         let call = Call::new("AssumeRole", &Deadlines::default());
-        *call.endpoint.0.lock() = Some("https://sts.eu-west-1.amazonaws.com".into());
+        call.watch.seen.lock().endpoint = Some("https://sts.eu-west-1.amazonaws.com".into());
         call
     }
 
@@ -388,12 +516,11 @@ mod tests {
         let endpoint = format!("http://127.0.0.1:{port}");
         let text = failure_at(&endpoint, quick()).await;
         held.abort();
+        // The read deadline ends each attempt; the call's may end the last.
         assert!(
-            [
-                format!("could not reach STS at {endpoint}: no answer within 500ms (read_timeout)"),
-                format!("could not reach STS at {endpoint}: no answer within 3s (sts_timeout)"),
-            ]
-            .contains(&text),
+            text == format!("could not reach STS at {endpoint}: no answer within 500ms (read_timeout)")
+                || (text.starts_with(&format!("could not reach STS at {endpoint}: no answer within 500ms (read_timeout); stopped after "))
+                    && text.ends_with(" attempts by sts_timeout (3s)")),
             "{text}"
         );
     }

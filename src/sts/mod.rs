@@ -308,10 +308,7 @@ where
         let status = context.raw().status().as_u16();
         let code = context.err().code().unwrap_or("Unknown").to_owned();
         let message = context.err().message().unwrap_or_default();
-        let retryable = status >= 500
-            || code.contains("Throttl")
-            || code == "RequestLimitExceeded"
-            || code == "IDPCommunicationError";
+        let retryable = describe::retried(status, &code);
         let text = call.service_error(status, &code, message);
         return if retryable {
             FetchError::transient(code, text)

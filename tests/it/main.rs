@@ -14,6 +14,7 @@ mod container;
 mod discovery;
 mod docker;
 mod doctor;
+mod errors;
 mod imds;
 mod login;
 mod metrics;
