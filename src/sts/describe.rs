@@ -331,7 +331,13 @@ impl Intercept for Watch {
         let connector = error.as_connector_error();
         let failure = if connector.is_some() || error.is_timeout_error() {
             let is_timeout = error.is_timeout_error() || connector.is_some_and(|c| c.is_timeout());
-            Failure::NoAnswer(why_no_answer(error, is_timeout, &self.deadlines))
+            let why = why_no_answer(error, is_timeout, &self.deadlines);
+            // The whole call's deadline cut this attempt short: the one
+            // before it says more, and the final error says this.
+            if why.ends_with("(sts_timeout)") {
+                return Ok(());
+            }
+            Failure::NoAnswer(why)
         } else if let Some(meta) = error.as_operation_error().and_then(|error| {
             // STS's code and message, whichever call this is.
             use aws_sdk_sts::operation::{
