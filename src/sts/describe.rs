@@ -191,11 +191,17 @@ impl Call {
         E: Error + 'static,
         R: std::fmt::Debug + 'static,
     {
+        // An answer's Debug holds the raw response, and a 200 that failed
+        // to parse carries credentials: answers get their causes only.
+        let full = match error {
+            SdkError::ServiceError(_) | SdkError::ResponseError(_) => readable(error),
+            _ => DisplayErrorContext(error).to_string(),
+        };
         tracing::debug!(
             role,
             operation = self.operation,
             endpoint = self.endpoint().as_deref().unwrap_or("(not sent)"),
-            error = %DisplayErrorContext(error),
+            error = %full,
             "STS call failed"
         );
     }

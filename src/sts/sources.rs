@@ -17,7 +17,6 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_sdk_sts::error::DisplayErrorContext;
 use parking_lot::Mutex;
 
 use super::process::ProcessFailed;
@@ -231,12 +230,9 @@ impl Source {
     async fn provider_run(&self) -> Result<Credentials, SourceError> {
         use aws_credential_types::provider::ProvideCredentials;
         self.provider.provide_credentials().await.map_err(|error| {
-            // The full error (with the SDK's Debug dump) for debugging only.
-            tracing::debug!(
-                source = %self.key,
-                error = %DisplayErrorContext(&error),
-                "source provider failed"
-            );
+            // Every cause, readable, for the log. Not the SDK's Debug dump
+            // (`DisplayErrorContext`): a provider's error can hold a raw
+            // answer, and a 200 that failed to parse carries keys.
             SourceError {
                 detail: readable(&error),
                 reason: causes(&error)

@@ -177,6 +177,9 @@ enum Setup {
     TlsToPlainHttp,
     /// The role's source profile runs a credential_process that fails.
     FailingCredentialProcess,
+    /// The role's source profile has no credentials (aws-config's profile
+    /// provider, whose own lines print `Debug`, says so).
+    EmptySourceProfile,
     /// The role has an `mfa_serial` and nothing gives a code.
     NoMfaCode,
     /// The role's `mfa_process` fails (the device is locked).
@@ -267,6 +270,16 @@ async fn every_failure_reads_as_one_sentence_everywhere_a_person_sees_it() {
             false,
         ),
         (
+            "source profile without credentials",
+            Setup::EmptySourceProfile,
+            |_| {
+                Wording::Is(
+                    "role dev: the credentials of profile empty could not be loaded; see the daemon's log".into(),
+                )
+            },
+            false,
+        ),
+        (
             "no MFA code",
             Setup::NoMfaCode,
             |_| Wording::Is("role dev needs an MFA code; run: assumed mfa dev <code>".into()),
@@ -303,6 +316,11 @@ async fn every_failure_reads_as_one_sentence_everywhere_a_person_sees_it() {
                     format!("[profile vault]\ncredential_process = {process}\n"),
                 )
             }
+            Setup::EmptySourceProfile => (
+                proxy.url(),
+                dev("source_profile = \"empty\"\n"),
+                "[profile empty]\nregion = eu-west-1\n".to_owned(),
+            ),
             Setup::NoMfaCode => (
                 proxy.url(),
                 dev("mfa_serial = \"arn:aws:iam::111111111111:mfa/alice\"\n"),
