@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod daemon_client;
 pub mod doctor;
+pub mod error_chain;
 pub mod healthcheck;
 pub mod install;
 pub mod local_client;

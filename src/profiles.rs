@@ -86,7 +86,7 @@ impl AwsProfiles {
             Ok(set) => Ok(AwsProfiles { set: Some(set) }),
             Err(error) => Err(format!(
                 "cannot read the AWS config files: {}",
-                aws_sdk_sts::error::DisplayErrorContext(&error)
+                crate::error_chain::readable(&error)
             )),
         }
     }

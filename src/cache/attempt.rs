@@ -272,7 +272,7 @@ impl Cache {
                 role = %slot.spec.name,
                 code = %error.code,
                 retry_in_s = wait.as_secs_f32(),
-                detail = error.detail.as_deref().unwrap_or(""),
+                detail = error.detail.as_deref(), // left out when there is none
                 "could not fetch credentials: {}",
                 error.message
             );

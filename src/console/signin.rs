@@ -164,7 +164,7 @@ where
     let response = client
         .request(request)
         .await
-        .map_err(|e| format!("cannot reach it: {}", error_chain(&e)))?;
+        .map_err(|e| format!("cannot reach it: {}", crate::error_chain::readable(&e)))?;
     let status = response.status().as_u16();
     let body = Limited::new(response.into_body(), MAX_ANSWER)
         .collect()
@@ -172,18 +172,6 @@ where
         .map_err(|e| format!("its answer could not be read: {e}"))?
         .to_bytes();
     Ok((status, body))
-}
-
-/// An error and its causes, for a message. hyper's errors name no URL.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The endpoint's reason, from a JSON `message`/`Message` or the plain body,

@@ -393,7 +393,8 @@ fn check_roles(daemon: &Daemon, target: Option<&str>, asked: bool, findings: &mu
         let is_target = Some(name) == target;
         let endpoint = endpoint_line(role);
         let finding = match role["last_error"].as_str() {
-            Some(error) if state == "failing" => {
+            // What a person must do (needs-mfa, needs-login) is in the error too.
+            Some(error) if matches!(state, "failing" | "needs-mfa" | "needs-login") => {
                 let next = next_step(error).unwrap_or("assumed status");
                 let message = format!("role {name}: {state}: {error}{endpoint}");
                 if is_target {

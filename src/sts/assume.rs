@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 
+use super::describe::Call;
 use super::mfa::MfaProof;
 use super::{Sts, classify, issued, record_call, session_duration, signing};
 use crate::cache::{FetchError, RoleSpec};
@@ -52,10 +53,11 @@ impl Sts {
         if let Some(MfaProof::Code { serial, code }) = &mfa {
             request = request.serial_number(serial).token_code(code.expose());
         }
+        let call = Call::new("AssumeRole", self.deadlines());
         let started = Instant::now();
-        let sent = request.send().await;
+        let sent = request.customize().interceptor(call.watch()).send().await;
         record_call(&role.name, "AssumeRole", started, sent.as_ref().err());
-        let output = sent.map_err(classify)?;
+        let output = sent.map_err(|error| classify(&role.name, &call, error))?;
         let assumed = output.assumed_role_user().map(|user| user.arn());
         issued(output.credentials(), role_arn, assumed.unwrap_or_default())
     }
@@ -81,6 +83,7 @@ impl Sts {
         let role_arn = role.config.role_arn.as_deref().unwrap_or_default();
         // AssumeRoleWithWebIdentity is unsigned: the token is the proof.
         let client = self.client(role, None).await;
+        let call = Call::new("AssumeRoleWithWebIdentity", self.deadlines());
         let started = Instant::now();
         let sent = client
             .assume_role_with_web_identity()
@@ -88,6 +91,8 @@ impl Sts {
             .role_session_name(role.session_name())
             .web_identity_token(token.trim())
             .set_duration_seconds(session_duration(role).map(|d| d.as_secs() as i32))
+            .customize()
+            .interceptor(call.watch())
             .send()
             .await;
         record_call(
@@ -96,7 +101,7 @@ impl Sts {
             started,
             sent.as_ref().err(),
         );
-        let output = sent.map_err(classify)?;
+        let output = sent.map_err(|error| classify(&role.name, &call, error))?;
         let assumed = output.assumed_role_user().map(|user| user.arn());
         issued(output.credentials(), role_arn, assumed.unwrap_or_default())
     }

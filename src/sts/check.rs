@@ -11,6 +11,7 @@ use aws_sdk_sts::error::BoxError;
 use aws_sdk_sts::primitives::{DateTime, DateTimeFormat as Format};
 use parking_lot::Mutex;
 
+use super::describe::Call;
 use super::sources::Freshness;
 use super::{Sts, classify};
 use crate::cache::{FetchError, RoleSpec};
@@ -63,12 +64,14 @@ impl Sts {
         };
         let expires = credentials.expiry();
         let date = ServerDate::default();
+        let call = Call::new("GetCallerIdentity", self.deadlines());
         let answer = self
             .client(role, Some(credentials))
             .await
             .get_caller_identity()
             .customize()
             .interceptor(date.clone())
+            .interceptor(call.watch())
             .send()
             .await;
         let outcome = match answer {
@@ -76,7 +79,7 @@ impl Sts {
                 arn: identity.arn().unwrap_or_default().to_owned(),
                 expires,
             }),
-            Err(error) => Err(classify(error)),
+            Err(error) => Err(classify(&role.name, &call, error)),
         };
         SourceReport {
             source,

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::MutexGuard;
 
+use super::describe::Call;
 use super::mfa_store::{self, Kept};
 use super::sources::SourceKey;
 use super::{Sts, classify, issued, mfa_process, record_call};
@@ -118,16 +119,19 @@ impl Sts {
         }
         let client = self.client(role, Some(source.clone())).await;
         let duration = self.source().mfa_session.unwrap_or(DEFAULT_MFA_SESSION);
+        let call = Call::new("GetSessionToken", self.deadlines());
         let started = Instant::now();
         let sent = client
             .get_session_token()
             .serial_number(serial)
             .token_code(code.expose())
             .duration_seconds(duration.as_secs() as i32)
+            .customize()
+            .interceptor(call.watch())
             .send()
             .await;
         record_call(&role.name, "GetSessionToken", started, sent.as_ref().err());
-        let output = sent.map_err(classify)?;
+        let output = sent.map_err(|error| classify(&role.name, &call, error))?;
         let session = issued(output.credentials(), "", "")?;
         let device = self.device(role, serial);
         tracing::info!(

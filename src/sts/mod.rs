@@ -20,11 +20,14 @@
 //!   `mfa_store.rs` keeps sessions across restarts;
 //! * `endpoint.rs` — where a role's STS calls go, and which setting said so;
 //! * `check.rs` — `assumed doctor`'s check of the source and the clock;
+//! * `describe.rs` — a failed STS call in one sentence: the endpoint it
+//!   went to and what failed there;
 //! * `origin.rs` — whether a role's session is one AssumeRole or a chain;
 //! * `sso_session.rs` — when an SSO session ends, for the reminder.
 
 mod assume;
 mod check;
+mod describe;
 pub mod endpoint;
 mod mfa;
 mod mfa_process;
@@ -43,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::OnceCell;
 
@@ -358,20 +361,24 @@ fn record_call<E>(role: &str, operation: &'static str, started: Instant, error: 
 }
 
 /// Sorts an STS failure into what the cache needs to know: may it retry soon,
-/// or is this an answer (AccessDenied, a malformed ARN) that retrying cannot change.
-fn classify<E>(error: SdkError<E, aws_sdk_sts::config::http::HttpResponse>) -> FetchError
+/// or is this an answer (AccessDenied, a malformed ARN) that retrying cannot
+/// change. The message is one sentence naming the endpoint `call` went to
+/// (`describe.rs`); the SDK's full error goes to a debug line only.
+fn classify<E>(
+    role: &str,
+    call: &describe::Call,
+    error: SdkError<E, aws_sdk_sts::config::http::HttpResponse>,
+) -> FetchError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    call.log_full(role, &error);
     if let SdkError::ServiceError(context) = &error {
         let status = context.raw().status().as_u16();
         let code = context.err().code().unwrap_or("Unknown").to_owned();
-        let message = context.err().message().unwrap_or_default().to_owned();
-        let retryable = status >= 500
-            || code.contains("Throttl")
-            || code == "RequestLimitExceeded"
-            || code == "IDPCommunicationError";
-        let text = format!("STS {code}: {message}");
+        let message = context.err().message().unwrap_or_default();
+        let retryable = describe::retried(status, &code);
+        let text = call.service_error(status, &code, message);
         return if retryable {
             FetchError::transient(code, text)
         } else {
@@ -379,10 +386,7 @@ where
         };
     }
     // Timeouts and network failures: not an answer from STS, worth retrying.
-    FetchError::transient(
-        "StsUnavailable",
-        format!("could not reach STS: {}", DisplayErrorContext(&error)),
-    )
+    FetchError::transient("StsUnavailable", call.no_answer(&error))
 }
 
 fn empty_answer() -> FetchError {

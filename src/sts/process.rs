@@ -14,6 +14,29 @@ use aws_sdk_sts::primitives::{DateTime, DateTimeFormat};
 
 use super::shell::{Ended, Shell, read_all};
 
+/// Why a run gave no credentials, in words safe to show a client: never
+/// its output (stdout carries secrets; stderr goes to the log).
+#[derive(Debug)]
+pub struct ProcessFailed {
+    /// What happened, after "the credential_process of profile P": "exited
+    /// with exit status: 1", "printed output that is not …".
+    pub reason: String,
+}
+
+impl std::fmt::Display for ProcessFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "credential_process {}", self.reason)
+    }
+}
+
+impl std::error::Error for ProcessFailed {}
+
+fn failed(reason: impl Into<String>) -> CredentialsError {
+    CredentialsError::provider_error(ProcessFailed {
+        reason: reason.into(),
+    })
+}
+
 #[derive(Debug)]
 pub struct ProcessProvider {
     profile: String,
@@ -39,20 +62,16 @@ impl ProcessProvider {
         let run = shell
             .run(self.deadline, |pipe| read_all(pipe, usize::MAX))
             .await
-            .map_err(|error| {
-                CredentialsError::provider_error(format!(
-                    "cannot start credential_process: {error}"
-                ))
-            })?;
+            .map_err(|error| failed(format!("could not be started ({error})")))?;
         let stderr = run.stderr;
         if !stderr.is_empty() {
             tracing::info!(profile = %self.profile, "credential_process stderr: {stderr}");
         }
         match run.ended {
-            Ended::Succeeded(stdout) => parse(&stdout).map_err(CredentialsError::provider_error),
-            Ended::Failed(status) => Err(CredentialsError::provider_error(format!(
-                "credential_process exited with {status}; stderr: {stderr}"
-            ))),
+            Ended::Succeeded(stdout) => parse(&stdout).map_err(failed),
+            // Its stderr is logged above, and stays out of the error, which
+            // clients see.
+            Ended::Failed(status) => Err(failed(format!("exited with {status}"))),
             Ended::TimedOut => {
                 tracing::warn!(
                     profile = %self.profile,
@@ -61,9 +80,7 @@ impl ProcessProvider {
                 );
                 Err(CredentialsError::provider_timed_out(self.deadline))
             }
-            Ended::Lost(error) => Err(CredentialsError::provider_error(format!(
-                "credential_process could not be waited for: {error}"
-            ))),
+            Ended::Lost(error) => Err(failed(format!("could not be waited for ({error})"))),
         }
     }
 }
@@ -78,7 +95,8 @@ impl ProvideCredentials for ProcessProvider {
 }
 
 /// The credential_process output format (Version 1). Only field names and
-/// positions ever reach an error message: the values are secrets.
+/// positions ever reach an error message: the values are secrets. An error
+/// is what the process did ("printed …").
 fn parse(stdout: &[u8]) -> Result<Credentials, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -92,14 +110,14 @@ fn parse(stdout: &[u8]) -> Result<Credentials, String> {
     }
     let output: Output = serde_json::from_slice(stdout).map_err(|error| {
         format!(
-            "credential_process output is not its JSON format (Version 1 with AccessKeyId and SecretAccessKey), at line {} column {}",
+            "printed output that is not its JSON format (Version 1 with AccessKeyId and SecretAccessKey): bad at line {} column {}",
             error.line(),
             error.column()
         )
     })?;
     if output.version != 1 {
         return Err(format!(
-            "credential_process output has Version {}; only 1 is known",
+            "printed Version {}; only 1 is known",
             output.version
         ));
     }
@@ -112,10 +130,7 @@ fn parse(stdout: &[u8]) -> Result<Credentials, String> {
         let expiry = DateTime::from_str(&expiration, DateTimeFormat::DateTime)
             .ok()
             .and_then(|at| SystemTime::try_from(at).ok())
-            .ok_or_else(|| {
-                "credential_process output has an Expiration that is not an RFC 3339 time"
-                    .to_owned()
-            })?;
+            .ok_or_else(|| "printed an Expiration that is not an RFC 3339 time".to_owned())?;
         builder.set_expiry(Some(expiry));
     }
     if let Some(account) = output.account_id {
@@ -167,7 +182,7 @@ mod tests {
             .provide_credentials()
             .await
             .expect_err("fails");
-        format!("{}", aws_sdk_sts::error::DisplayErrorContext(&error))
+        crate::error_chain::readable(&error)
     }
 
     #[tokio::test]
@@ -176,7 +191,7 @@ mod tests {
             "echo '{\"Version\":1,\"AccessKeyId\":\"AKID\",\"SecretAccessKey\":\"SECRETVALUE\"}'; echo 'touch the key' >&2; exit 3",
         )
         .await;
-        assert!(text.contains("touch the key"), "{text}");
+        assert_eq!(text, "credential_process exited with exit status: 3");
         assert!(!text.contains("SECRETVALUE"), "{text}");
 
         let text = failure("echo '{\"Version\":1,\"AccessKeyId\":\"SECRETVALUE\"'").await;

@@ -260,8 +260,9 @@ impl Sts {
             SourceKind::CredentialProcess => FetchError::needs_user(
                 "CredentialProcessFailed",
                 format!(
-                    "the credential_process of profile {profile} (the source of role {}) failed; the daemon's log has its output",
-                    role.name
+                    "the credential_process of profile {profile} (the source of role {}) {}; the daemon's log has its output",
+                    role.name,
+                    error.reason.as_deref().unwrap_or("failed")
                 ),
             ),
             SourceKind::WebIdentity { token_file } => FetchError::needs_user(

@@ -17,10 +17,11 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_sdk_sts::error::DisplayErrorContext;
 use parking_lot::Mutex;
 
+use super::process::ProcessFailed;
 use crate::cache::{Permanence, backoff};
+use crate::error_chain::{causes, readable};
 
 /// Cached source credentials are used while they have at least this much
 /// life left (a quarter of their lifetime, for short ones).
@@ -64,11 +65,13 @@ pub enum Freshness {
     Renewed,
 }
 
-/// Why a source gave nothing. `detail` is for the log (it may carry a
-/// process's stderr), never for clients.
+/// Why a source gave nothing. `detail` is for the log (the provider's
+/// readable causes: paths, a service's words), never for clients; `reason`
+/// is what a `credential_process` run did, which clients may see.
 #[derive(Clone, Debug)]
 pub struct SourceError {
     pub detail: String,
+    pub reason: Option<String>,
     pub timed_out: bool,
 }
 
@@ -182,6 +185,7 @@ impl Source {
         let outcome = match tokio::time::timeout(self.deadline, self.provider_run()).await {
             Ok(outcome) => outcome,
             Err(_) => Err(SourceError {
+                reason: None,
                 detail: format!(
                     "{} gave no credentials within {}",
                     self.key,
@@ -225,16 +229,21 @@ impl Source {
 
     async fn provider_run(&self) -> Result<Credentials, SourceError> {
         use aws_credential_types::provider::ProvideCredentials;
-        self.provider
-            .provide_credentials()
-            .await
-            .map_err(|error| SourceError {
-                detail: DisplayErrorContext(&error).to_string().trim().to_owned(),
+        self.provider.provide_credentials().await.map_err(|error| {
+            // Every cause, readable, for the log. Not the SDK's Debug dump
+            // (`DisplayErrorContext`): a provider's error can hold a raw
+            // answer, and a 200 that failed to parse carries keys.
+            SourceError {
+                detail: readable(&error),
+                reason: causes(&error)
+                    .find_map(|cause| cause.downcast_ref::<ProcessFailed>())
+                    .map(|failed| failed.reason.clone()),
                 timed_out: matches!(
                     error,
                     aws_credential_types::provider::error::CredentialsError::ProviderTimedOut(_)
                 ),
-            })
+            }
+        })
     }
 
     fn holding_back(&self) -> Option<SourceError> {
@@ -392,6 +401,7 @@ mod tests {
         *held.failure.lock() = Some(Failure {
             error: SourceError {
                 detail: "x".into(),
+                reason: None,
                 timed_out: false,
             },
             in_a_row: 1,

@@ -54,7 +54,15 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     ("cache", &["cache"], &["cache", "base"]),
     (
         "base",
-        &["config", "credentials", "arn", "token", "subnet", "notify"],
+        &[
+            "config",
+            "credentials",
+            "arn",
+            "token",
+            "subnet",
+            "notify",
+            "error_chain",
+        ],
         &["base"],
     ),
 ];

@@ -15,6 +15,7 @@ mod discovery;
 mod docker;
 mod doctor;
 mod endpoints;
+mod errors;
 mod imds;
 mod login;
 mod metrics;

@@ -50,6 +50,28 @@ impl Netns {
         &self.name
     }
 
+    /// Makes host names unresolvable for programs run with `ip netns exec`
+    /// (a daemon with `Options.netns`, [`command`](Self::command)): it
+    /// bind-mounts `/etc/netns/NAME/*` over `/etc`, so their resolver asks
+    /// 127.0.0.1 inside this namespace, where nothing listens, and looks in
+    /// nothing but `/etc/hosts` and DNS. No query leaves the namespace's
+    /// loopback. Removed with the namespace.
+    pub fn resolve_nowhere(&self) -> Result<(), String> {
+        let dir = etc_dir(&self.name);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for (file, text) in [
+            (
+                "resolv.conf",
+                "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+            ),
+            ("nsswitch.conf", "hosts: files dns\n"),
+        ] {
+            let path = dir.join(file);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
     /// `ip -n NAME ARGS…`
     pub fn ip(&self, args: &[&str]) -> Result<(), String> {
         let mut all = vec!["-n", &self.name];
@@ -83,8 +105,14 @@ impl Netns {
     }
 }
 
+/// Where `ip netns exec` finds files to put over `/etc` for `netns`.
+fn etc_dir(netns: &str) -> std::path::PathBuf {
+    std::path::Path::new("/etc/netns").join(netns)
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(etc_dir(&self.name));
         if let Err(error) = ip(&["netns", "delete", &self.name]) {
             eprintln!("cannot delete network namespace {}: {error}", self.name);
         }
@@ -239,6 +267,7 @@ fn sweep_stale() {
             continue;
         };
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(etc_dir(&name));
             let _ = ip(&["netns", "delete", &name]);
         }
     }

@@ -39,6 +39,10 @@ pub enum Fault {
     Throttling,
     /// HTTP 403, `AccessDenied`.
     AccessDenied,
+    /// HTTP 400, `ExpiredToken`: the signing session has ended.
+    ExpiredToken,
+    /// HTTP 403, `InvalidClientTokenId`: the signing key is unknown to STS.
+    InvalidClientTokenId,
 }
 
 impl Fault {
@@ -47,6 +51,8 @@ impl Fault {
             Fault::ServerError => 500,
             Fault::Throttling => 400,
             Fault::AccessDenied => 403,
+            Fault::ExpiredToken => 400,
+            Fault::InvalidClientTokenId => 403,
         }
     }
 
@@ -55,6 +61,8 @@ impl Fault {
             Fault::ServerError => "InternalFailure",
             Fault::Throttling => "Throttling",
             Fault::AccessDenied => "AccessDenied",
+            Fault::ExpiredToken => "ExpiredToken",
+            Fault::InvalidClientTokenId => "InvalidClientTokenId",
         }
     }
 
@@ -67,6 +75,15 @@ impl Fault {
                 "An internal error occurred (injected)".to_owned(),
             ),
             Fault::Throttling => ("Sender", "Rate exceeded".to_owned()),
+            // STS's own words for these two.
+            Fault::ExpiredToken => (
+                "Sender",
+                "The security token included in the request is expired".to_owned(),
+            ),
+            Fault::InvalidClientTokenId => (
+                "Sender",
+                "The security token included in the request is invalid.".to_owned(),
+            ),
             Fault::AccessDenied => {
                 let resource = call.params.get("RoleArn").map_or("*", String::as_str);
                 let message = format!(
