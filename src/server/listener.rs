@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 use super::connection::Connection;
 use super::warm::Warm;
+use crate::clients::{Clients, NAMING_WAIT};
 
 /// Connections served at once. Idle keep-alive connections count too, and are
 /// closed by the header deadline, so this many idle sockets cannot lock out a
@@ -33,11 +34,13 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What a listener serves: the router, and in front of it the warm path for
-/// credential requests answered from memory (`warm`).
+/// credential requests answered from memory (`warm`); and who is told about
+/// each accepted connection's client (`clients`).
 #[derive(Clone)]
 pub struct Endpoint {
     pub router: Router,
     pub warm: Option<Arc<Warm>>,
+    pub clients: Clients,
 }
 
 /// Serves `endpoint` on `listener` until `stopped` turns true, then waits for
@@ -74,7 +77,7 @@ pub async fn run(listener: TcpListener, endpoint: Endpoint, mut stopped: watch::
         let open = crate::memory::connection_opened();
         connections.spawn(async move {
             // In the connection's task, not the accept loop: others keep being accepted.
-            let connection = Connection::accepted(local, peer);
+            let connection = Connection::accepted(local, peer, &endpoint.clients);
             serve_connection(stream, connection, endpoint, stopped).await;
             drop(open);
             drop(permit);
@@ -98,18 +101,31 @@ async fn serve_connection(
             Some(warm) => warm.answer(&connection, request),
             None => Err(request),
         };
+        // Until its process is named, a connection's first credential answer
+        // waits for it (`Client::named_within`); once named, this is one
+        // atomic load per request and nothing is cloned.
+        let naming = connection
+            .client
+            .naming()
+            .then(|| connection.client.clone());
         let routed = warm.map_err(|mut request| {
             request.extensions_mut().insert(connection.clone());
             (request, endpoint.router.clone())
         });
         async move {
-            match routed {
+            let response = match routed {
                 Ok(response) => Ok(response.map(Either::Left)),
                 Err((request, router)) => {
                     let response = router.oneshot(request).await;
                     response.map(|response| response.map(Either::Right))
                 }
+            };
+            if let Some(client) = naming {
+                // Boxed: the wait's timer and waker would otherwise make
+                // every request's future larger, warm keep-alive ones included.
+                Box::pin(client.named_within(NAMING_WAIT)).await;
             }
+            response
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
