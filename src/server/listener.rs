@@ -21,7 +21,7 @@ use tower::ServiceExt;
 
 use super::connection::Connection;
 use super::warm::Warm;
-use crate::clients::{Clients, NAMING_WAIT};
+use crate::clients::Clients;
 
 /// Connections served at once. Idle keep-alive connections count too, and are
 /// closed by the header deadline, so this many idle sockets cannot lock out a
@@ -96,36 +96,26 @@ async fn serve_connection(
 ) {
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         // Warm credential requests are answered right here; everything else
-        // (and every refusal) goes through the router.
+        // (and every refusal) goes through the router. So does every request
+        // on a connection whose process is not named yet: the handler's
+        // answer is the one that waits for the name (`Client::named_within`),
+        // which leaves the warm path as it was but for one atomic load.
         let warm = match &endpoint.warm {
-            Some(warm) => warm.answer(&connection, request),
-            None => Err(request),
+            Some(warm) if !connection.client.naming() => warm.answer(&connection, request),
+            _ => Err(request),
         };
-        // Until its process is named, a connection's first credential answer
-        // waits for it (`Client::named_within`); once named, this is one
-        // atomic load per request and nothing is cloned.
-        let naming = connection
-            .client
-            .naming()
-            .then(|| connection.client.clone());
         let routed = warm.map_err(|mut request| {
             request.extensions_mut().insert(connection.clone());
             (request, endpoint.router.clone())
         });
         async move {
-            let response = match routed {
+            match routed {
                 Ok(response) => Ok(response.map(Either::Left)),
                 Err((request, router)) => {
                     let response = router.oneshot(request).await;
                     response.map(|response| response.map(Either::Right))
                 }
-            };
-            if let Some(client) = naming {
-                // Boxed: the wait's timer and waker would otherwise make
-                // every request's future larger, warm keep-alive ones included.
-                Box::pin(client.named_within(NAMING_WAIT)).await;
             }
-            response
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
