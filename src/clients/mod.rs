@@ -15,10 +15,10 @@
 //! only there to be found until it has its answer. So the first credential
 //! answer on a connection whose process is not named yet waits for the
 //! resolver, for at most [`NAMING_WAIT`] ([`Client::named_within`], called by
-//! the listener); on an idle machine the walk is done before the answer is
-//! ready, or a fraction of a millisecond after. Later answers on the
-//! connection, and every answer once it is named, never wait: they read one
-//! atomic flag.
+//! the ecs and IMDS handlers; the warm path leaves such a connection's
+//! requests to them); on an idle machine the walk is done before the answer
+//! is ready, or half a millisecond after. Later answers on the connection,
+//! and every answer once it is named, never wait: they read one atomic flag.
 //!
 //! Memory is bounded: at most [`RECENT_PER_ROLE`] clients per role, the ones
 //! seen most recently. A client that drops out and comes back counts as new
