@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import instructions
 
@@ -331,6 +331,112 @@ def cold_run(sts, workdir, delay):
     return rows
 
 
+# One-shot clients (issue 24): runs of each client per condition.
+ONE_SHOT_RUNS = int(os.environ.get("BENCH_ONE_SHOT_RUNS", "200"))
+# A Python one-liner that reads the role once and exits.
+PYTHON_ONE_SHOT = ("import sys, urllib.request; urllib.request.urlopen(urllib.request.Request("
+                   "sys.argv[1], headers={'Authorization': open(sys.argv[2]).read()})).read()")
+
+
+@contextmanager
+def busy_cores():
+    """Every core kept busy by a shell loop at normal priority, for as long
+    as the block runs."""
+    loops = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def named_in_status(daemon, role, pid):
+    """`status`'s entry for `pid` among `role`'s clients, once the daemon
+    has had a moment to finish naming it (it normally has before the answer)."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        _, body = get(daemon.url("/admin/status"), {"Authorization": daemon.token})
+        role_status = next(r for r in json.loads(body)["roles"] if r["name"] == role)
+        entry = next((c for c in role_status["clients"] if c["pid"] == pid), None)
+        if entry or time.monotonic() > deadline:
+            return entry
+        time.sleep(0.01)
+
+
+def one_shots(daemon, client, runs):
+    """Runs `client` (curl or python) `runs` times, one process and one
+    request each; returns how many `status` named (pid, uid, exe, command
+    line) and curl's own time for each request."""
+    named, times = 0, []
+    for _ in range(runs):
+        if client == "curl":
+            argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total}",
+                    "-H", f"Authorization: {daemon.token}", daemon.url("/role/dev")]
+        else:
+            argv = [sys.executable, "-c", PYTHON_ONE_SHOT, daemon.url("/role/dev"), daemon.token_file]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"{client}: {err}")
+        if client == "curl":
+            times.append(float(out) * 1000)
+        entry = named_in_status(daemon, "dev", process.pid)
+        if entry and entry["uid"] is not None and entry["exe"] and entry["cmdline"]:
+            named += 1
+    return named, times
+
+
+def curl_times(daemon, path, runs):
+    """curl's own time (connect to the end of the answer) for `path`, one
+    process and one connection each."""
+    times = []
+    for _ in range(runs):
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total}",
+                              "-H", f"Authorization: {daemon.token}", daemon.url(path)],
+                             capture_output=True, text=True, check=True).stdout
+        times.append(float(out) * 1000)
+    return times
+
+
+def spread(times):
+    times = sorted(times)
+    at = lambda share: times[min(len(times) - 1, int(share * len(times)))]
+    return f"p50 {at(0.5):.2f} ms, p90 {at(0.9):.2f} ms, p99 {at(0.99):.2f} ms"
+
+
+def one_shot_rows(sts, workdir):
+    """Whether clients that make one request and exit are named, on an idle
+    machine and with every core busy, and what naming them costs a request
+    on a new connection."""
+    rows = []
+    daemon = Daemon(sts, ["dev"], workdir)
+    status, _ = get(daemon.url("/role/dev"), {"Authorization": daemon.token})
+    assert status == 200
+    runs = ONE_SHOT_RUNS
+    for condition, busy, target in (("idle", False, runs - runs // 200), ("every core busy", True, runs - runs // 20)):
+        waits_before = daemon.metric("assumed_client_naming_wait_seconds_count")
+        wait_before = daemon.metric("assumed_client_naming_wait_seconds_sum")
+        timeouts_before = daemon.metric("assumed_client_naming_timeouts_total")
+        with busy_cores() if busy else nullcontext():
+            results = {client: one_shots(daemon, client, runs) for client in ("curl", "python")}
+            healthz = curl_times(daemon, "/healthz", runs)
+        waits = daemon.metric("assumed_client_naming_wait_seconds_count") - waits_before
+        waited = (daemon.metric("assumed_client_naming_wait_seconds_sum") - wait_before) * 1000
+        timeouts = daemon.metric("assumed_client_naming_timeouts_total") - timeouts_before
+        for client, (named, _) in results.items():
+            rows.append((f"one-shot {client} named in status ({condition})", f"{named} of {runs}",
+                         f"≥ {target} of {runs} {check(named, target)}"))
+        rows.append((f"one-shot curl GET /role/dev, new connection, curl's time_total ({condition})",
+                     spread(results["curl"][1]), ""))
+        rows.append((f"one-shot curl GET /healthz, new connection, no credentials ({condition})",
+                     spread(healthz), ""))
+        rows.append((f"first answers that waited for their client's name ({condition}; of {2 * runs} one-shots)",
+                     f"{waits:.0f}, {waited / max(waits, 1):.2f} ms each on average, {timeouts:.0f} ran out", ""))
+    daemon.stop()
+    return rows
+
+
 def main():
     rows = []
     only = sys.argv[2:]
@@ -340,6 +446,9 @@ def main():
             return
         if only == ["cold"]:
             print_table(cold_rows(sts, workdir))
+            return
+        if only == ["one-shot"]:
+            print_table(one_shot_rows(sts, workdir))
             return
         rows += instruction_rows(sts, workdir)
         if only == ["instructions"]:
@@ -394,6 +503,8 @@ def main():
         daemon.stop()
 
         rows += cold_rows(sts, workdir)
+
+        rows += one_shot_rows(sts, workdir)
 
         rows += memory_rows(sts, workdir)
 

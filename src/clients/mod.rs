@@ -3,11 +3,22 @@
 //! `assumed status`, one log line per new (role, client), and optional
 //! desktop notifications.
 //!
-//! Each connection gets a [`Client`] when it is accepted. A credential
-//! answer calls [`Clients::took`], which costs a short lock and a counter:
-//! finding the process (a walk over `/proc`) happens on the resolver thread
-//! (`resolver.rs`), in batches, and the uses seen meanwhile are kept on the
-//! connection until it is done. A request never waits for it.
+//! Each connection gets a [`Client`] when it is accepted
+//! ([`Clients::accepted`]), and a local one is handed at once to the
+//! resolver thread (`resolver.rs`), which finds its process (a walk over
+//! `/proc`, newest processes first, in batches) while the client sends its
+//! request. A credential answer calls [`Clients::took`], which costs a short
+//! lock and a counter; the uses seen before the process is named are kept on
+//! the connection until it is.
+//!
+//! A client that makes one request and exits (`curl`, a Python one-liner) is
+//! only there to be found until it has its answer. So the first credential
+//! answer on a connection whose process is not named yet waits for the
+//! resolver, for at most [`NAMING_WAIT`] ([`Client::named_within`], called by
+//! the ecs and IMDS handlers; the warm path leaves such a connection's
+//! requests to them); on an idle machine the walk is done before the answer
+//! is ready, or half a millisecond after. Later answers on the connection,
+//! and every answer once it is named, never wait: they read one atomic flag.
 //!
 //! Memory is bounded: at most [`RECENT_PER_ROLE`] clients per role, the ones
 //! seen most recently. A client that drops out and comes back counts as new
@@ -21,10 +32,12 @@ mod resolver;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use crate::credentials::format_expiration;
 use crate::notify::{self, Notification};
@@ -34,8 +47,16 @@ use crate::peer::{PeerOwner, Process, SocketOwner};
 pub const RECENT_PER_ROLE: usize = 16;
 /// What `status` says for a client whose process cannot be named.
 pub const UNKNOWN_PROCESS: &str = "unknown process";
+/// The longest a connection's first credential answer waits for its process
+/// to be named. On an idle machine the walk takes well under a millisecond
+/// for a client that just started; this bound is for a loaded one, where the
+/// resolver thread waits for a core like everything else (a credential
+/// request that needs STS takes tens of milliseconds anyway, and SDKs give
+/// the endpoint a second or more). Measured in docs/performance.md.
+pub const NAMING_WAIT: Duration = Duration::from_millis(50);
 
 /// Every role's recent clients.
+#[derive(Clone)]
 pub struct Clients {
     shared: Arc<Shared>,
 }
@@ -81,6 +102,16 @@ pub struct Client {
     address: IpAddr,
     socket: Option<SocketOwner>,
     known: Mutex<Known>,
+    /// `known` is `Named`: what every answer reads, without the lock, to
+    /// learn that it need not wait.
+    named: AtomicBool,
+    /// Handed to the resolver (at accept, or at the first use for a client
+    /// made without [`Clients::accepted`]).
+    queued: AtomicBool,
+    /// An answer has waited for the name: no other will.
+    waited: AtomicBool,
+    /// Wakes the answer waiting for the name.
+    on_named: Notify,
 }
 
 enum Known {
@@ -101,6 +132,7 @@ impl Client {
         let address = peer.ip().to_canonical();
         let (socket, known) = match owner {
             PeerOwner::Local(socket) => (Some(socket), Known::Pending(Vec::new())),
+            // Nothing to look up: named (by address) at once.
             PeerOwner::Remote | PeerOwner::Unknown | PeerOwner::Unsupported => (
                 None,
                 Known::Named(Arc::new(Identity {
@@ -112,9 +144,71 @@ impl Client {
         };
         Arc::new(Client {
             address,
+            named: AtomicBool::new(socket.is_none()),
             socket,
             known: Mutex::new(known),
+            queued: AtomicBool::new(false),
+            waited: AtomicBool::new(false),
+            on_named: Notify::new(),
         })
+    }
+
+    /// Whether it has taken credentials while waiting for its name.
+    fn took_any(&self) -> bool {
+        matches!(&*self.known.lock(), Known::Pending(uses) if !uses.is_empty())
+    }
+
+    /// After a quick look found nothing: unless it has taken credentials
+    /// meanwhile, it leaves the resolver's hands (true), so that its first
+    /// use hands it back. Under the lock `took` adds uses under, so a use
+    /// either is seen here or finds it out of the resolver's hands.
+    fn release_unless_took(&self) -> bool {
+        let known = self.known.lock();
+        match &*known {
+            Known::Pending(uses) if uses.is_empty() => {
+                self.queued.store(false, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether an answer on this connection may have to wait for the name
+    /// ([`Client::named_within`]). One atomic load: every keep-alive answer
+    /// after the first reads it and moves on.
+    pub fn naming(&self) -> bool {
+        !self.named.load(Ordering::Acquire)
+    }
+
+    /// Waits, at most `bound`, for the resolver to name this client, if it
+    /// has taken credentials and is not named yet, and no answer has waited
+    /// before. Called after a credential answer is ready and before it is
+    /// sent: while the client waits for its answer, its process is there to
+    /// be found. How long it waited is `assumed_client_naming_wait_seconds`;
+    /// a wait that ran out, `assumed_client_naming_timeouts_total`.
+    pub async fn named_within(&self, bound: Duration) {
+        let notified = self.on_named.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.naming() {
+            return;
+        }
+        // Named but not yet flagged: the resolver is counting its uses; the
+        // wake-up is microseconds away.
+        let took = match &*self.known.lock() {
+            Known::Pending(uses) => !uses.is_empty(),
+            Known::Named(_) => true,
+        };
+        if !took || self.waited.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let started = Instant::now();
+        let named = tokio::time::timeout(bound, notified).await.is_ok();
+        metrics::histogram!("assumed_client_naming_wait_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if !named {
+            metrics::counter!("assumed_client_naming_timeouts_total").increment(1);
+        }
     }
 }
 
@@ -157,6 +251,22 @@ impl Clients {
         *self.shared.notify.write() = roles.into_iter().collect();
     }
 
+    /// The client behind a connection just accepted; a local one is handed
+    /// to the resolver now, while it is sure to be there.
+    pub fn accepted(&self, peer: SocketAddr, owner: PeerOwner) -> Arc<Client> {
+        let client = Client::new(peer, owner);
+        if client.socket.is_some() {
+            self.look_up(&client);
+        }
+        client
+    }
+
+    fn look_up(&self, client: &Arc<Client>) {
+        if !client.queued.swap(true, Ordering::Relaxed) {
+            resolver::enqueue(&self.shared, client.clone());
+        }
+    }
+
     /// `client` was just given `role`'s credentials.
     pub fn took(&self, client: &Arc<Client>, role: &str) {
         let now = SystemTime::now();
@@ -168,7 +278,6 @@ impl Clients {
                 self.shared.count(role, &identity, 1, now, now);
             }
             Known::Pending(uses) => {
-                let first = uses.is_empty();
                 match uses.iter_mut().find(|used| used.role == role) {
                     Some(used) => {
                         used.requests += 1;
@@ -182,9 +291,7 @@ impl Clients {
                     }),
                 }
                 drop(known);
-                if first {
-                    resolver::enqueue(&self.shared, client.clone());
-                }
+                self.look_up(client);
             }
         }
     }

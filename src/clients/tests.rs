@@ -104,3 +104,34 @@ fn the_daemon_token_never_shows_in_a_command_line() {
     assert_eq!(dev[0].pid, Some(4242));
     assert_eq!(dev[0].process, "/usr/bin/curl");
 }
+
+#[tokio::test]
+async fn the_first_answer_waits_until_its_client_is_named_and_counted() {
+    let clients = Clients::new();
+    // Nobody holds this socket: the walk looks everywhere, then names the
+    // client by its address and user.
+    let socket = SocketOwner {
+        uid: 4321,
+        inode: u64::MAX - 1,
+    };
+    let client = clients.accepted(
+        "127.0.0.1:40001".parse().expect("addr"),
+        PeerOwner::Local(socket),
+    );
+    clients.took(&client, "dev");
+    // Woken by the resolver, long before the bound.
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        client.named_within(Duration::from_secs(600)),
+    )
+    .await
+    .expect("the resolver wakes the waiting answer");
+    assert!(!client.naming());
+    // Counted before the answer was released: no polling needed.
+    let dev = clients.recent("dev", "");
+    assert_eq!(dev.len(), 1, "{dev:?}");
+    assert_eq!(dev[0].requests, 1);
+    assert_eq!(dev[0].uid, Some(4321));
+    // A remote client has nothing to wait for.
+    assert!(!remote("169.254.170.3").naming());
+}

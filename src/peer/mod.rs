@@ -11,8 +11,10 @@
 //!   and only if that does not work here is `/proc/net/tcp` read, which walks
 //!   the whole table (4–9 ms per read on a host with 262,144 hash buckets).
 //! * [`processes_holding`]: which process holds the socket. Needs a walk over
-//!   `/proc/<pid>/fd`, so it runs off the request path (`clients`), for many
-//!   sockets at once.
+//!   `/proc/<pid>/fd`, so it runs on a thread of its own (`clients`), for
+//!   many sockets at once, started when the connection is accepted: a client
+//!   that makes one request and exits is only there to be found until it
+//!   has its answer.
 //!
 //! A connection is only ever looked up in the daemon's own network
 //! namespace: a peer in another namespace (a container) or on another host
@@ -163,16 +165,27 @@ fn canonical(address: SocketAddr) -> SocketAddr {
     SocketAddr::new(address.ip().to_canonical(), address.port())
 }
 
-/// The processes that hold these socket inodes, found in one walk over
-/// `/proc`. Inodes whose process is gone, or belongs to a user whose
+/// The processes that hold these sockets (by inode), found in one walk over
+/// `/proc` that looks at the `likely` pids first, then at the sockets'
+/// users' newest processes (only the `reach` newest, if given), then at
+/// everyone else's (not when `reach` is given), and stops once every socket
+/// is found. Sockets whose process is gone, or belongs to a user whose
 /// `/proc/<pid>/fd` we may not read, are missing from the answer.
 #[cfg(target_os = "linux")]
-pub fn processes_holding(inodes: &[u64]) -> HashMap<u64, Process> {
-    process::holding(inodes)
+pub fn processes_holding(
+    sockets: &[SocketOwner],
+    likely: &[u32],
+    reach: Option<usize>,
+) -> HashMap<u64, Process> {
+    process::holding(sockets, likely, reach)
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn processes_holding(_inodes: &[u64]) -> HashMap<u64, Process> {
+pub fn processes_holding(
+    _sockets: &[SocketOwner],
+    _likely: &[u32],
+    _reach: Option<usize>,
+) -> HashMap<u64, Process> {
     HashMap::new()
 }
 
@@ -180,6 +193,7 @@ pub fn processes_holding(_inodes: &[u64]) -> HashMap<u64, Process> {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
 
     /// A live loopback connection: the client's socket, and its inode.
     fn connection() -> (std::net::TcpStream, std::net::TcpStream, u64) {
@@ -243,7 +257,12 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "sleep never started");
             std::thread::yield_now();
         }
-        let found = processes_holding(&[inode, 1]);
+        let own = own_uid();
+        let sockets = [
+            SocketOwner { uid: own, inode },
+            SocketOwner { uid: own, inode: 1 },
+        ];
+        let found = processes_holding(&sockets, &[], None);
         let _ = child.kill();
         let _ = child.wait();
         let process = found.get(&inode).expect("the child holds the socket");
@@ -252,5 +271,51 @@ mod tests {
         assert_eq!(process.cmdline, "sleep 30");
         assert!(process.started > 0);
         assert!(!found.contains_key(&1));
+    }
+
+    #[test]
+    fn a_socket_a_forked_child_shares_is_its_parents() {
+        let (client, _server, inode) = connection();
+        // sh holds the socket as its stdin and starts sleep with it too: the
+        // newer holder is found first, the walk names the one that had it first.
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 <&0 & wait"])
+            .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                client,
+            )))
+            .process_group(0)
+            .spawn()
+            .expect("start sh");
+        let children = format!("/proc/{0}/task/{0}/children", sh.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let sleep: u32 = loop {
+            let started = std::fs::read_to_string(&children)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .find(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+                        == b"sleep\x0030\x00"
+                });
+            if let Some(pid) = started {
+                break pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "sleep never started");
+            std::thread::yield_now();
+        };
+        let sockets = [SocketOwner {
+            uid: own_uid(),
+            inode,
+        }];
+        let newest_first = processes_holding(&sockets, &[], None);
+        let child_first = processes_holding(&sockets, &[sleep], None);
+        // SAFETY: kill with a negative pid signals the process group we created.
+        unsafe { libc::kill(-(sh.id() as i32), libc::SIGKILL) };
+        let _ = sh.wait();
+        for found in [newest_first, child_first] {
+            let process = found.get(&inode).expect("found");
+            assert_eq!(process.pid, sh.id(), "{process:?} (sleep is {sleep})");
+            assert!(process.cmdline.starts_with("sh -c"), "{process:?}");
+        }
     }
 }

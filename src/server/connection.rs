@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::clients::Client;
+use crate::clients::{Client, Clients};
 use crate::peer::{self, PeerOwner};
 
 /// Where a request came in (what the guard checks `Host` against), and who
@@ -22,14 +22,15 @@ pub struct Connection {
 
 impl Connection {
     /// Looks the peer up in the kernel's socket table: once per connection,
-    /// before its first request (a hash lookup through netlink).
-    pub fn accepted(local: SocketAddr, peer: SocketAddr) -> Self {
+    /// before its first request (a hash lookup through netlink); a local
+    /// peer's process is then looked for on the resolver thread (`clients`).
+    pub fn accepted(local: SocketAddr, peer: SocketAddr, clients: &Clients) -> Self {
         let owner = peer::owner_of(peer, local);
         Connection {
             local,
             peer,
             owner,
-            client: Client::new(peer, owner),
+            client: clients.accepted(peer, owner),
         }
     }
 }

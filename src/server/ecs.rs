@@ -13,6 +13,7 @@ use super::connection::Connection;
 use super::error::ApiError;
 use super::guard::authorize_peer;
 use super::state::AppState;
+use crate::clients::NAMING_WAIT;
 
 pub async fn role(
     State(state): State<Arc<AppState>>,
@@ -66,6 +67,10 @@ async fn answer(
         Ok(creds) => {
             if let Some(connection) = connection {
                 state.clients.took(&connection.client, name);
+                // A connection's first credential answer waits (bounded) for
+                // its process to be named, so a client that exits once it has
+                // the answer is still there to be found (`clients`).
+                connection.client.named_within(NAMING_WAIT).await;
             }
             Ok((
                 [

@@ -20,6 +20,7 @@ use super::connection::Connection;
 use super::error::ApiError;
 use super::session_token::{SessionTokens, TTL_RANGE};
 use super::state::AppState;
+use crate::clients::NAMING_WAIT;
 use crate::credentials::format_expiration;
 
 /// The credentials route's template as `/metrics` labels it.
@@ -336,6 +337,8 @@ async fn answer(
         Ok(creds) => {
             if let Some(connection) = connection {
                 imds.app.clients.took(&connection.client, &role);
+                // As on the container endpoint (`ecs::answer`).
+                connection.client.named_within(NAMING_WAIT).await;
             }
             Ok(json_bytes(if extended {
                 Bytes::from(creds.imds_json(true))

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 use super::connection::Connection;
 use super::warm::Warm;
+use crate::clients::Clients;
 
 /// Connections served at once. Idle keep-alive connections count too, and are
 /// closed by the header deadline, so this many idle sockets cannot lock out a
@@ -33,11 +34,13 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What a listener serves: the router, and in front of it the warm path for
-/// credential requests answered from memory (`warm`).
+/// credential requests answered from memory (`warm`); and who is told about
+/// each accepted connection's client (`clients`).
 #[derive(Clone)]
 pub struct Endpoint {
     pub router: Router,
     pub warm: Option<Arc<Warm>>,
+    pub clients: Clients,
 }
 
 /// Serves `endpoint` on `listener` until `stopped` turns true, then closes
@@ -80,7 +83,7 @@ pub async fn run(
         let open = crate::memory::connection_opened();
         connections.spawn(async move {
             // In the connection's task, not the accept loop: others keep being accepted.
-            let connection = Connection::accepted(local, peer);
+            let connection = Connection::accepted(local, peer, &endpoint.clients);
             serve_connection(stream, connection, endpoint, stopped).await;
             drop(open);
             drop(permit);
@@ -102,10 +105,13 @@ async fn serve_connection(
 ) {
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         // Warm credential requests are answered right here; everything else
-        // (and every refusal) goes through the router.
+        // (and every refusal) goes through the router. So does every request
+        // on a connection whose process is not named yet: the handler's
+        // answer is the one that waits for the name (`Client::named_within`),
+        // which leaves the warm path as it was but for one atomic load.
         let warm = match &endpoint.warm {
-            Some(warm) => warm.answer(&connection, request),
-            None => Err(request),
+            Some(warm) if !connection.client.naming() => warm.answer(&connection, request),
+            _ => Err(request),
         };
         let routed = warm.map_err(|mut request| {
             request.extensions_mut().insert(connection.clone());

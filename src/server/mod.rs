@@ -78,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub fn endpoint(state: Arc<AppState>) -> listener::Endpoint {
     listener::Endpoint {
         router: router(state.clone()),
+        clients: state.clients.clone(),
         warm: Some(Arc::new(warm::Warm::main(state))),
     }
 }
@@ -86,6 +87,7 @@ pub fn endpoint(state: Arc<AppState>) -> listener::Endpoint {
 pub fn imds_endpoint(state: Arc<AppState>, role: &str) -> listener::Endpoint {
     listener::Endpoint {
         router: imds_router(state.clone(), role),
+        clients: state.clients.clone(),
         warm: Some(Arc::new(warm::Warm::imds_only(state, role))),
     }
 }

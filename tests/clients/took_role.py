@@ -1,13 +1,16 @@
-"""Takes a role's credentials from the daemon, then waits until `status`
-names this very process among the role's clients with all its requests
-(the daemon names processes off the request path, so a client that exits
-at once may go unnamed). Exits 0 once named, 3 if it never is.
+"""Takes a role's credentials from the daemon, then checks that `status`
+names this very process among the role's clients with all its requests.
+Exits 0 once named, 3 if it never is.
 
     python3 took_role.py PORT TOKEN_FILE ROLE REQUESTS [--fork N]
 
-REQUESTS fetches, each on a connection of its own (kept open until named,
-as an SDK's connection pool would). With --fork N, N short-lived child
-processes do that one after another, and the exit status is 0 only if
+REQUESTS fetches, each on a connection of its own that is closed as soon as
+the answer is read, as a one-shot client's would be: once its socket is
+gone the daemon can no longer find this process by it, so being named
+means it was named while the answer was on its way (the first answer on a
+connection waits for that). The wait for `status` below covers only the
+moment the daemon may take to count the uses. With --fork N, N short-lived
+child processes do that one after another, and the exit status is 0 only if
 every one of them was named.
 """
 import http.client
@@ -27,13 +30,12 @@ def get(port, token, path):
 
 
 def take(port, token, role, requests):
-    held = []
     for _ in range(requests):
         connection, status, body = get(port, token, f"/role/{role}")
+        connection.close()
         if status != 200:
             print(f"GET /role/{role}: {status} {body!r}", file=sys.stderr)
             return 2
-        held.append(connection)
     deadline = time.monotonic() + NAMED_WITHIN
     while time.monotonic() < deadline:
         connection, status, body = get(port, token, "/admin/status")

@@ -273,3 +273,149 @@ async fn notify_on_use_notifies_once_per_new_process() {
         daemon.log()
     );
 }
+
+/// A Python one-liner that reads the role once and exits.
+const PYTHON_ONE_SHOT: &str = "import sys, urllib.request as u; \
+    u.urlopen(u.Request(sys.argv[1], headers={'Authorization': open(sys.argv[2]).read()})).read()";
+
+/// Which one-shot client a run uses.
+#[derive(Clone, Copy, Debug)]
+enum OneShot {
+    /// `curl -H "Authorization: $(cat token)" URL`, exec'd by the shell so
+    /// its pid is the one we started (and the token is on its command line).
+    Curl,
+    /// [`PYTHON_ONE_SHOT`].
+    Python,
+}
+
+/// Runs one client that makes one request for `dev` and exits as soon as it
+/// has the answer; returns its pid.
+async fn one_shot(daemon: &Daemon, client: OneShot) -> u32 {
+    let url = daemon.url("/role/dev");
+    let token_file = daemon.token_path.display().to_string();
+    let mut command = match client {
+        OneShot::Curl => {
+            let mut command = Command::new("sh");
+            command.args([
+                "-c",
+                r#"exec curl -sSf -o /dev/null -H "Authorization: $(cat "$1")" "$2""#,
+                "sh",
+                &token_file,
+                &url,
+            ]);
+            command
+        }
+        OneShot::Python => {
+            let mut command = Command::new(python());
+            command.args(["-c", PYTHON_ONE_SHOT, &url, &token_file]);
+            command
+        }
+    };
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = command.spawn().expect("start the one-shot client");
+    let pid = child.id().expect("pid");
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the one-shot client finishes")
+        .expect("wait");
+    assert!(
+        output.status.success(),
+        "{client:?}: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log()
+    );
+    pid
+}
+
+/// `runs` one-shot clients, curl and Python in turn, each checked in
+/// `status --json` once it has exited: every one must be named with its pid,
+/// uid, executable and command line. Returns the misses.
+async fn one_shots_named(daemon: &Daemon, runs: usize) -> Vec<String> {
+    let mut misses = Vec::new();
+    for run in 0..runs {
+        let client = if run % 2 == 0 {
+            OneShot::Curl
+        } else {
+            OneShot::Python
+        };
+        let pid = one_shot(daemon, client).await;
+        // Named before its answer went out; the short retry is for a loaded
+        // machine where the wait ran out and the name came a little later.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let entry = loop {
+            let listed = clients(daemon, "dev").await;
+            if let Some(entry) = listed.iter().find(|entry| entry["pid"] == pid) {
+                break Some(entry.clone());
+            }
+            if Instant::now() > deadline {
+                misses.push(format!("{client:?} pid {pid} not named: {listed:#?}"));
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let Some(entry) = entry else {
+            continue;
+        };
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(entry["uid"], unsafe { libc::geteuid() }, "{entry}");
+        assert_eq!(entry["requests"], 1, "{entry}");
+        match client {
+            OneShot::Curl => {
+                assert_program(
+                    &entry,
+                    "curl",
+                    "curl -sSf -o /dev/null -H Authorization: <redacted> http://127.0.0.1:",
+                );
+                assert!(
+                    !entry["cmdline"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains(&daemon.token()),
+                    "{entry}"
+                );
+            }
+            OneShot::Python => assert_program(&entry, "python", "urllib.request"),
+        }
+    }
+    misses
+}
+
+#[tokio::test]
+async fn clients_that_take_a_role_once_and_exit_are_named() {
+    let proxy = StsProxy::start().await;
+    let daemon = Daemon::start_with(Options::new(&proxy.url(), ROLES)).await;
+    assert_eq!(daemon.get("/role/dev").await.status, 200, "dev is warm");
+    let misses = one_shots_named(&daemon, 30).await;
+    assert!(misses.is_empty(), "{misses:#?}\n{}", daemon.log());
+}
+
+#[tokio::test]
+async fn clients_that_take_a_role_once_and_exit_are_named_on_a_busy_machine() {
+    let proxy = StsProxy::start().await;
+    let daemon = Daemon::start_with(Options::new(&proxy.url(), ROLES)).await;
+    assert_eq!(daemon.get("/role/dev").await.status, 200, "dev is warm");
+    // One busy loop per core, at the daemon's priority, each ending by
+    // itself after two minutes should the test die before killing it.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut loops: Vec<_> = (0..cores)
+        .map(|_| {
+            Command::new(python())
+                .args([
+                    "-c",
+                    "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass",
+                ])
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start a busy loop")
+        })
+        .collect();
+    let misses = one_shots_named(&daemon, 30).await;
+    for busy in &mut loops {
+        let _ = busy.kill().await;
+    }
+    assert!(misses.is_empty(), "{misses:#?}\n{}", daemon.log());
+}
