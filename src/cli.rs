@@ -78,6 +78,9 @@ enum Command {
     Install(InstallArgs),
     /// Open the AWS console as ROLE (a federation sign-in URL, from the daemon's credentials)
     Console(ConsoleArgs),
+    /// Long-term IAM keys in the OS keyring: add, list, remove, import, rotate
+    #[command(subcommand)]
+    Keys(crate::keys_cmd::KeysCommand),
     /// Run CMD with ROLE's credentials from the daemon; exits with CMD's status
     Exec {
         role: String,
@@ -188,6 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             _ => forget_mfa(config_arg),
         },
         Command::Console(args) => console(config_arg, args),
+        Command::Keys(command) => crate::keys_cmd::run(command, &config()?),
         Command::Doctor { .. } => unreachable!("answered before the environment changed"),
     }
 }

@@ -151,6 +151,8 @@ fn source(mut table: TableReader<'_>) -> SourceConfig {
             .string("mfa_session_file", &not_empty)
             .map(|path| expand_home(path.get_ref())),
         deadlines,
+        keys: None,
+        keyring: crate::keys::KeyringSettings::default(),
     };
     table.finish();
     source
