@@ -7,7 +7,6 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use super::*;
 
@@ -15,14 +14,17 @@ const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 const PASSPHRASE: &str = "correct horse battery staple";
 
+/// A key as `keys add` would store it (built through `record`, so a field
+/// added to `StoredKey` needs no change here).
 fn key(name: &str, id: &str, secret: &str) -> StoredKey {
-    StoredKey {
-        name: name.into(),
-        access_key_id: id.into(),
-        secret_access_key: Zeroizing::new(secret.into()),
-        user_arn: Some(format!("arn:aws:iam::123456789012:user/{name}")),
-        added_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-    }
+    let json = serde_json::json!({
+        "v": 1,
+        "access_key_id": id,
+        "secret_access_key": secret,
+        "user_arn": format!("arn:aws:iam::123456789012:user/{name}"),
+        "added_at": 1_700_000_000,
+    });
+    record::decode(name, json.to_string().as_bytes()).expect("a record")
 }
 
 struct Fixture {
