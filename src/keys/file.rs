@@ -283,6 +283,11 @@ impl Backend for FileBackend {
             return self.load(&mut state).map(|_| ());
         }
         if !io::stdin().is_terminal() {
+            if !self.path.exists() {
+                // Nothing to open: listing and reading work as they are,
+                // and a write says how to give the passphrase.
+                return Ok(());
+            }
             return Err(self.locked());
         }
         self.prompt(&mut state)

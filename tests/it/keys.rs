@@ -13,15 +13,15 @@ use crate::harness::daemon::{base_env, binary};
 use crate::harness::{Fault, StsProxy, TestKeyring, moto_url, python, run, run_ok};
 
 /// An IAM user's long-term key pair, made by moto's IAM.
-struct IamKey {
-    user_arn: String,
-    id: String,
-    secret: String,
+pub(crate) struct IamKey {
+    pub(crate) user_arn: String,
+    pub(crate) id: String,
+    pub(crate) secret: String,
 }
 
 /// A user with one access key, in moto's IAM (unique per call: moto is
 /// shared by every test).
-async fn iam_user() -> IamKey {
+pub(crate) async fn iam_user() -> IamKey {
     let script = r#"
 import boto3, json, sys, uuid
 iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
