@@ -194,7 +194,10 @@ fn keyring(table: &mut TableReader<'_>) -> crate::keys::KeyringSettings {
         .and_then(|text| BackendKind::parse(text.get_ref()))
         .unwrap_or_else(BackendKind::platform_default);
     if kind != BackendKind::File {
-        let set = [("keyring_file", &file), ("keyring_passphrase_file", &passphrase_file)];
+        let set = [
+            ("keyring_file", &file),
+            ("keyring_passphrase_file", &passphrase_file),
+        ];
         for (key, setting) in set {
             if let Some(setting) = setting {
                 table.report(
@@ -234,9 +237,12 @@ fn role(
         table.report(via.span(), "via and source_profile are mutually exclusive: a role is assumed from one or the other");
     }
     if let Some(keys) = &source_keys {
-        let other = [("source_profile", source_profile.is_some()), ("via", via.is_some())]
-            .into_iter()
-            .find_map(|(key, set)| set.then_some(key));
+        let other = [
+            ("source_profile", source_profile.is_some()),
+            ("via", via.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key));
         if let Some(other) = other {
             table.report(
                 keys.span(),
