@@ -401,3 +401,58 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// The backend itself, as the daemon uses it (through `Keyring`'s
+/// deadlines): what it stores reads back whole, a locked collection is
+/// `Locked` for every call but the unlock, and `lock_state` never prompts.
+#[tokio::test]
+async fn the_secret_service_backend_reads_what_it_wrote_and_reports_a_lock() {
+    use assumed::keys::secret_service::SecretService;
+    use assumed::keys::{BackendKind, Keyring, KeyringError, LockState, StoredKey};
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    let test_keyring = TestKeyring::start().await;
+    let keyring = Keyring::new(Arc::new(SecretService::on_bus(test_keyring.bus_address())));
+    let key = StoredKey {
+        name: "work".into(),
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: zeroize::Zeroizing::new(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        ),
+        user_arn: Some("arn:aws:iam::123456789012:user/alice".into()),
+        added_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    };
+    assert_eq!(keyring.lock_state().await, Ok(LockState::Unlocked));
+    assert_eq!(keyring.read("work").await, Ok(None));
+    keyring.write(key.clone()).await.expect("write");
+    // Written twice: still one item (the name is the item).
+    keyring.write(key.clone()).await.expect("write again");
+    assert_eq!(keyring.read("work").await, Ok(Some(key.clone())));
+    let listed = keyring.list().await.expect("list");
+    assert_eq!(listed, vec![key.info(BackendKind::SecretService)]);
+
+    test_keyring.lock().await;
+    assert_eq!(keyring.lock_state().await, Ok(LockState::Locked));
+    for outcome in [
+        keyring.read("work").await.map(|_| ()),
+        keyring.list().await.map(|_| ()),
+        keyring.write(key.clone()).await,
+        keyring.delete("work").await.map(|_| ()),
+        // Nothing can show gnome-keyring's prompt here: dismissed at once.
+        keyring.unlock().await,
+    ] {
+        assert!(
+            matches!(outcome, Err(KeyringError::Locked { .. })),
+            "{outcome:?}"
+        );
+    }
+    // None of that unlocked it, or prompted it open.
+    assert!(test_keyring.is_locked().await);
+
+    test_keyring.unlock().await;
+    assert_eq!(keyring.lock_state().await, Ok(LockState::Unlocked));
+    assert_eq!(keyring.delete("work").await, Ok(true));
+    assert_eq!(keyring.delete("work").await, Ok(false));
+    assert_eq!(keyring.list().await, Ok(Vec::new()));
+}
