@@ -14,6 +14,7 @@
 //! thread that `Keyring` gave up on still ends.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use secret_service::{Collection, EncryptionType, Error as SsError, Item};
@@ -271,6 +272,12 @@ fn map_error(error: SsError) -> KeyringError {
                      \"Passwords and Keys\") and make it the default"
                 .into(),
         },
+        SsError::Zbus(zbus::Error::InputOutput(io)) if io.kind() == ErrorKind::TimedOut => {
+            KeyringError::Timeout {
+                backend: KIND,
+                after: CALL_LIMIT,
+            }
+        }
         other => {
             let text = other.to_string();
             if text.contains("ServiceUnknown") || text.contains("NameHasNoOwner") {

@@ -456,3 +456,22 @@ async fn the_secret_service_backend_reads_what_it_wrote_and_reports_a_lock() {
     assert_eq!(keyring.delete("work").await, Ok(false));
     assert_eq!(keyring.list().await, Ok(Vec::new()));
 }
+
+/// A keyring that keeps its bus name but answers nothing (stopped, or stuck
+/// behind something): the command ends within the keyring deadline with a
+/// timeout, and works again once the keyring does.
+#[tokio::test]
+async fn a_keyring_that_does_not_answer_is_a_timeout_not_a_hang() {
+    let setup = Setup::new().await;
+    setup.keyring.freeze();
+    let started = Instant::now();
+    let stuck = run(&mut setup.keys(&["list"])).await;
+    let waited = started.elapsed();
+    setup.keyring.thaw();
+    assert!(!stuck.status.success());
+    let said = text(&stuck.stderr);
+    assert!(said.contains("did not answer within"), "{said}");
+    // The 5 s keyring deadline, and the process start around it.
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    assert_eq!(setup.list_json().await["keys"], serde_json::json!([]));
+}
