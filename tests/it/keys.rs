@@ -475,3 +475,130 @@ async fn a_keyring_that_does_not_answer_is_a_timeout_not_a_hang() {
     assert!(waited < Duration::from_secs(15), "{waited:?}");
     assert_eq!(setup.list_json().await["keys"], serde_json::json!([]));
 }
+
+/// On a terminal (a pty from util-linux `script`): `keys add` asks for both
+/// halves with echo off, so neither shows on the screen, and `keys remove`
+/// asks before it deletes.
+#[tokio::test]
+async fn on_a_terminal_add_asks_without_echo_and_remove_asks_first() {
+    let setup = Setup::new().await;
+    let key = iam_user().await;
+
+    let mut add = setup.on_terminal(&["add", "work"]);
+    add.expect("Access key id").await;
+    add.type_line(&key.id).await;
+    add.expect("Secret access key").await;
+    add.type_line(&key.secret).await;
+    let screen = add.finish().await;
+    assert!(screen.contains("Stored work"), "{screen}");
+    assert!(
+        !screen.contains(&key.secret),
+        "the secret was echoed: {screen}"
+    );
+    assert!(!screen.contains(&key.id), "the key id was echoed: {screen}");
+    assert_eq!(setup.stored_names().await, ["work"]);
+
+    let mut remove = setup.on_terminal(&["remove", "work"]);
+    remove.expect("[y/N]").await;
+    remove.type_line("n").await;
+    let screen = remove.finish().await;
+    assert!(screen.contains("Nothing removed"), "{screen}");
+    assert_eq!(setup.stored_names().await, ["work"]);
+
+    let mut remove = setup.on_terminal(&["remove", "work"]);
+    remove.expect("[y/N]").await;
+    remove.type_line("y").await;
+    let screen = remove.finish().await;
+    assert!(screen.contains("Removed work"), "{screen}");
+    assert!(setup.stored_names().await.is_empty());
+}
+
+/// A command running on a pseudo-terminal, and what it has shown so far.
+struct Terminal {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::process::ChildStdout,
+    screen: String,
+}
+
+impl Setup {
+    /// `assumed keys ARGS` on a pty of its own (`script -c`), typed into
+    /// through `script`'s standard input.
+    fn on_terminal(&self, args: &[&str]) -> Terminal {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut line = vec![
+            quote(binary()),
+            "--config".into(),
+            quote(&self.config.display().to_string()),
+            "keys".into(),
+        ];
+        line.extend(args.iter().map(|arg| quote(arg)));
+        let mut child = Command::new("script")
+            .args(["--quiet", "--return", "--flush", "--command"])
+            .arg(line.join(" "))
+            .arg("/dev/null")
+            .env_clear()
+            .envs(base_env(self.home.path()))
+            .envs(self.keyring.env())
+            .env("SHELL", "/bin/sh")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start script (util-linux)");
+        Terminal {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().expect("piped"),
+            child,
+            screen: String::new(),
+        }
+    }
+}
+
+impl Terminal {
+    /// Reads the screen until `text` shows (to a deadline): the command now
+    /// waits for an answer, with the terminal set up for it.
+    async fn expect(&mut self, text: &str) {
+        use tokio::io::AsyncReadExt;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.screen.contains(text) {
+            let mut chunk = [0u8; 1024];
+            let read = tokio::time::timeout_at(deadline.into(), self.stdout.read(&mut chunk))
+                .await
+                .unwrap_or_else(|_| panic!("{text:?} never showed: {}", self.screen))
+                .expect("read the terminal");
+            assert!(read > 0, "{text:?} never showed: {}", self.screen);
+            self.screen
+                .push_str(&String::from_utf8_lossy(&chunk[..read]));
+        }
+    }
+
+    async fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("typing");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("type");
+        stdin.flush().await.expect("flush");
+    }
+
+    /// Waits for the command to end; everything the terminal showed.
+    async fn finish(mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), self.stdout.read_to_end(&mut rest))
+            .await
+            .unwrap_or_else(|_| panic!("the command never ended: {}", self.screen))
+            .expect("read the terminal");
+        self.screen.push_str(&String::from_utf8_lossy(&rest));
+        drop(self.stdin.take());
+        let status = self.child.wait().await.expect("wait");
+        assert!(
+            status.success() || self.screen.contains("Nothing removed"),
+            "{status}: {}",
+            self.screen
+        );
+        self.screen
+    }
+}
