@@ -486,8 +486,10 @@ async fn on_a_terminal_add_asks_without_echo_and_remove_asks_first() {
 
     let mut add = setup.on_terminal(&["add", "work"]);
     add.expect("Access key id").await;
+    add.wait_for_echo_off().await;
     add.type_line(&key.id).await;
     add.expect("Secret access key").await;
+    add.wait_for_echo_off().await;
     add.type_line(&key.secret).await;
     let screen = add.finish().await;
     assert!(screen.contains("Stored work"), "{screen}");
@@ -574,6 +576,25 @@ impl Terminal {
         }
     }
 
+    /// Waits until the command has turned its terminal's echo off (it reads
+    /// the terminal's settings, as `stty` would): a prompt shows a moment
+    /// before, and what is typed in that moment the terminal still echoes.
+    async fn wait_for_echo_off(&mut self) {
+        let script = self.child.id().expect("script runs");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if echo_is_off(script) == Some(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "echo never went off: {}",
+                self.screen
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn type_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("typing");
         stdin
@@ -601,4 +622,88 @@ impl Terminal {
         );
         self.screen
     }
+}
+
+/// An item of ours whose secret is not a record (another version wrote it,
+/// or it was edited by hand): `keys list` names it and the way out, and
+/// `keys remove` removes it.
+#[tokio::test]
+async fn an_unreadable_item_is_named_and_can_be_removed() {
+    let setup = Setup::new().await;
+    let service = setup.keyring.service().await;
+    let collection = service.get_default_collection().await.expect("default");
+    collection
+        .create_item(
+            "assumed: broken",
+            std::collections::HashMap::from([
+                ("application", "assumed"),
+                ("assumed-key", "broken"),
+            ]),
+            b"not a record",
+            true,
+            "text/plain",
+        )
+        .await
+        .expect("create an item");
+
+    let listed = run(&mut setup.keys(&["list"])).await;
+    assert!(!listed.status.success());
+    let said = text(&listed.stderr);
+    assert!(
+        said.contains("\"assumed: broken\"") && said.contains("assumed keys remove broken"),
+        "{said}"
+    );
+    let removed = run_ok(&mut setup.keys(&["remove", "broken", "--yes"])).await;
+    assert!(
+        text(&removed.stdout).contains("Removed broken (unreadable)"),
+        "{}",
+        text(&removed.stdout)
+    );
+    assert!(setup.stored_names().await.is_empty());
+    assert_eq!(setup.list_json().await["keys"], serde_json::json!([]));
+}
+
+/// Whether the terminal of the `assumed` that `script` (pid `ancestor`)
+/// runs has echo off; `None` while there is no such process yet.
+fn echo_is_off(ancestor: u32) -> Option<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let parent_of = |pid: u32| -> Option<(u32, String)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(") ")?;
+        let comm = head.split_once(" (")?.1.to_owned();
+        let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+        Some((ppid, comm))
+    };
+    let pid = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&pid| {
+            let Some((mut parent, comm)) = parent_of(pid) else {
+                return false;
+            };
+            if comm != "assumed" {
+                return false;
+            }
+            while parent > 1 {
+                if parent == ancestor {
+                    return true;
+                }
+                parent = parent_of(parent).map_or(0, |(p, _)| p);
+            }
+            false
+        })?;
+    let tty = std::fs::read_link(format!("/proc/{pid}/fd/0")).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(tty)
+        .ok()?;
+    // SAFETY: tcgetattr fills a termios for an open descriptor.
+    let mut settings: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(file.as_raw_fd(), &mut settings) } != 0 {
+        return None;
+    }
+    Some(settings.c_lflag & libc::ECHO == 0)
 }
