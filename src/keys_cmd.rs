@@ -9,7 +9,12 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::keys::{BackendKind, KeyringSettings};
+use crate::keys::{self, BackendKind, Keyring, KeyringSettings, LockState};
+
+mod add;
+mod input;
+mod list;
+mod remove;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -101,12 +106,54 @@ impl KeyringFlags {
 }
 
 pub fn run(command: KeysCommand, config: &Config) -> Result<ExitCode, String> {
-    let _ = config;
-    match command {
-        KeysCommand::Add { .. } => Err("keys add: not written yet".into()),
-        KeysCommand::List { .. } => Err("keys list: not written yet".into()),
-        KeysCommand::Remove { .. } => Err("keys remove: not written yet".into()),
-        KeysCommand::Import { .. } => Err("keys import: not written yet".into()),
-        KeysCommand::Rotate { .. } => Err("keys rotate: not written yet".into()),
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        match command {
+            KeysCommand::Add {
+                name,
+                stdin,
+                no_check,
+                keyring,
+            } => add::run(config, &keyring, &name, stdin, !no_check).await,
+            KeysCommand::List { json, keyring } => list::run(config, &keyring, json).await,
+            KeysCommand::Remove { name, yes, keyring } => {
+                remove::run(config, &keyring, &name, yes).await
+            }
+            KeysCommand::Import { .. } => Err("keys import: not written yet".into()),
+            KeysCommand::Rotate { .. } => Err("keys rotate: not written yet".into()),
+        }
+    })
+}
+
+/// The keyring the flags (else `[source]`) name, unlocked: through the
+/// keyring's own prompt when it is locked, since a person at a terminal
+/// ran this command. Every error is one sentence saying what to do.
+pub(crate) async fn unlocked_keyring(
+    config: &Config,
+    flags: &KeyringFlags,
+) -> Result<Keyring, String> {
+    let keyring = keys::open(&flags.settings(config)).map_err(|e| e.to_string())?;
+    if keyring.lock_state().await.map_err(|e| e.to_string())? == LockState::Locked {
+        eprintln!(
+            "The {} keyring is locked: asking to unlock it…",
+            keyring.kind()
+        );
+        keyring.unlock().await.map_err(|e| e.to_string())?;
+    }
+    Ok(keyring)
+}
+
+/// Where the backend choice came from, for `keys list`: it must never
+/// change by itself (aws-vault #213), so the person can see why it is this one.
+pub(crate) fn backend_origin(config: &Config, flags: &KeyringFlags) -> &'static str {
+    if flags.keyring.is_some() {
+        "--keyring"
+    } else if config.source.keyring.backend != BackendKind::platform_default() {
+        "[source] keyring"
+    } else {
+        "this platform's default"
     }
 }

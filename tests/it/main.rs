@@ -17,6 +17,7 @@ mod doctor;
 mod endpoints;
 mod errors;
 mod imds;
+mod keys;
 mod keys_daemon;
 mod login;
 mod metrics;
