@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
-use crate::harness::daemon::{Options, base_env, binary};
+use crate::harness::daemon::{Daemon, Options, base_env, binary};
 use crate::harness::{DEV_ALICE, DEV_ALICE_ARN, StsProxy, TestKeyring, python, run};
 
 const STORED_ID: &str = "AKIASTOREDKEYS000001";
@@ -63,8 +63,40 @@ fn options(proxy: &StsProxy, keyring: &TestKeyring, server: &str, roles: &str) -
     options
 }
 
-async fn start(options: Options) -> crate::harness::daemon::Daemon {
-    crate::harness::daemon::Daemon::start_with(options).await
+async fn start(options: Options) -> Daemon {
+    Daemon::start_with(options).await
+}
+
+/// What a client of role `dev` gets: the daemon's container endpoint, and
+/// (as `assumed env` arranges) no plaintext keys of the daemon's home ahead
+/// of it in the chain: boto3 and the CLI read ~/.aws/credentials first.
+fn client_env(daemon: &Daemon) -> Vec<(String, String)> {
+    let empty = daemon.dir.path().join("client-credentials");
+    std::fs::write(&empty, "").expect("client credentials");
+    let mut env = daemon.client_env("dev");
+    env.retain(|(name, _)| name != "AWS_SHARED_CREDENTIALS_FILE");
+    env.push((
+        "AWS_SHARED_CREDENTIALS_FILE".into(),
+        empty.display().to_string(),
+    ));
+    env
+}
+
+/// boto3 (tests/clients/whoami.py) through the container endpoint: the ARN.
+async fn boto3_arn(daemon: &Daemon) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/whoami.py");
+    let output = run(Command::new(python())
+        .args([script, "1"])
+        .env_clear()
+        .envs(client_env(daemon)))
+    .await;
+    assert!(
+        output.status.success(),
+        "boto3: {}\n--- daemon log ---\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log()
+    );
+    crate::harness::clients::arn_of(&output.stdout).expect("an ARN")
 }
 
 #[tokio::test]
@@ -74,8 +106,7 @@ async fn stored_keys_sign_for_boto3_and_the_aws_cli_and_survive_a_restart() {
     store_keys(&keyring, "alice", STORED_ID, STORED_SECRET).await;
     let daemon = start(options(&proxy, &keyring, "", DEV_ALICE)).await;
 
-    let whoami = daemon.boto3_whoami("dev", 1).await;
-    assert_eq!(whoami["arn"], DEV_ALICE_ARN);
+    assert_eq!(boto3_arn(&daemon).await, DEV_ALICE_ARN);
     let signed = proxy.first("AssumeRole").expect("an AssumeRole");
     assert_eq!(
         signed.access_key_id.as_deref(),
@@ -103,7 +134,7 @@ async fn stored_keys_sign_for_boto3_and_the_aws_cli_and_survive_a_restart() {
         ])
         .args(["--endpoint-url", &proxy.url()])
         .env_clear()
-        .envs(daemon.client_env("dev")))
+        .envs(client_env(&daemon)))
     .await;
     assert!(
         output.status.success(),
@@ -128,7 +159,7 @@ async fn stored_keys_sign_for_boto3_and_the_aws_cli_and_survive_a_restart() {
     drop(daemon);
     let before = proxy.count("AssumeRole");
     let daemon = start(options(&proxy, &keyring, "", DEV_ALICE)).await;
-    assert_eq!(daemon.boto3_whoami("dev", 1).await["arn"], DEV_ALICE_ARN);
+    assert_eq!(boto3_arn(&daemon).await, DEV_ALICE_ARN);
     assert_eq!(proxy.count("AssumeRole"), before + 1);
     let signed = proxy.last("AssumeRole").expect("an AssumeRole");
     assert_eq!(signed.access_key_id.as_deref(), Some(STORED_ID));
@@ -227,7 +258,7 @@ async fn a_locked_keyring_answers_keyring_locked_at_once_and_recovers_when_unloc
     }
     let signed = proxy.last("AssumeRole").expect("an AssumeRole");
     assert_eq!(signed.access_key_id.as_deref(), Some(STORED_ID));
-    assert_eq!(daemon.boto3_whoami("dev", 1).await["arn"], DEV_ALICE_ARN);
+    assert_eq!(boto3_arn(&daemon).await, DEV_ALICE_ARN);
 }
 
 #[tokio::test]
@@ -324,5 +355,5 @@ async fn an_mfa_code_opens_a_session_of_the_stored_keys_that_signs_the_role() {
     );
     let assumed = proxy.last("AssumeRole").expect("AssumeRole");
     assert_ne!(assumed.access_key_id.as_deref(), Some(STORED_ID));
-    assert_eq!(daemon.boto3_whoami("dev", 1).await["arn"], DEV_ALICE_ARN);
+    assert_eq!(boto3_arn(&daemon).await, DEV_ALICE_ARN);
 }
