@@ -357,3 +357,56 @@ async fn an_mfa_code_opens_a_session_of_the_stored_keys_that_signs_the_role() {
     assert_ne!(assumed.access_key_id.as_deref(), Some(STORED_ID));
     assert_eq!(boto3_arn(&daemon).await, DEV_ALICE_ARN);
 }
+
+#[tokio::test]
+async fn keys_stored_again_are_used_at_once_when_the_daemon_is_told() {
+    const NEW_ID: &str = "AKIASTOREDKEYS000002";
+    let keyring = TestKeyring::start().await;
+    let proxy = StsProxy::start().await;
+    store_keys(&keyring, "alice", STORED_ID, STORED_SECRET).await;
+    let daemon = start(options(&proxy, &keyring, "", DEV_ALICE)).await;
+    assert_eq!(boto3_arn(&daemon).await, DEV_ALICE_ARN);
+    assert_eq!(proxy.count("AssumeRole"), 1);
+
+    // What `keys rotate` does: new keys under the same name, then the
+    // daemon is told (daemon_client::tell_keys_changed).
+    store_keys(
+        &keyring,
+        "alice",
+        NEW_ID,
+        "second/secret0000000000000000000000000002",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let refused = client
+        .post(daemon.url("/admin/keys/reload"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 401, "admin routes take the token");
+    let told = client
+        .post(daemon.url("/admin/keys/reload"))
+        .header("authorization", daemon.token())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(told.status(), 200);
+    let told: serde_json::Value =
+        serde_json::from_str(&told.text().await.expect("body")).expect("JSON");
+    assert!(
+        told["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("alice (…0002)")),
+        "{told}"
+    );
+    assert_eq!(told["refetched"], serde_json::json!(["dev"]));
+    assert!(
+        proxy
+            .wait_for("AssumeRole", 2, Duration::from_secs(10))
+            .await,
+        "the role is fetched again with the new keys: {}",
+        daemon.log()
+    );
+    let signed = proxy.last("AssumeRole").expect("AssumeRole");
+    assert_eq!(signed.access_key_id.as_deref(), Some(NEW_ID));
+}
