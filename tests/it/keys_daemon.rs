@@ -410,3 +410,40 @@ async fn keys_stored_again_are_used_at_once_when_the_daemon_is_told() {
     let signed = proxy.last("AssumeRole").expect("AssumeRole");
     assert_eq!(signed.access_key_id.as_deref(), Some(NEW_ID));
 }
+
+#[tokio::test]
+async fn a_reload_that_adds_stored_keys_names_them_and_switches_the_roles_to_them() {
+    let keyring = TestKeyring::start().await;
+    let proxy = StsProxy::start().await;
+    store_keys(&keyring, "alice", STORED_ID, STORED_SECRET).await;
+    let mut options = Options::new(&proxy.url(), DEV_ALICE).aws_files("", CREDENTIALS);
+    for (name, value) in keyring.env() {
+        options = options.env(&name, &value);
+    }
+    let daemon = start(options).await;
+    assert_eq!(boto3_arn(&daemon).await, DEV_ALICE_ARN);
+    let before = proxy.last("AssumeRole").expect("AssumeRole");
+    assert_ne!(before.access_key_id.as_deref(), Some(STORED_ID));
+
+    let config = std::fs::read_to_string(&daemon.config_path).expect("config");
+    let config = config.replacen("[source]\n", "[source]\nkeys = \"alice\"\n", 1);
+    std::fs::write(&daemon.config_path, config).expect("config");
+    let said = daemon.reload().await;
+    assert!(
+        said.contains("[source] keys changed (role dev fetched again)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("stored keys alice (…0001) read from the secret-service keyring"),
+        "{said}"
+    );
+    assert!(
+        proxy
+            .wait_for("AssumeRole", 2, Duration::from_secs(10))
+            .await,
+        "{}",
+        daemon.log()
+    );
+    let signed = proxy.last("AssumeRole").expect("AssumeRole");
+    assert_eq!(signed.access_key_id.as_deref(), Some(STORED_ID));
+}
