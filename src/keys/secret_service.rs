@@ -14,6 +14,7 @@
 //! thread that `Keyring` gave up on still ends.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use secret_service::{Collection, EncryptionType, Error as SsError, Item};
@@ -41,13 +42,25 @@ const UNLOCK_ADVICE: &str = "unlock the login keyring: log in to the desktop ses
      unlock \"Login\" in \"Passwords and Keys\", or run `assumed keys list` in the \
      desktop session to be asked for its password";
 
-pub struct SecretService {}
+pub struct SecretService {
+    /// The bus to find the Secret Service on; `None`: the session bus
+    /// (`DBUS_SESSION_BUS_ADDRESS`), as for every other desktop program.
+    bus: Option<String>,
+}
 
 impl SecretService {
     /// Nothing is contacted yet: a missing or locked keyring shows at the
     /// first call.
     pub fn open() -> Result<Self, KeyringError> {
-        Ok(SecretService {})
+        Ok(SecretService { bus: None })
+    }
+
+    /// The Secret Service on the bus at `address` rather than the session
+    /// bus.
+    pub fn on_bus(address: &str) -> Self {
+        SecretService {
+            bus: Some(address.to_owned()),
+        }
     }
 }
 
@@ -66,7 +79,7 @@ impl Backend for SecretService {
     }
 
     fn lock_state(&self) -> Result<LockState, KeyringError> {
-        with_collection(CALL_LIMIT, async |collection| {
+        with_collection(&self.bus, CALL_LIMIT, async |collection| {
             // A property read: the Secret Service never prompts for it.
             Ok(match collection.is_locked().await? {
                 true => LockState::Locked,
@@ -76,7 +89,7 @@ impl Backend for SecretService {
     }
 
     fn unlock(&self) -> Result<(), KeyringError> {
-        with_collection(UNLOCK_PROMPT_DEADLINE, async |collection| {
+        with_collection(&self.bus, UNLOCK_PROMPT_DEADLINE, async |collection| {
             if collection.is_locked().await? {
                 // The service's own prompt; returns when it is answered.
                 collection.unlock().await?;
@@ -86,7 +99,7 @@ impl Backend for SecretService {
     }
 
     fn read(&self, name: &str) -> Result<Option<StoredKey>, KeyringError> {
-        with_unlocked(async |collection| {
+        with_unlocked(&self.bus, async |collection| {
             let items = collection.search_items(attributes(name)).await?;
             match items.first() {
                 None => Ok(None),
@@ -97,7 +110,7 @@ impl Backend for SecretService {
 
     fn write(&self, key: &StoredKey) -> Result<(), KeyringError> {
         let secret = record::encode(key);
-        with_unlocked(async |collection| {
+        with_unlocked(&self.bus, async |collection| {
             // `replace`: an item with the same attributes is overwritten, so
             // a name is one item however often it is written.
             collection
@@ -114,7 +127,7 @@ impl Backend for SecretService {
     }
 
     fn delete(&self, name: &str) -> Result<bool, KeyringError> {
-        with_unlocked(async |collection| {
+        with_unlocked(&self.bus, async |collection| {
             let items = collection.search_items(attributes(name)).await?;
             for item in &items {
                 item.delete().await?;
@@ -124,7 +137,7 @@ impl Backend for SecretService {
     }
 
     fn list(&self) -> Result<Vec<KeyInfo>, KeyringError> {
-        with_unlocked(async |collection| {
+        with_unlocked(&self.bus, async |collection| {
             let ours = HashMap::from([(APPLICATION, APPLICATION_VALUE)]);
             let mut keys = Vec::new();
             for item in collection.search_items(ours).await? {
@@ -169,9 +182,10 @@ impl From<SsError> for Failure {
 /// `work` on the default collection once it is unlocked; a locked one is
 /// `Locked` (never a prompt: the caller decides whether to ask).
 fn with_unlocked<T>(
+    bus: &Option<String>,
     work: impl AsyncFnOnce(&Collection<'_>) -> Result<T, Failure>,
 ) -> Result<T, KeyringError> {
-    with_collection(CALL_LIMIT, async |collection| {
+    with_collection(bus, CALL_LIMIT, async |collection| {
         if collection.is_locked().await? {
             return Err(Failure::Service(SsError::Locked));
         }
@@ -182,6 +196,7 @@ fn with_unlocked<T>(
 /// Connects to the session bus, opens an encrypted session with the Secret
 /// Service and runs `work` on its default collection, all within `limit`.
 fn with_collection<T>(
+    bus: &Option<String>,
     limit: Duration,
     work: impl AsyncFnOnce(&Collection<'_>) -> Result<T, Failure>,
 ) -> Result<T, KeyringError> {
@@ -194,7 +209,11 @@ fn with_collection<T>(
         })?;
     let outcome = runtime.block_on(async {
         tokio::time::timeout(limit, async {
-            let connection = zbus::connection::Builder::session()
+            let builder = match bus {
+                Some(address) => zbus::connection::Builder::address(address.as_str()),
+                None => zbus::connection::Builder::session(),
+            };
+            let connection = builder
                 .map_err(|_| Failure::Keyring(no_session_bus()))?
                 .method_timeout(CALL_LIMIT)
                 .build()
@@ -253,6 +272,12 @@ fn map_error(error: SsError) -> KeyringError {
                      \"Passwords and Keys\") and make it the default"
                 .into(),
         },
+        SsError::Zbus(zbus::Error::InputOutput(io)) if io.kind() == ErrorKind::TimedOut => {
+            KeyringError::Timeout {
+                backend: KIND,
+                after: CALL_LIMIT,
+            }
+        }
         other => {
             let text = other.to_string();
             if text.contains("ServiceUnknown") || text.contains("NameHasNoOwner") {
@@ -302,10 +327,7 @@ mod tests {
         // A bus address where nothing listens: the connection fails at once.
         let dir = tempfile::tempdir().expect("temp dir");
         let address = format!("unix:path={}", dir.path().join("none").display());
-        // SAFETY: this test's own process-wide variable; no other unit test
-        // reads DBUS_SESSION_BUS_ADDRESS.
-        unsafe { std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &address) };
-        let backend = SecretService::open().expect("open");
+        let backend = SecretService::on_bus(&address);
         assert_eq!(backend.lock_state(), Err(no_session_bus()));
     }
 }

@@ -10,7 +10,7 @@ use aws_credential_types::Credentials;
 use super::input::{self, KeyPair};
 use super::{KeyringFlags, unlocked_keyring};
 use crate::config::Config;
-use crate::keys::{StoredKey, last4};
+use crate::keys::{KeyringError, StoredKey, last4};
 use crate::sts::Sts;
 
 pub async fn run(
@@ -29,11 +29,13 @@ pub async fn run(
         true => Some(whose(config, &pair).await?),
         false => None,
     };
-    let replaced = keyring
-        .read(name)
-        .await
-        .map_err(|e| e.to_string())?
-        .is_some();
+    // An item there that cannot be read (not a record of ours) is replaced
+    // too: adding again is how it is repaired.
+    let replaced = match keyring.read(name).await {
+        Ok(found) => found.is_some(),
+        Err(KeyringError::Failed { .. }) => true,
+        Err(error) => return Err(error.to_string()),
+    };
     let key = StoredKey {
         name: name.to_owned(),
         access_key_id: pair.access_key_id,

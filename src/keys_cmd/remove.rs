@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::{KeyringFlags, unlocked_keyring};
 use crate::config::Config;
-use crate::keys::last4;
+use crate::keys::{KeyringError, last4};
 
 pub async fn run(
     config: &Config,
@@ -15,22 +15,28 @@ pub async fn run(
     yes: bool,
 ) -> Result<ExitCode, String> {
     let keyring = unlocked_keyring(config, flags).await?;
-    let Some(key) = keyring.read(name).await.map_err(|e| e.to_string())? else {
-        return Err(format!(
-            "no keys are stored as {name} in the {} keyring (`assumed keys list` shows them)",
+    let what = match keyring.read(name).await {
+        Ok(Some(key)) => format!(
+            "{name} (key …{}{}) from the {} keyring",
+            last4(&key.access_key_id),
+            key.user_arn
+                .as_deref()
+                .map(|arn| format!(", {arn}"))
+                .unwrap_or_default(),
             keyring.kind()
-        ));
+        ),
+        Ok(None) => {
+            return Err(format!(
+                "no keys are stored as {name} in the {} keyring (`assumed keys list` shows them)",
+                keyring.kind()
+            ));
+        }
+        // Stored but unreadable (not a record of ours): removing it is the fix.
+        Err(KeyringError::Failed { .. }) => {
+            format!("{name} (unreadable) from the {} keyring", keyring.kind())
+        }
+        Err(error) => return Err(error.to_string()),
     };
-    let what = format!(
-        "{name} (key …{}{}) from the {} keyring",
-        last4(&key.access_key_id),
-        key.user_arn
-            .as_deref()
-            .map(|arn| format!(", {arn}"))
-            .unwrap_or_default(),
-        keyring.kind()
-    );
-    drop(key);
     if !yes && !confirmed(&format!("Remove {what}?"))? {
         eprintln!("Nothing removed.");
         return Ok(ExitCode::FAILURE);

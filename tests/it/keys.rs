@@ -401,3 +401,309 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// The backend itself, as the daemon uses it (through `Keyring`'s
+/// deadlines): what it stores reads back whole, a locked collection is
+/// `Locked` for every call but the unlock, and `lock_state` never prompts.
+#[tokio::test]
+async fn the_secret_service_backend_reads_what_it_wrote_and_reports_a_lock() {
+    use assumed::keys::secret_service::SecretService;
+    use assumed::keys::{BackendKind, Keyring, KeyringError, LockState, StoredKey};
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    let test_keyring = TestKeyring::start().await;
+    let keyring = Keyring::new(Arc::new(SecretService::on_bus(test_keyring.bus_address())));
+    let key = StoredKey {
+        name: "work".into(),
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: zeroize::Zeroizing::new(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        ),
+        user_arn: Some("arn:aws:iam::123456789012:user/alice".into()),
+        added_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    };
+    assert_eq!(keyring.lock_state().await, Ok(LockState::Unlocked));
+    assert_eq!(keyring.read("work").await, Ok(None));
+    keyring.write(key.clone()).await.expect("write");
+    // Written twice: still one item (the name is the item).
+    keyring.write(key.clone()).await.expect("write again");
+    assert_eq!(keyring.read("work").await, Ok(Some(key.clone())));
+    let listed = keyring.list().await.expect("list");
+    assert_eq!(listed, vec![key.info(BackendKind::SecretService)]);
+
+    test_keyring.lock().await;
+    assert_eq!(keyring.lock_state().await, Ok(LockState::Locked));
+    for outcome in [
+        keyring.read("work").await.map(|_| ()),
+        keyring.list().await.map(|_| ()),
+        keyring.write(key.clone()).await,
+        keyring.delete("work").await.map(|_| ()),
+        // Nothing can show gnome-keyring's prompt here: dismissed at once.
+        keyring.unlock().await,
+    ] {
+        assert!(
+            matches!(outcome, Err(KeyringError::Locked { .. })),
+            "{outcome:?}"
+        );
+    }
+    // None of that unlocked it, or prompted it open.
+    assert!(test_keyring.is_locked().await);
+
+    test_keyring.unlock().await;
+    assert_eq!(keyring.lock_state().await, Ok(LockState::Unlocked));
+    assert_eq!(keyring.delete("work").await, Ok(true));
+    assert_eq!(keyring.delete("work").await, Ok(false));
+    assert_eq!(keyring.list().await, Ok(Vec::new()));
+}
+
+/// A keyring that keeps its bus name but answers nothing (stopped, or stuck
+/// behind something): the command ends within the keyring deadline with a
+/// timeout, and works again once the keyring does.
+#[tokio::test]
+async fn a_keyring_that_does_not_answer_is_a_timeout_not_a_hang() {
+    let setup = Setup::new().await;
+    setup.keyring.freeze();
+    let started = Instant::now();
+    let stuck = run(&mut setup.keys(&["list"])).await;
+    let waited = started.elapsed();
+    setup.keyring.thaw();
+    assert!(!stuck.status.success());
+    let said = text(&stuck.stderr);
+    assert!(said.contains("did not answer within"), "{said}");
+    // The 5 s keyring deadline, and the process start around it.
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    assert_eq!(setup.list_json().await["keys"], serde_json::json!([]));
+}
+
+/// On a terminal (a pty from util-linux `script`): `keys add` asks for both
+/// halves with echo off, so neither shows on the screen, and `keys remove`
+/// asks before it deletes.
+#[tokio::test]
+async fn on_a_terminal_add_asks_without_echo_and_remove_asks_first() {
+    let setup = Setup::new().await;
+    let key = iam_user().await;
+
+    let mut add = setup.on_terminal(&["add", "work"]);
+    add.expect("Access key id").await;
+    add.wait_for_echo_off().await;
+    add.type_line(&key.id).await;
+    add.expect("Secret access key").await;
+    add.wait_for_echo_off().await;
+    add.type_line(&key.secret).await;
+    let screen = add.finish().await;
+    assert!(screen.contains("Stored work"), "{screen}");
+    assert!(
+        !screen.contains(&key.secret),
+        "the secret was echoed: {screen}"
+    );
+    assert!(!screen.contains(&key.id), "the key id was echoed: {screen}");
+    assert_eq!(setup.stored_names().await, ["work"]);
+
+    let mut remove = setup.on_terminal(&["remove", "work"]);
+    remove.expect("[y/N]").await;
+    remove.type_line("n").await;
+    let screen = remove.finish().await;
+    assert!(screen.contains("Nothing removed"), "{screen}");
+    assert_eq!(setup.stored_names().await, ["work"]);
+
+    let mut remove = setup.on_terminal(&["remove", "work"]);
+    remove.expect("[y/N]").await;
+    remove.type_line("y").await;
+    let screen = remove.finish().await;
+    assert!(screen.contains("Removed work"), "{screen}");
+    assert!(setup.stored_names().await.is_empty());
+}
+
+/// A command running on a pseudo-terminal, and what it has shown so far.
+struct Terminal {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::process::ChildStdout,
+    screen: String,
+}
+
+impl Setup {
+    /// `assumed keys ARGS` on a pty of its own (`script -c`), typed into
+    /// through `script`'s standard input.
+    fn on_terminal(&self, args: &[&str]) -> Terminal {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut line = vec![
+            quote(binary()),
+            "--config".into(),
+            quote(&self.config.display().to_string()),
+            "keys".into(),
+        ];
+        line.extend(args.iter().map(|arg| quote(arg)));
+        let mut child = Command::new("script")
+            .args(["--quiet", "--return", "--flush", "--command"])
+            .arg(line.join(" "))
+            .arg("/dev/null")
+            .env_clear()
+            .envs(base_env(self.home.path()))
+            .envs(self.keyring.env())
+            .env("SHELL", "/bin/sh")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start script (util-linux)");
+        Terminal {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().expect("piped"),
+            child,
+            screen: String::new(),
+        }
+    }
+}
+
+impl Terminal {
+    /// Reads the screen until `text` shows (to a deadline): the command now
+    /// waits for an answer, with the terminal set up for it.
+    async fn expect(&mut self, text: &str) {
+        use tokio::io::AsyncReadExt;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.screen.contains(text) {
+            let mut chunk = [0u8; 1024];
+            let read = tokio::time::timeout_at(deadline.into(), self.stdout.read(&mut chunk))
+                .await
+                .unwrap_or_else(|_| panic!("{text:?} never showed: {}", self.screen))
+                .expect("read the terminal");
+            assert!(read > 0, "{text:?} never showed: {}", self.screen);
+            self.screen
+                .push_str(&String::from_utf8_lossy(&chunk[..read]));
+        }
+    }
+
+    /// Waits until the command has turned its terminal's echo off (it reads
+    /// the terminal's settings, as `stty` would): a prompt shows a moment
+    /// before, and what is typed in that moment the terminal still echoes.
+    async fn wait_for_echo_off(&mut self) {
+        let script = self.child.id().expect("script runs");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if echo_is_off(script) == Some(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "echo never went off: {}",
+                self.screen
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("typing");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("type");
+        stdin.flush().await.expect("flush");
+    }
+
+    /// Waits for the command to end; everything the terminal showed.
+    async fn finish(mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), self.stdout.read_to_end(&mut rest))
+            .await
+            .unwrap_or_else(|_| panic!("the command never ended: {}", self.screen))
+            .expect("read the terminal");
+        self.screen.push_str(&String::from_utf8_lossy(&rest));
+        drop(self.stdin.take());
+        let status = self.child.wait().await.expect("wait");
+        assert!(
+            status.success() || self.screen.contains("Nothing removed"),
+            "{status}: {}",
+            self.screen
+        );
+        self.screen
+    }
+}
+
+/// An item of ours whose secret is not a record (another version wrote it,
+/// or it was edited by hand): `keys list` names it and the way out, and
+/// `keys remove` removes it.
+#[tokio::test]
+async fn an_unreadable_item_is_named_and_can_be_removed() {
+    let setup = Setup::new().await;
+    let service = setup.keyring.service().await;
+    let collection = service.get_default_collection().await.expect("default");
+    collection
+        .create_item(
+            "assumed: broken",
+            std::collections::HashMap::from([
+                ("application", "assumed"),
+                ("assumed-key", "broken"),
+            ]),
+            b"not a record",
+            true,
+            "text/plain",
+        )
+        .await
+        .expect("create an item");
+
+    let listed = run(&mut setup.keys(&["list"])).await;
+    assert!(!listed.status.success());
+    let said = text(&listed.stderr);
+    assert!(
+        said.contains("\"assumed: broken\"") && said.contains("assumed keys remove broken"),
+        "{said}"
+    );
+    let removed = run_ok(&mut setup.keys(&["remove", "broken", "--yes"])).await;
+    assert!(
+        text(&removed.stdout).contains("Removed broken (unreadable)"),
+        "{}",
+        text(&removed.stdout)
+    );
+    assert!(setup.stored_names().await.is_empty());
+    assert_eq!(setup.list_json().await["keys"], serde_json::json!([]));
+}
+
+/// Whether the terminal of the `assumed` that `script` (pid `ancestor`)
+/// runs has echo off; `None` while there is no such process yet.
+fn echo_is_off(ancestor: u32) -> Option<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let parent_of = |pid: u32| -> Option<(u32, String)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, rest) = stat.rsplit_once(") ")?;
+        let comm = head.split_once(" (")?.1.to_owned();
+        let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+        Some((ppid, comm))
+    };
+    let pid = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&pid| {
+            let Some((mut parent, comm)) = parent_of(pid) else {
+                return false;
+            };
+            if comm != "assumed" {
+                return false;
+            }
+            while parent > 1 {
+                if parent == ancestor {
+                    return true;
+                }
+                parent = parent_of(parent).map_or(0, |(p, _)| p);
+            }
+            false
+        })?;
+    let tty = std::fs::read_link(format!("/proc/{pid}/fd/0")).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(tty)
+        .ok()?;
+    // SAFETY: tcgetattr fills a termios for an open descriptor.
+    let mut settings: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(file.as_raw_fd(), &mut settings) } != 0 {
+        return None;
+    }
+    Some(settings.c_lflag & libc::ECHO == 0)
+}

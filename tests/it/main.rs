@@ -19,6 +19,7 @@ mod errors;
 mod hardening;
 mod imds;
 mod keys;
+mod keys_daemon;
 mod keys_file;
 mod login;
 mod metrics;

@@ -202,6 +202,28 @@ impl TestKeyring {
         }
     }
 
+    /// Freezes gnome-keyring (SIGSTOP): it keeps its bus name and answers
+    /// nothing, as a keyring stuck behind a prompt or a hung peer would.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen gnome-keyring go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self
+            .keyring
+            .as_ref()
+            .and_then(Child::id)
+            .expect("gnome-keyring runs");
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        let done = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(done, 0, "signal gnome-keyring");
+    }
+
     /// Starts gnome-keyring on the bus, unlocking (or first creating) its
     /// login collection with [`Self::PASSWORD`] from standard input, and
     /// waits until the Secret Service answers with that collection unlocked
