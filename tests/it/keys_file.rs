@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::harness::daemon::{base_env, binary};
-use crate::harness::{StsProxy, python, run, run_ok};
+use crate::harness::daemon::{Daemon, Options, base_env, binary};
+use crate::harness::{DEV_ALICE, StsProxy, python, run, run_ok};
 use crate::keys::{IamKey, iam_user};
 
 const PASSPHRASE: &str = "tremble-gravel-orbit-lantern";
@@ -391,4 +391,65 @@ async fn on_a_terminal_the_passphrase_is_asked_without_echo() {
     let (seen, code) = on_a_terminal(&argv(&["list"]), &env, &[("Passphrase for", "nope")]).await;
     assert_ne!(code, 0, "{seen}");
     assert!(seen.contains("wrong passphrase"), "{seen}");
+}
+
+/// The daemon signs with keys from the file, its passphrase from systemd's
+/// credentials directory (as a unit with `LoadCredential=` has it), at
+/// `RUST_LOG=debug`: the role is served, and neither the stored secret, the
+/// passphrase nor the session's secret is in the log.
+#[tokio::test]
+async fn the_daemon_reads_the_file_once_and_logs_no_secret_at_debug() {
+    const ID: &str = "AKIAFILEKEYS00000001";
+    const SECRET: &str = "file/secret/never+printed000000000000001";
+    let setup = Setup::new().await;
+    let stored = IamKey {
+        user_arn: String::new(),
+        id: ID.into(),
+        secret: SECRET.into(),
+    };
+    let added = setup
+        .feed(
+            setup.with_passphrase(&["add", "alice", "--stdin", "--no-check"]),
+            &stored,
+        )
+        .await;
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let before = std::fs::read(setup.file()).expect("keys.age");
+
+    let credentials = setup.home.path().join("credentials");
+    std::fs::create_dir(&credentials).expect("credentials dir");
+    std::fs::copy(&setup.passphrase, credentials.join("assumed-keyring")).expect("credential");
+    let proxy = StsProxy::start().await;
+    let mut options = Options::new(&proxy.url(), DEV_ALICE)
+        .source(&format!(
+            "keys = \"alice\"\nkeyring = \"file\"\nkeyring_file = \"{}\"",
+            setup.file().display()
+        ))
+        .env("CREDENTIALS_DIRECTORY", &credentials.display().to_string());
+    options.rust_log = "debug".into();
+    let daemon = Daemon::start_with(options).await;
+
+    let answer = daemon.get("/role/dev").await;
+    assert_eq!(answer.status, 200, "{}\n{}", answer.body, daemon.log());
+    let session_secret = answer.json()["SecretAccessKey"]
+        .as_str()
+        .expect("a session secret")
+        .to_owned();
+    let signed = proxy.first("AssumeRole").expect("an AssumeRole");
+    assert_eq!(
+        signed.access_key_id.as_deref(),
+        Some(ID),
+        "the stored keys sign"
+    );
+
+    let log = daemon.log();
+    assert!(log.contains("read the keyring file"), "debug lines: {log}");
+    for secret in [SECRET, PASSPHRASE, session_secret.as_str()] {
+        assert!(!log.contains(secret), "{secret:?} in the log:\n{log}");
+    }
+    assert_eq!(
+        std::fs::read(setup.file()).expect("keys.age"),
+        before,
+        "reading never rewrites the file"
+    );
 }
