@@ -19,6 +19,8 @@ pub mod doctor;
 pub mod error_chain;
 pub mod healthcheck;
 pub mod install;
+pub mod keys;
+pub mod keys_cmd;
 pub mod local_client;
 pub mod logging;
 pub mod memory;

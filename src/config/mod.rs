@@ -90,6 +90,11 @@ pub struct SourceConfig {
     /// system has one (see `crate::sts::mfa_store`).
     pub mfa_session_file: Option<PathBuf>,
     pub deadlines: Deadlines,
+    /// `keys`: the stored keys (`assumed keys add`) that sign for every role
+    /// without a source of its own; `None`: the profile or default chain.
+    pub keys: Option<String>,
+    /// `keyring`, `keyring_file`, `keyring_passphrase_file`: where stored keys live.
+    pub keyring: crate::keys::KeyringSettings,
 }
 
 /// How long the daemon waits on anything upstream. Nothing waits without
@@ -149,6 +154,9 @@ pub struct RoleConfig {
     /// password manager), run by the daemon when a code is needed.
     pub mfa_process: Option<String>,
     pub source_profile: Option<String>,
+    /// `source_keys`: stored keys (`assumed keys add`) sign this role's
+    /// AssumeRole, whatever `[source]` says.
+    pub source_keys: Option<String>,
     pub via: Option<String>,
     pub policy: Option<String>,
     pub policy_arns: Vec<String>,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use aws_credential_types::Credentials;
 use aws_sdk_sts::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_sts::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sts::error::BoxError;
@@ -12,7 +13,7 @@ use aws_sdk_sts::primitives::{DateTime, DateTimeFormat as Format};
 use parking_lot::Mutex;
 
 use super::describe::Call;
-use super::sources::Freshness;
+use super::sources::{Freshness, SourceKey};
 use super::{Sts, classify};
 use crate::cache::{FetchError, RoleSpec};
 use crate::config::CredentialSource;
@@ -88,9 +89,37 @@ impl Sts {
         }
     }
 
+    /// Whose keys `credentials` are: one `GetCallerIdentity` signed by them,
+    /// at the STS a role without settings of its own reaches (`[source]
+    /// sts_endpoint` and region, else the environment and profiles, as
+    /// [`super::endpoint::resolve`] finds them). For `assumed keys add`,
+    /// which must not store keys STS refuses. The ARN on success.
+    pub async fn caller_identity(&self, credentials: Credentials) -> Result<String, FetchError> {
+        let role = RoleSpec {
+            name: "(keys)".into(),
+            config: Default::default(),
+        };
+        let call = Call::new("GetCallerIdentity", self.deadlines());
+        let answer = self
+            .client(&role, Some(credentials))
+            .await
+            .get_caller_identity()
+            .customize()
+            .interceptor(call.watch())
+            .send()
+            .await;
+        match answer {
+            Ok(identity) => Ok(identity.arn().unwrap_or_default().to_owned()),
+            Err(error) => Err(classify(&role.name, &call, error)),
+        }
+    }
+
     fn describe_source(&self, role: &RoleSpec) -> String {
         if let (None, Some(profile)) = (&role.config.role_arn, &role.config.profile) {
             return format!("profile {profile} ({})", self.kind_of(profile));
+        }
+        if let SourceKey::Keys(name) = self.source_key(role) {
+            return format!("stored keys {name} ({} keyring)", self.keys.backend());
         }
         let credential_source = role
             .config

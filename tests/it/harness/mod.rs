@@ -8,6 +8,7 @@
 pub mod clients;
 pub mod daemon;
 pub mod federation_stub;
+pub mod keyring;
 pub mod moto;
 pub mod netns;
 pub mod served;
@@ -16,6 +17,7 @@ pub mod sso_stub;
 pub mod sts_proxy;
 
 pub use daemon::{Answer, Daemon, Options};
+pub use keyring::TestKeyring;
 pub use moto::{fake_sigv4, moto_url};
 pub use netns::Netns;
 pub use sts_proxy::{Fault, Stall, StsCall, StsProxy};
