@@ -3,13 +3,20 @@
 //! by new ones (`rotate`). Secrets are read from a terminal without echo or
 //! from standard input, never from argv or the environment.
 
+mod aws;
+mod aws_vault;
+mod import;
+pub mod plaintext;
+mod rotate;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::keys::{BackendKind, KeyringSettings};
+use crate::daemon_client::DaemonClient;
+use crate::keys::{self, BackendKind, KeyringSettings};
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -59,6 +66,13 @@ pub enum KeysCommand {
     /// Create a new access key, store and check it, then delete the old one
     Rotate {
         name: String,
+        /// Sign the IAM calls with an MFA session from this device (asks for a code);
+        /// default: the mfa_serial of the roles these keys sign for
+        #[arg(long, value_name = "ARN")]
+        mfa_serial: Option<String>,
+        /// Sign the IAM calls with the keys themselves, even where roles use MFA
+        #[arg(long, conflicts_with = "mfa_serial")]
+        no_mfa: bool,
         #[command(flatten)]
         keyring: KeyringFlags,
     },
@@ -101,12 +115,89 @@ impl KeyringFlags {
 }
 
 pub fn run(command: KeysCommand, config: &Config) -> Result<ExitCode, String> {
-    let _ = config;
     match command {
         KeysCommand::Add { .. } => Err("keys add: not written yet".into()),
         KeysCommand::List { .. } => Err("keys list: not written yet".into()),
         KeysCommand::Remove { .. } => Err("keys remove: not written yet".into()),
-        KeysCommand::Import { .. } => Err("keys import: not written yet".into()),
-        KeysCommand::Rotate { .. } => Err("keys rotate: not written yet".into()),
+        KeysCommand::Import {
+            profile,
+            remove_plaintext,
+            from,
+            profiles,
+            keyring,
+        } => {
+            let keyring = keys::open(&keyring.settings(config)).map_err(|e| e.to_string())?;
+            block_on(async {
+                match from {
+                    Some(ImportFrom::AwsVault) => {
+                        import::from_aws_vault(config, &keyring, &profiles).await
+                    }
+                    None => {
+                        import::from_credentials_file(config, &keyring, &profile, remove_plaintext)
+                            .await
+                    }
+                }
+            })??;
+            tell_daemon(config);
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Rotate {
+            name,
+            mfa_serial,
+            no_mfa,
+            keyring,
+        } => {
+            let keyring = keys::open(&keyring.settings(config)).map_err(|e| e.to_string())?;
+            let mfa = rotate::Mfa {
+                serial: match (mfa_serial, no_mfa) {
+                    (Some(serial), _) => Some(serial),
+                    (None, true) => None,
+                    (None, false) => mfa_serial_for(config, &name),
+                },
+            };
+            block_on(rotate::rotate(config, &keyring, &name, &mfa))??;
+            tell_daemon(config);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The keyring and AWS calls run on a small runtime of their own; the
+/// daemon is told afterwards, outside it (its client blocks).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    Ok(runtime.block_on(work))
+}
+
+/// The MFA device of the roles these keys sign for (`[source] keys = NAME`
+/// and no source of their own), when they name one: an IAM policy that asks
+/// for MFA before AssumeRole usually asks for it before key changes too.
+fn mfa_serial_for(config: &Config, name: &str) -> Option<String> {
+    if config.source.keys.as_deref() != Some(name) {
+        return None;
+    }
+    config
+        .roles
+        .values()
+        .filter(|role| role.source_profile.is_none())
+        .find_map(|role| role.mfa_serial.clone())
+}
+
+/// A running daemon reads its keys again (a reload: it re-reads stored
+/// keys); no daemon is fine: it reads them when it starts.
+fn tell_daemon(config: &Config) {
+    let Some(daemon) =
+        DaemonClient::from_address_file(None).or_else(|| DaemonClient::from_config(config).ok())
+    else {
+        return;
+    };
+    match daemon.ask("PUT", "/admin/reload", &[]) {
+        Ok(_) => println!("the running daemon now uses the stored keys"),
+        Err(error)
+            if error.starts_with("cannot read the token") || error.starts_with("cannot reach") => {}
+        Err(error) => eprintln!("assumed: the daemon was not told ({error}); run: assumed reload"),
     }
 }
