@@ -216,6 +216,13 @@ fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<&Path>) -
 
 fn serve(config: Config, cli: &Cli, bench_static: bool) -> Result<ExitCode, String> {
     crate::logging::init(cli.log_format);
+    // Before any secret is in memory: source keys, stored keys, roles.
+    match crate::keys::hardening::harden_process() {
+        Ok(()) => tracing::debug!("not dumpable: no core file, no ptrace by this user"),
+        Err(error) => {
+            tracing::warn!("cannot keep other processes out of this one's memory: {error}")
+        }
+    }
     let options = daemon::ServeOptions {
         config_arg: cli.config.clone(),
         bench_static,

@@ -12,7 +12,9 @@
 //!   Keyring, KWallet, KeePassXC) through the `secret-service` crate;
 //! * `keychain.rs` — macOS: the login Keychain through `security-framework`;
 //! * `file.rs` — everywhere: one file encrypted with a passphrase (age:
-//!   scrypt, ChaCha20-Poly1305), for headless servers, WSL and containers.
+//!   scrypt, ChaCha20-Poly1305), for headless servers, WSL and containers;
+//! * `hardening.rs` — the daemon's memory kept from the user's other
+//!   processes (non-dumpable), once the keys are in it.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub mod file;
+pub mod hardening;
 #[cfg(target_os = "macos")]
 pub mod keychain;
 pub mod record;

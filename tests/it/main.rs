@@ -16,6 +16,7 @@ mod docker;
 mod doctor;
 mod endpoints;
 mod errors;
+mod hardening;
 mod imds;
 mod login;
 mod metrics;

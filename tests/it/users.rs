@@ -17,7 +17,7 @@ const OTHER_UID: u32 = 65534;
 /// Whether clients can be run as another user here (root is needed to
 /// switch). In CI (`CI` set) they must; elsewhere the test says why it did
 /// not run and passes.
-fn can_switch_users() -> bool {
+pub(crate) fn can_switch_users() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return true;
