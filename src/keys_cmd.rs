@@ -126,14 +126,14 @@ pub fn run(command: KeysCommand, config: &Config) -> Result<ExitCode, String> {
             profiles,
             keyring,
         } => {
-            let keyring = keys::open(&keyring.settings(config)).map_err(|e| e.to_string())?;
+            let settings = keyring.settings(config);
             block_on(async {
                 match from {
                     Some(ImportFrom::AwsVault) => {
-                        import::from_aws_vault(config, &keyring, &profiles).await
+                        import::from_aws_vault(config, &settings, &profiles).await
                     }
                     None => {
-                        import::from_credentials_file(config, &keyring, &profile, remove_plaintext)
+                        import::from_credentials_file(config, &settings, &profile, remove_plaintext)
                             .await
                     }
                 }

@@ -17,7 +17,7 @@ use super::aws_vault;
 use super::plaintext;
 use crate::aws_files::Selection;
 use crate::config::Config;
-use crate::keys::{Keyring, StoredKey, last4};
+use crate::keys::{self, Keyring, KeyringSettings, StoredKey, last4};
 
 /// How long the check of who the keys belong to may take before the keys
 /// are stored without the IAM user's ARN (an offline machine still moves in).
@@ -33,7 +33,7 @@ pub fn credentials_path() -> PathBuf {
 /// `keys import [--profile P] [--remove-plaintext]`.
 pub async fn from_credentials_file(
     config: &Config,
-    keyring: &Keyring,
+    settings: &KeyringSettings,
     profile: &str,
     remove_plaintext: bool,
 ) -> Result<(), String> {
@@ -41,6 +41,8 @@ pub async fn from_credentials_file(
     let shown = path.display().to_string();
     let text = Zeroizing::new(fs::read(&path).map_err(|e| format!("cannot read {shown}: {e}"))?);
     let found = plaintext::long_term_keys(&text, profile, &path)?;
+    // Only once there is something to store.
+    let keyring = &keys::open(settings).map_err(|e| e.to_string())?;
     let key = StoredKey {
         name: profile.to_owned(),
         access_key_id: found.access_key_id.clone(),
@@ -90,7 +92,7 @@ pub async fn from_credentials_file(
 /// `keys import --from aws-vault [PROFILE…]`.
 pub async fn from_aws_vault(
     config: &Config,
-    keyring: &Keyring,
+    settings: &KeyringSettings,
     profiles: &[String],
 ) -> Result<(), String> {
     let collection = std::env::var(aws_vault::COLLECTION_ENV)
@@ -104,6 +106,7 @@ pub async fn from_aws_vault(
             "aws-vault's collection {collection:?} holds no long-term keys"
         ));
     }
+    let keyring = &keys::open(settings).map_err(|e| e.to_string())?;
     let kind = keyring.kind();
     for vault_key in found.keys {
         let profile = vault_key.profile.clone();
