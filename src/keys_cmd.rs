@@ -3,10 +3,14 @@
 //! by new ones (`rotate`). Secrets are read from a terminal without echo or
 //! from standard input, never from argv or the environment.
 
+mod add;
 mod aws;
 mod aws_vault;
 mod import;
+mod input;
+mod list;
 pub mod plaintext;
+mod remove;
 mod rotate;
 
 use std::path::PathBuf;
@@ -16,7 +20,7 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::daemon_client::DaemonClient;
-use crate::keys::{self, BackendKind, KeyringSettings};
+use crate::keys::{self, BackendKind, Keyring, KeyringSettings, LockState};
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -115,19 +119,36 @@ impl KeyringFlags {
 }
 
 pub fn run(command: KeysCommand, config: &Config) -> Result<ExitCode, String> {
-    match command {
-        KeysCommand::Add { .. } => Err("keys add: not written yet".into()),
-        KeysCommand::List { .. } => Err("keys list: not written yet".into()),
-        KeysCommand::Remove { .. } => Err("keys remove: not written yet".into()),
-        KeysCommand::Import {
-            profile,
-            remove_plaintext,
-            from,
-            profiles,
-            keyring,
-        } => {
-            let settings = keyring.settings(config);
-            block_on(async {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    // Import and rotate change what a running daemon uses: it is told
+    // afterwards, outside the runtime (its client blocks).
+    let tell = matches!(
+        command,
+        KeysCommand::Import { .. } | KeysCommand::Rotate { .. }
+    );
+    let code = runtime.block_on(async {
+        match command {
+            KeysCommand::Add {
+                name,
+                stdin,
+                no_check,
+                keyring,
+            } => add::run(config, &keyring, &name, stdin, !no_check).await,
+            KeysCommand::List { json, keyring } => list::run(config, &keyring, json).await,
+            KeysCommand::Remove { name, yes, keyring } => {
+                remove::run(config, &keyring, &name, yes).await
+            }
+            KeysCommand::Import {
+                profile,
+                remove_plaintext,
+                from,
+                profiles,
+                keyring,
+            } => {
+                let settings = keyring.settings(config);
                 match from {
                     Some(ImportFrom::AwsVault) => {
                         import::from_aws_vault(config, &settings, &profiles).await
@@ -137,39 +158,63 @@ pub fn run(command: KeysCommand, config: &Config) -> Result<ExitCode, String> {
                             .await
                     }
                 }
-            })??;
-            tell_daemon(config);
-            Ok(ExitCode::SUCCESS)
+                .map(|()| ExitCode::SUCCESS)
+            }
+            KeysCommand::Rotate {
+                name,
+                mfa_serial,
+                no_mfa,
+                keyring,
+            } => {
+                let mfa = rotate::Mfa {
+                    serial: match (mfa_serial, no_mfa) {
+                        (Some(serial), _) => Some(serial),
+                        (None, true) => None,
+                        (None, false) => mfa_serial_for(config, &name),
+                    },
+                };
+                let keyring = unlocked_keyring(config, &keyring).await?;
+                rotate::rotate(config, &keyring, &name, &mfa)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            }
         }
-        KeysCommand::Rotate {
-            name,
-            mfa_serial,
-            no_mfa,
-            keyring,
-        } => {
-            let keyring = keys::open(&keyring.settings(config)).map_err(|e| e.to_string())?;
-            let mfa = rotate::Mfa {
-                serial: match (mfa_serial, no_mfa) {
-                    (Some(serial), _) => Some(serial),
-                    (None, true) => None,
-                    (None, false) => mfa_serial_for(config, &name),
-                },
-            };
-            block_on(rotate::rotate(config, &keyring, &name, &mfa))??;
-            tell_daemon(config);
-            Ok(ExitCode::SUCCESS)
-        }
+    })?;
+    drop(runtime);
+    if tell {
+        tell_daemon(config);
     }
+    Ok(code)
 }
 
-/// The keyring and AWS calls run on a small runtime of their own; the
-/// daemon is told afterwards, outside it (its client blocks).
-fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start: {e}"))?;
-    Ok(runtime.block_on(work))
+/// The keyring the flags (else `[source]`) name, unlocked: through the
+/// keyring's own prompt when it is locked, since a person at a terminal
+/// ran this command. Every error is one sentence saying what to do.
+pub(crate) async fn unlocked_keyring(
+    config: &Config,
+    flags: &KeyringFlags,
+) -> Result<Keyring, String> {
+    let keyring = keys::open(&flags.settings(config)).map_err(|e| e.to_string())?;
+    if keyring.lock_state().await.map_err(|e| e.to_string())? == LockState::Locked {
+        eprintln!(
+            "The {} keyring is locked: asking to unlock it…",
+            keyring.kind()
+        );
+        keyring.unlock().await.map_err(|e| e.to_string())?;
+    }
+    Ok(keyring)
+}
+
+/// Where the backend choice came from, for `keys list`: it must never
+/// change by itself (aws-vault #213), so the person can see why it is this one.
+pub(crate) fn backend_origin(config: &Config, flags: &KeyringFlags) -> &'static str {
+    if flags.keyring.is_some() {
+        "--keyring"
+    } else if config.source.keyring.backend != BackendKind::platform_default() {
+        "[source] keyring"
+    } else {
+        "this platform's default"
+    }
 }
 
 /// The MFA device of the roles these keys sign for (`[source] keys = NAME`

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use aws_credential_types::Credentials;
 use aws_sdk_sts::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_sts::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sts::error::BoxError;
@@ -85,6 +86,31 @@ impl Sts {
             source,
             outcome,
             clock_skew_seconds: date.skew_seconds(SystemTime::now()),
+        }
+    }
+
+    /// Whose keys `credentials` are: one `GetCallerIdentity` signed by them,
+    /// at the STS a role without settings of its own reaches (`[source]
+    /// sts_endpoint` and region, else the environment and profiles, as
+    /// [`super::endpoint::resolve`] finds them). For `assumed keys add`,
+    /// which must not store keys STS refuses. The ARN on success.
+    pub async fn caller_identity(&self, credentials: Credentials) -> Result<String, FetchError> {
+        let role = RoleSpec {
+            name: "(keys)".into(),
+            config: Default::default(),
+        };
+        let call = Call::new("GetCallerIdentity", self.deadlines());
+        let answer = self
+            .client(&role, Some(credentials))
+            .await
+            .get_caller_identity()
+            .customize()
+            .interceptor(call.watch())
+            .send()
+            .await;
+        match answer {
+            Ok(identity) => Ok(identity.arn().unwrap_or_default().to_owned()),
+            Err(error) => Err(classify(&role.name, &call, error)),
         }
     }
 

@@ -18,6 +18,7 @@ mod endpoints;
 mod errors;
 mod hardening;
 mod imds;
+mod keys;
 mod keys_move;
 mod login;
 mod metrics;

@@ -43,6 +43,10 @@ pub enum Fault {
     ExpiredToken,
     /// HTTP 403, `InvalidClientTokenId`: the signing key is unknown to STS.
     InvalidClientTokenId,
+    /// HTTP 403, `SignatureDoesNotMatch`: the key id is known but the
+    /// secret that signed is not its own (moto checks no signature, so the
+    /// proxy plays STS's answer to a wrong secret).
+    SignatureDoesNotMatch,
 }
 
 impl Fault {
@@ -53,6 +57,7 @@ impl Fault {
             Fault::AccessDenied => 403,
             Fault::ExpiredToken => 400,
             Fault::InvalidClientTokenId => 403,
+            Fault::SignatureDoesNotMatch => 403,
         }
     }
 
@@ -63,6 +68,7 @@ impl Fault {
             Fault::AccessDenied => "AccessDenied",
             Fault::ExpiredToken => "ExpiredToken",
             Fault::InvalidClientTokenId => "InvalidClientTokenId",
+            Fault::SignatureDoesNotMatch => "SignatureDoesNotMatch",
         }
     }
 
@@ -83,6 +89,10 @@ impl Fault {
             Fault::InvalidClientTokenId => (
                 "Sender",
                 "The security token included in the request is invalid.".to_owned(),
+            ),
+            Fault::SignatureDoesNotMatch => (
+                "Sender",
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".to_owned(),
             ),
             Fault::AccessDenied => {
                 let resource = call.params.get("RoleArn").map_or("*", String::as_str);
