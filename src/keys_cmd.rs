@@ -231,18 +231,28 @@ fn mfa_serial_for(config: &Config, name: &str) -> Option<String> {
         .find_map(|role| role.mfa_serial.clone())
 }
 
-/// A running daemon reads its keys again (a reload: it re-reads stored
-/// keys); no daemon is fine: it reads them when it starts.
+/// A running daemon reads its stored keys again and its roles switch to
+/// them without a restart (`POST /admin/keys/reload`; a daemon from before
+/// that route gets a whole reload). No daemon is fine: it reads the keys
+/// when it starts.
 fn tell_daemon(config: &Config) {
-    let Some(daemon) =
-        DaemonClient::from_address_file(None).or_else(|| DaemonClient::from_config(config).ok())
+    let Some(daemon) = DaemonClient::from_address_file(config.path.as_deref())
+        .or_else(|| DaemonClient::from_config(config).ok())
     else {
         return;
     };
-    match daemon.ask("PUT", "/admin/reload", &[]) {
+    let told = match daemon.ask("POST", "/admin/keys/reload", &[]) {
+        Err(error) if error == "no such endpoint" => daemon.ask("PUT", "/admin/reload", &[]),
+        other => other,
+    };
+    match told {
         Ok(_) => println!("the running daemon now uses the stored keys"),
+        // Nobody there: nothing to tell.
         Err(error)
             if error.starts_with("cannot read the token") || error.starts_with("cannot reach") => {}
-        Err(error) => eprintln!("assumed: the daemon was not told ({error}); run: assumed reload"),
+        Err(error) => eprintln!(
+            "assumed: the running daemon did not take the stored keys ({error}); \
+             run: assumed reload"
+        ),
     }
 }
