@@ -124,16 +124,12 @@ async fn signer(aws: &Aws, key: &StoredKey, mfa: &Mfa) -> Result<Credentials, St
     let Some(serial) = &mfa.serial else {
         return Ok(aws::credentials(key));
     };
-    let code = Zeroizing::new(
-        rpassword::prompt_password(format!("MFA code for {serial}: ")).map_err(|e| {
-            format!("an MFA code for {serial} is needed, and there is no terminal to ask on: {e}")
-        })?,
-    );
+    let code = mfa_code(serial)?;
     let answer = aws
         .sts(aws::credentials(key))
         .get_session_token()
         .serial_number(serial)
-        .token_code(code.trim())
+        .token_code(code.as_str())
         .duration_seconds(900)
         .send()
         .await
@@ -148,6 +144,30 @@ async fn signer(aws: &Aws, key: &StoredKey, mfa: &Mfa) -> Result<Credentials, St
         None,
         "assumed-keys-mfa",
     ))
+}
+
+/// A one-time code: asked on the terminal, else the first line of
+/// standard input (a script, `mfa_process`'s output piped in).
+fn mfa_code(serial: &str) -> Result<Zeroizing<String>, String> {
+    use std::io::{BufRead, IsTerminal};
+    let code = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("MFA code for {serial}: "))
+            .map_err(|e| format!("could not read the MFA code for {serial}: {e}"))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("could not read the MFA code for {serial}: {e}"))?;
+        line
+    };
+    let code = Zeroizing::new(code.trim().to_owned());
+    if code.is_empty() {
+        return Err(format!(
+            "an MFA code for {serial} is needed: run on a terminal, or give it on standard input"
+        ));
+    }
+    Ok(code)
 }
 
 /// Steps 1 and 2: a new key created and stored beside the old one.

@@ -607,3 +607,61 @@ async fn rotate_killed_half_way_is_finished_by_a_rerun() {
         assert_ne!(new, old, "{user}");
     }
 }
+
+/// With an MFA device (`--mfa-serial`; by default the roles' `mfa_serial`,
+/// once `[source] keys` is parsed), the IAM calls are signed by a
+/// GetSessionToken session opened with a code (here from standard input),
+/// not by the long-term key itself.
+#[tokio::test]
+async fn rotate_signs_iam_with_an_mfa_session() {
+    let (home, old) = home_with_stored_key("mfa-mia").await;
+    let mut rotate = home.assumed(&[
+        "keys",
+        "rotate",
+        "me",
+        "--mfa-serial",
+        "arn:aws:iam::123456789012:mfa/mia",
+    ]);
+    rotate
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = rotate.spawn().expect("rotate");
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"123456\n").await.expect("the code");
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("rotate finished")
+        .expect("rotate ran");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+
+    let session = home.proxy.last("GetSessionToken").expect("an MFA session");
+    assert_eq!(session.access_key_id.as_deref(), Some(old.as_str()));
+    assert_eq!(
+        session.params["SerialNumber"],
+        "arn:aws:iam::123456789012:mfa/mia"
+    );
+    assert_eq!(session.params["TokenCode"], "123456");
+    let new = exactly_one_working_key(&home, "mfa-mia").await;
+    assert_ne!(new, old);
+    // Signed by the session's key (moto's GetSessionToken hands out a fixed
+    // one), neither the old key nor the new.
+    for action in ["ListAccessKeys", "CreateAccessKey", "DeleteAccessKey"] {
+        let call = home
+            .proxy
+            .last(action)
+            .unwrap_or_else(|| panic!("no {action}"));
+        let signer = call.access_key_id.unwrap_or_default();
+        assert!(
+            !signer.is_empty() && signer != old && signer != new,
+            "{action} signed by {signer}, not by the MFA session"
+        );
+    }
+}
