@@ -127,6 +127,25 @@ impl Attention {
         ));
     }
 
+    /// The keyring that holds stored keys is locked: roles signed by them
+    /// wait for it. Once per [`QUIET_PERIOD`], whichever roles are waiting.
+    pub fn keyring_locked(&self, message: &str) {
+        let now = Instant::now();
+        {
+            let mut last = self.last_told.lock();
+            // Not a role name: those are made of URL-safe characters.
+            let key = " keyring";
+            if last
+                .get(key)
+                .is_some_and(|told| now.duration_since(*told) < QUIET_PERIOD)
+            {
+                return;
+            }
+            last.insert(key.to_owned(), now);
+        }
+        self.send(Notification::new("assumed: the keyring is locked", message));
+    }
+
     /// A session (MFA, SSO) that ends at `ends`: remind [`LEAD`] before, if
     /// roles that use it are in use then. Replaces what was known under `key`
     /// (telling it again with the same end changes nothing).

@@ -51,8 +51,16 @@ enum Command {
     Env(EnvArgs),
     /// Exit 0 if the daemon answers /healthz on its first listen address (container HEALTHCHECK)
     Healthcheck,
-    /// Print ROLE's credentials as `credential_process` JSON (Version 1), fetched from the daemon
-    CredentialProcess { role: String },
+    /// Print ROLE's credentials as `credential_process` JSON (Version 1), fetched from the daemon;
+    /// with --keys NAME, a short session (GetSessionToken) of stored keys instead
+    CredentialProcess {
+        #[arg(required_unless_present = "keys")]
+        role: Option<String>,
+        /// A session of the stored keys NAME (`assumed keys add`), made and cached by the
+        /// daemon, with MFA where a role on those keys has mfa_serial; never the keys
+        #[arg(long, value_name = "NAME", conflicts_with = "role")]
+        keys: Option<String>,
+    },
     /// Ask the running daemon how each role is doing
     Status {
         /// Print the daemon's JSON answer instead of a table
@@ -183,7 +191,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Env(args) => env(&config()?, &args),
         Command::Exec { role, command } => exec(&config()?, &role, command),
         Command::Healthcheck => crate::healthcheck::run(&daemon()?),
-        Command::CredentialProcess { role } => credential_process(&daemon()?, &role),
+        Command::CredentialProcess { role, keys } => match (role, keys) {
+            (_, Some(keys)) => keys_session(&daemon()?, &keys),
+            (Some(role), None) => credential_process(&daemon()?, &role),
+            (None, None) => Err("name a ROLE or --keys NAME".into()),
+        },
         Command::Status { json } => status(&daemon()?, json),
         Command::Reload => reload(&daemon()?),
         Command::Mfa(args) => match (args.role, args.code) {
@@ -377,12 +389,54 @@ fn credential_process(daemon: &DaemonClient, role: &str) -> Result<ExitCode, Str
     Ok(ExitCode::SUCCESS)
 }
 
+/// The keyring's lines of `assumed status`: its state, what to do, and
+/// which stored keys are in memory; nothing when none are in use.
+fn keyring_lines(keyring: &serde_json::Value) -> String {
+    if keyring.is_null() {
+        return String::new();
+    }
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_owned();
+    let keys: Vec<String> = keyring["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|key| match key["key_id_last4"].as_str() {
+            Some(last4) => format!("{} (…{last4}, in memory)", text(&key["name"])),
+            None => format!("{} (not read)", text(&key["name"])),
+        })
+        .collect();
+    let mut lines = format!(
+        "Keyring: {} ({}); stored keys: {}\n",
+        text(&keyring["backend"]),
+        text(&keyring["state"]),
+        keys.join(", ")
+    );
+    if let Some(message) = keyring["message"].as_str() {
+        lines.push_str(&format!("  {message}\n"));
+    }
+    lines.push('\n');
+    lines
+}
+
+/// `credential-process --keys NAME`: the daemon's GetSessionToken session
+/// of the stored keys, as it answered (already `credential_process` JSON).
+fn keys_session(daemon: &DaemonClient, name: &str) -> Result<ExitCode, String> {
+    config::validate::key_name(name)?;
+    let answer = daemon.ask("GET", &format!("/admin/keys/{name}/session"), &[])?;
+    if answer["SessionToken"].as_str().is_none_or(str::is_empty) {
+        return Err("the daemon answered without a session token".into());
+    }
+    println!("{answer}");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn status(daemon: &DaemonClient, json: bool) -> Result<ExitCode, String> {
     let answer = daemon.ask("GET", "/admin/status", &[])?;
     if json {
         println!("{answer}");
         return Ok(ExitCode::SUCCESS);
     }
+    print!("{}", keyring_lines(&answer["keyring"]));
     let roles = answer["roles"].as_array().cloned().unwrap_or_default();
     let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_owned();
     let rows: Vec<[String; 5]> = roles

@@ -140,6 +140,10 @@ async fn start(
     let attention = Attention::new(notify_enabled(&config));
     let sts = Arc::new(Sts::new(config.source.clone()).with_attention(attention.clone()));
     sts.set_profiles(profiles).await;
+    // Before any role is fetched: a locked keyring is said (and asked to
+    // unlock) now, and roles on it answer KeyringLocked, not a hang.
+    sts.configure_keys(&specs);
+    sts.read_keys().await;
     sts.restore_mfa_sessions();
     let clients = notifying_clients(&specs);
     // Before the cache: its slot and driver gauges count from the first one.
@@ -386,6 +390,9 @@ impl Running {
             false => self.sts.set_source(new.source.clone()),
         };
         self.sts.set_profiles(profiles).await;
+        // Read again whatever changed: the keys a rotation replaced too.
+        self.sts.configure_keys(&specs);
+        let keys_read = self.sts.read_keys().await;
         state.clients.notify_for(notify_roles(&specs));
         let changes = state.cache.replace_roles(specs);
         // default_role, imdsv1, allowed_hosts, trust_subnet, allow_uids and
@@ -403,6 +410,13 @@ impl Running {
             announce_allow_uids(&new.server.allow_uids);
         }
         prefetch(&state.cache, changes.added.iter().chain(&changes.changed));
+        // New keys under the same name (a rotation): roles switch to them now.
+        for name in self
+            .sts
+            .roles_on_keys(&specs_now(&state.cache), &keys_read.changed)
+        {
+            state.cache.refetch(&name);
+        }
         let moved = self.listeners.reload(&new, &self.state).await;
 
         let mut applied = Vec::new();
@@ -416,6 +430,9 @@ impl Running {
         }
         if !server_keys.is_empty() {
             applied.push(format!("[server] {} changed", server_keys.join(", ")));
+        }
+        if keys_read.backend.is_some() {
+            applied.push(keys_read.summary());
         }
         applied.extend(token_moved.iter().cloned());
         applied.extend(moved.applied);
@@ -499,6 +516,15 @@ fn notify_roles(specs: &[RoleSpec]) -> Vec<String> {
         .iter()
         .filter(|spec| spec.config.notify_on_use)
         .map(|spec| spec.name.clone())
+        .collect()
+}
+
+/// The roles the cache serves now.
+fn specs_now(cache: &Cache) -> Vec<RoleSpec> {
+    cache
+        .role_names()
+        .iter()
+        .filter_map(|name| cache.role(name))
         .collect()
 }
 

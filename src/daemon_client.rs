@@ -121,6 +121,22 @@ impl DaemonClient {
     }
 }
 
+/// Tells the running daemon that stored keys changed (`keys add`, `keys
+/// rotate`, `keys import`), so it reads them again and its roles use them
+/// without a restart. `Ok(None)`: no daemon answers (it reads them at its
+/// next start); `Ok(Some(what it read))`; `Err`: it answered, but could
+/// not read them (a locked keyring), in its words.
+pub fn tell_keys_changed(config: &Config) -> Result<Option<String>, String> {
+    let daemon = DaemonClient::locate(config.path.as_deref(), || Ok(config.clone()))?;
+    if !daemon.answers() {
+        return Ok(None);
+    }
+    let answer = daemon.ask("POST", "/admin/keys/reload", &[])?;
+    Ok(Some(
+        answer["message"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
 /// The config's first listen address, which clients are pointed at.
 pub fn main_listener(config: &Config) -> Result<SocketAddr, String> {
     config

@@ -110,6 +110,8 @@ pub enum State {
     Failing,
     NeedsMfa,
     NeedsLogin,
+    /// Its stored keys wait for the keyring to be unlocked.
+    KeyringLocked,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -396,6 +398,7 @@ impl Cache {
                         (Permanence::NeedsUser, "MfaRequired" | "MfaProcessFailed") => {
                             State::NeedsMfa
                         }
+                        (Permanence::NeedsUser, "KeyringLocked") => State::KeyringLocked,
                         (Permanence::NeedsUser, _) => State::NeedsLogin,
                         _ => State::Failing,
                     }

@@ -154,6 +154,9 @@ pub struct RoleConfig {
     /// password manager), run by the daemon when a code is needed.
     pub mfa_process: Option<String>,
     pub source_profile: Option<String>,
+    /// `source_keys`: stored keys (`assumed keys add`) sign this role's
+    /// AssumeRole, whatever `[source]` says.
+    pub source_keys: Option<String>,
     pub via: Option<String>,
     pub policy: Option<String>,
     pub policy_arns: Vec<String>,

@@ -15,13 +15,14 @@ use crate::credentials::Secret;
 use crate::subnet::Subnet;
 
 /// Keys that only mean something when the role is assumed through STS.
-const ASSUME_ROLE_ONLY: [&str; 12] = [
+const ASSUME_ROLE_ONLY: [&str; 13] = [
     "session_name",
     "duration",
     "external_id",
     "mfa_serial",
     "mfa_process",
     "source_profile",
+    "source_keys",
     "via",
     "policy",
     "policy_arns",
@@ -154,8 +155,63 @@ fn source(mut table: TableReader<'_>) -> SourceConfig {
         keys: None,
         keyring: crate::keys::KeyringSettings::default(),
     };
+    let source = SourceConfig {
+        keys: keys_source(&mut table),
+        keyring: keyring(&mut table),
+        ..source
+    };
     table.finish();
     source
+}
+
+/// `[source] keys`: stored keys as the source of every role without its
+/// own. One source at a time: `profile` names another.
+fn keys_source(table: &mut TableReader<'_>) -> Option<String> {
+    let keys = table.string("keys", &validate::key_name)?;
+    if table.key_span("profile").is_some() {
+        table.report(
+            keys.span(),
+            "keys and profile are mutually exclusive in [source]: the roles are signed by one or the other",
+        );
+    }
+    Some(keys.into_inner())
+}
+
+/// `keyring`, `keyring_file`, `keyring_passphrase_file`: where stored keys
+/// live. The file settings mean something only to the file backend, so
+/// they are refused with another: a setting that silently does nothing is
+/// a setting the user thinks is in force.
+fn keyring(table: &mut TableReader<'_>) -> crate::keys::KeyringSettings {
+    use crate::keys::{BackendKind, KeyringSettings};
+    let backend = table.string("keyring", &validate::keyring);
+    let file = table.string("keyring_file", &validate::keyring_path("keyring_file"));
+    let passphrase_file = table.string(
+        "keyring_passphrase_file",
+        &validate::keyring_path("keyring_passphrase_file"),
+    );
+    let kind = backend
+        .as_ref()
+        .and_then(|text| BackendKind::parse(text.get_ref()))
+        .unwrap_or_else(BackendKind::platform_default);
+    if kind != BackendKind::File {
+        let set = [
+            ("keyring_file", &file),
+            ("keyring_passphrase_file", &passphrase_file),
+        ];
+        for (key, setting) in set {
+            if let Some(setting) = setting {
+                table.report(
+                    setting.span(),
+                    format!("{key} needs keyring = \"file\": the {kind} keyring does not use it"),
+                );
+            }
+        }
+    }
+    KeyringSettings {
+        backend: kind,
+        file: file.map(|path| expand_home(path.get_ref())),
+        passphrase_file: passphrase_file.map(|path| expand_home(path.get_ref())),
+    }
 }
 
 /// One `[roles.NAME]` table, and its `via` with position for the chain check.
@@ -167,6 +223,7 @@ fn role(
     let role_arn = plain(table.string("role_arn", &validate::role_arn));
     let profile = table.string("profile", &not_empty);
     let source_profile = table.string("source_profile", &not_empty);
+    let source_keys = table.string("source_keys", &validate::key_name);
     let via = table.string("via", &anything);
     // A chained session over 1h is clamped by the daemon (with a warning), as
     // the AWS CLI does, rather than refused here.
@@ -179,6 +236,20 @@ fn role(
     if let (Some(via), Some(_)) = (&via, &source_profile) {
         table.report(via.span(), "via and source_profile are mutually exclusive: a role is assumed from one or the other");
     }
+    if let Some(keys) = &source_keys {
+        let other = [
+            ("source_profile", source_profile.is_some()),
+            ("via", via.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key));
+        if let Some(other) = other {
+            table.report(
+                keys.span(),
+                format!("source_keys and {other} are mutually exclusive: a role is assumed from one or the other"),
+            );
+        }
+    }
 
     let role = RoleConfig {
         role_arn,
@@ -189,6 +260,7 @@ fn role(
         mfa_serial,
         mfa_process,
         source_profile: plain(source_profile),
+        source_keys: plain(source_keys),
         via: via.as_ref().map(|via| via.get_ref().clone()),
         policy: plain(table.string("policy", &validate::policy)),
         policy_arns,

@@ -712,3 +712,75 @@ fn upstream_deadlines_have_defaults_and_are_checked() {
         "2:19: process_timeout \"never\" is not a duration",
     );
 }
+
+#[test]
+fn stored_keys_and_their_keyring_are_read_from_source() {
+    let config = expect_ok(
+        "[source]\nkeys = \"me\"\nkeyring = \"file\"\nkeyring_file = \"/k/keys.age\"\nkeyring_passphrase_file = \"/run/pass\"\n",
+    );
+    assert_eq!(config.source.keys.as_deref(), Some("me"));
+    assert_eq!(
+        config.source.keyring,
+        crate::keys::KeyringSettings {
+            backend: crate::keys::BackendKind::File,
+            file: Some("/k/keys.age".into()),
+            passphrase_file: Some("/run/pass".into()),
+        }
+    );
+    // Unset: no stored keys, the platform's keyring.
+    let config = expect_ok("[source]\n");
+    assert_eq!(config.source.keys, None);
+    assert_eq!(
+        config.source.keyring,
+        crate::keys::KeyringSettings::default()
+    );
+    let config = expect_ok("[source]\nkeyring = \"secret-service\"\n");
+    assert_eq!(
+        config.source.keyring.backend,
+        crate::keys::BackendKind::SecretService
+    );
+}
+
+#[test]
+fn keyring_settings_are_checked_where_they_stand() {
+    expect_one(
+        "[source]\nkeyring = \"kwallet\"\n",
+        "2:11: keyring \"kwallet\" is not a keyring: use \"secret-service\", \"keychain\" or \"file\"",
+    );
+    expect_one(
+        "[source]\nkeys = \"a b\"\n",
+        "2:8: a key name must be 1-64 characters",
+    );
+    expect_one("[source]\nkeys = \"\"\n", "2:8: a key name must be");
+    expect_one(
+        "[source]\nkeyring = \"file\"\nkeyring_file = \"keys.age\"\n",
+        "3:16: keyring_file \"keys.age\" must be an absolute path or start with ~/",
+    );
+    expect_one(
+        "[source]\nkeyring = \"secret-service\"\nkeyring_passphrase_file = \"/p\"\n",
+        "3:27: keyring_passphrase_file needs keyring = \"file\": the secret-service keyring does not use it",
+    );
+    expect_one(
+        "[source]\nprofile = \"p\"\nkeys = \"me\"\n",
+        "3:8: keys and profile are mutually exclusive in [source]",
+    );
+}
+
+#[test]
+fn source_keys_is_a_source_of_its_own() {
+    let config = expect_ok(&role("source_keys = \"ops\""));
+    assert_eq!(config.roles["dev"].source_keys.as_deref(), Some("ops"));
+    expect_one(
+        &role("source_keys = \"ops\"\nsource_profile = \"p\""),
+        "3:15: source_keys and source_profile are mutually exclusive",
+    );
+    expect_one(
+        &format!("{ROLE}source_keys = \"ops\"\nvia = \"hub\"\n[roles.hub]\nprofile = \"h\"\n"),
+        "3:15: source_keys and via are mutually exclusive",
+    );
+    expect_one(
+        "[roles.p]\nprofile = \"p\"\nsource_keys = \"ops\"\n",
+        "3:1: source_keys needs role_arn",
+    );
+    expect_one(&role("source_keys = 3"), "3:15: source_keys");
+}

@@ -52,6 +52,32 @@ pub(super) fn role_name(name: &str) -> Checked {
         .map_err(|message| format!("{message} (it is part of URLs)"))
 }
 
+/// The name stored keys go by (`assumed keys add NAME`, `[source] keys`,
+/// `source_keys`): IAM user names' characters, so a user's own name fits.
+pub fn key_name(name: &str) -> Checked {
+    word_chars("a key name", name, "+=,.@-", 1, 64)
+}
+
+pub(super) fn keyring(text: &str) -> Checked {
+    match crate::keys::BackendKind::parse(text) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "keyring \"{text}\" is not a keyring: use \"secret-service\", \"keychain\" or \"file\""
+        )),
+    }
+}
+
+pub(super) fn keyring_path(key: &'static str) -> impl Fn(&str) -> Checked {
+    move |path| {
+        if path.starts_with('/') || path.starts_with("~/") {
+            return Ok(());
+        }
+        Err(format!(
+            "{key} \"{path}\" must be an absolute path or start with ~/"
+        ))
+    }
+}
+
 pub fn session_name(text: &str) -> Checked {
     word_chars("session_name", text, "+=,.@-", 2, 64)
 }

@@ -61,6 +61,13 @@ pub fn source_keys(old: &SourceConfig, new: &SourceConfig) -> SourceKeys {
         ("process_timeout", was.process != is.process),
         ("source_timeout", was.source != is.source),
         ("mfa_process_timeout", was.mfa_process != is.mfa_process),
+        ("keys", old.keys != new.keys),
+        ("keyring", old.keyring.backend != new.keyring.backend),
+        ("keyring_file", old.keyring.file != new.keyring.file),
+        (
+            "keyring_passphrase_file",
+            old.keyring.passphrase_file != new.keyring.passphrase_file,
+        ),
     ];
     let later = [
         ("mfa_session", old.mfa_session != new.mfa_session),
@@ -159,11 +166,13 @@ mod tests {
             s.sts_endpoint = Some("http://127.0.0.1:1".into());
             s.deadlines.read *= 2;
             s.mfa_session = Some(std::time::Duration::from_secs(3600));
+            s.keys = Some("alice".into());
+            s.keyring.backend = crate::keys::BackendKind::File;
         });
         assert_eq!(
             source_keys(&old, &new),
             SourceKeys {
-                refetch: vec!["sts_endpoint", "read_timeout"],
+                refetch: vec!["sts_endpoint", "read_timeout", "keys", "keyring"],
                 later: vec!["mfa_session"],
             }
         );

@@ -2,8 +2,9 @@
 //! for a role without naming STS, and this is the one place the two meet.
 
 use crate::cache::{FetchError, RoleSpec};
+use crate::credentials::Issued;
 use crate::server::upstream::{
-    Identity, MfaUse, Origin, Pending, SourceCheck, StsEndpoint, Upstream,
+    Identity, KeysReloaded, MfaUse, Origin, Pending, SourceCheck, StsEndpoint, Upstream,
 };
 use crate::sts::{self, Sts};
 
@@ -54,5 +55,29 @@ impl Upstream for Sts {
 
     fn forget_mfa(&self) -> Result<usize, String> {
         Sts::forget_mfa(self)
+    }
+
+    fn keyring_status(&self) -> Option<serde_json::Value> {
+        let status = Sts::keyring_status(self)?;
+        serde_json::to_value(status).ok()
+    }
+
+    fn reload_keys<'a>(&'a self, roles: Vec<RoleSpec>) -> Pending<'a, KeysReloaded> {
+        Box::pin(async move {
+            let report = self.read_keys().await;
+            KeysReloaded {
+                message: report.summary(),
+                trouble: report.trouble.is_some(),
+                refetch: self.roles_on_keys(&roles, &report.changed),
+            }
+        })
+    }
+
+    fn keys_session<'a>(
+        &'a self,
+        name: &'a str,
+        roles: Vec<RoleSpec>,
+    ) -> Pending<'a, Result<Issued, FetchError>> {
+        Box::pin(async move { Sts::keys_session(self, name, &roles).await })
     }
 }

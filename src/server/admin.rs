@@ -132,8 +132,69 @@ pub async fn status(State(state): State<Arc<AppState>>, _: Admitted) -> Json<ser
     Json(serde_json::json!({
         "daemon": daemon,
         "default_role": state.default_role(),
+        "keyring": state.upstream.keyring_status(),
         "roles": roles,
     }))
+}
+
+/// Every role the cache serves now.
+fn roles_now(state: &AppState) -> Vec<RoleSpec> {
+    let cache = &state.cache;
+    cache
+        .role_names()
+        .iter()
+        .filter_map(|name| cache.role(name))
+        .collect()
+}
+
+/// `keys add`/`rotate` stored keys: they are read again, and roles on keys
+/// that changed switch to them at once. A keyring that cannot be read is
+/// a 503 naming why (the daemon keeps what it held).
+pub async fn reload_keys(
+    State(state): State<Arc<AppState>>,
+    _: Admitted,
+) -> Result<Response, ApiError> {
+    let reloaded = state.upstream.reload_keys(roles_now(&state)).await;
+    if reloaded.trouble {
+        return Err(ApiError::unavailable(
+            "KeyringUnavailable",
+            &reloaded.message,
+        ));
+    }
+    for name in &reloaded.refetch {
+        state.cache.refetch(name);
+    }
+    Ok(Json(serde_json::json!({
+        "message": reloaded.message,
+        "refetched": reloaded.refetch,
+    }))
+    .into_response())
+}
+
+/// `credential-process --keys NAME`: a GetSessionToken session of the
+/// stored keys, in `credential_process`'s shape; never the keys themselves.
+pub async fn keys_session(
+    State(state): State<Arc<AppState>>,
+    AdmittedFor(name): AdmittedFor,
+) -> Result<Response, ApiError> {
+    crate::config::validate::key_name(&name).map_err(ApiError::bad_request)?;
+    let session = state
+        .upstream
+        .keys_session(&name, roles_now(&state))
+        .await
+        .map_err(|error| ApiError::unavailable(&error.code, &error.message))?;
+    let answer = serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": session.access_key_id,
+        "SecretAccessKey": session.secret_access_key.expose(),
+        "SessionToken": session.session_token.expose(),
+        "Expiration": format_expiration(session.expiration),
+    });
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(answer),
+    )
+        .into_response())
 }
 
 /// `assumed doctor`: do `[source]`'s credentials work, and how far is our

@@ -32,7 +32,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
+use axum::routing::{delete, get, post, put};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -63,6 +63,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/mfa/{name}", put(admin::mfa))
         .route("/admin/mfa", delete(admin::forget_mfa))
         .route("/admin/console/{name}", get(admin::console))
+        .route("/admin/keys/reload", post(admin::reload_keys))
+        .route("/admin/keys/{name}/session", get(admin::keys_session))
         .with_state(state.clone());
     if state.bench_static {
         main = main.route("/__bench/static", get(bench_static));

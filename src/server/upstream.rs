@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::time::SystemTime;
 
 use crate::cache::{FetchError, RoleSpec};
+use crate::credentials::Issued;
 
 /// A boxed future, so the trait can sit behind `dyn`.
 pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,6 +33,33 @@ pub trait Upstream: Send + Sync {
 
     /// Drops every MFA session and pending code; how many sessions went.
     fn forget_mfa(&self) -> Result<usize, String>;
+
+    /// The keyring of stored keys as `assumed status` shows it (backend,
+    /// `unlocked`/`locked`/`unavailable`, each key loaded or not, never a
+    /// secret); `None` when no stored keys are in use.
+    fn keyring_status(&self) -> Option<serde_json::Value>;
+
+    /// Reads the stored keys again (`keys add`/`rotate` told the daemon);
+    /// `roles` are the roles served now, to name those on changed keys.
+    fn reload_keys<'a>(&'a self, roles: Vec<RoleSpec>) -> Pending<'a, KeysReloaded>;
+
+    /// A short session of the stored keys `name` (GetSessionToken, with MFA
+    /// where a role on them has `mfa_serial`), for `credential-process --keys`.
+    fn keys_session<'a>(
+        &'a self,
+        name: &'a str,
+        roles: Vec<RoleSpec>,
+    ) -> Pending<'a, Result<Issued, FetchError>>;
+}
+
+/// What reading the stored keys again found.
+pub struct KeysReloaded {
+    /// One sentence: what was read, what was not and why.
+    pub message: String,
+    /// Whether the keyring could not be read (locked, unavailable).
+    pub trouble: bool,
+    /// Roles whose keys changed: fetched again with the new ones.
+    pub refetch: Vec<String>,
 }
 
 /// How a role's credentials are obtained, in the words `console` shows.

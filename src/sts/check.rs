@@ -13,7 +13,7 @@ use aws_sdk_sts::primitives::{DateTime, DateTimeFormat as Format};
 use parking_lot::Mutex;
 
 use super::describe::Call;
-use super::sources::Freshness;
+use super::sources::{Freshness, SourceKey};
 use super::{Sts, classify};
 use crate::cache::{FetchError, RoleSpec};
 use crate::config::CredentialSource;
@@ -117,6 +117,9 @@ impl Sts {
     fn describe_source(&self, role: &RoleSpec) -> String {
         if let (None, Some(profile)) = (&role.config.role_arn, &role.config.profile) {
             return format!("profile {profile} ({})", self.kind_of(profile));
+        }
+        if let SourceKey::Keys(name) = self.source_key(role) {
+            return format!("stored keys {name} ({} keyring)", self.keys.backend());
         }
         let credential_source = role
             .config

@@ -169,6 +169,11 @@ impl Sts {
         if let Some(code) = self.grants().codes.remove(&role.name) {
             return Ok(Some(MfaProof::Code { serial, code }));
         }
+        if let SourceKey::Keys(_) = &device.0 {
+            // A locked keyring is what to say, not "needs an MFA code": no
+            // code could be spent without the keys.
+            self.source_credentials(role).await?;
+        }
         let Some(command) = role.config.mfa_process.as_deref() else {
             return Err(FetchError::needs_user(
                 "MfaRequired",
@@ -226,10 +231,13 @@ impl Sts {
             )
         };
         if !verified {
-            let same_keys = self
-                .source_credentials(role)
-                .await
-                .is_ok_and(|source| source.access_key_id() == key_id);
+            let same_keys = match self.source_credentials(role).await {
+                Ok(source) => source.access_key_id() == key_id,
+                // Stored keys not readable yet (a locked keyring): the kept
+                // session may well be theirs; look again once they are.
+                Err(_) if matches!(device.0, SourceKey::Keys(_)) => return None,
+                Err(_) => false,
+            };
             let mut grants = self.grants();
             if !same_keys {
                 tracing::info!(

@@ -59,6 +59,7 @@ pub fn source_id(source: &SourceKey) -> String {
         SourceKey::Environment => "environment".into(),
         SourceKey::Ec2InstanceMetadata => "ec2-instance-metadata".into(),
         SourceKey::EcsContainer => "ecs-container".into(),
+        SourceKey::Keys(name) => format!("keys:{name}"),
     }
 }
 
@@ -68,7 +69,10 @@ fn parse_source_id(id: &str) -> Option<SourceKey> {
         "environment" => SourceKey::Environment,
         "ec2-instance-metadata" => SourceKey::Ec2InstanceMetadata,
         "ecs-container" => SourceKey::EcsContainer,
-        other => SourceKey::Profile(other.strip_prefix("profile:")?.to_owned()),
+        other => match other.strip_prefix("keys:") {
+            Some(name) => SourceKey::Keys(name.to_owned()),
+            None => SourceKey::Profile(other.strip_prefix("profile:")?.to_owned()),
+        },
     })
 }
 
@@ -256,6 +260,7 @@ mod tests {
             SourceKey::Environment,
             SourceKey::Ec2InstanceMetadata,
             SourceKey::EcsContainer,
+            SourceKey::Keys("alice".into()),
         ] {
             assert_eq!(parse_source_id(&source_id(&key)), Some(key));
         }

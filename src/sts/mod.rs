@@ -23,12 +23,17 @@
 //! * `describe.rs` — a failed STS call in one sentence: the endpoint it
 //!   went to and what failed there;
 //! * `origin.rs` — whether a role's session is one AssumeRole or a chain;
-//! * `sso_session.rs` — when an SSO session ends, for the reminder.
+//! * `sso_session.rs` — when an SSO session ends, for the reminder;
+//! * `stored_keys.rs` — long-term keys from the keyring (`[source] keys`,
+//!   `source_keys`), held in memory, and what a locked keyring does;
+//! * `keys_session.rs` — `credential-process --keys`: a GetSessionToken
+//!   session of stored keys, cached, never the keys themselves.
 
 mod assume;
 mod check;
 mod describe;
 pub mod endpoint;
+mod keys_session;
 mod mfa;
 mod mfa_process;
 pub mod mfa_store;
@@ -38,6 +43,7 @@ mod shell;
 mod source;
 mod sources;
 mod sso_session;
+mod stored_keys;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +59,7 @@ use tokio::sync::OnceCell;
 pub use check::{Identity, SourceReport};
 pub use mfa::MfaUse;
 pub use origin::Origin;
+pub use stored_keys::{KeyStatus, KeyringStatus, ReadReport};
 
 use crate::arn;
 use crate::attention::Attention;
@@ -83,22 +90,30 @@ pub struct Sts {
     mfa: Mutex<mfa::MfaGrants>,
     /// Who tells the person at the desk when a role needs them.
     attention: Arc<Attention>,
+    /// Stored keys, read from the keyring into memory.
+    keys: Arc<stored_keys::StoredKeys>,
+    /// `credential-process --keys` sessions, per stored keys name.
+    keys_sessions: Mutex<HashMap<String, Issued>>,
 }
 
 impl Sts {
     pub fn new(source: SourceConfig) -> Self {
+        let attention = Attention::new(false);
         Sts {
+            keys: stored_keys::StoredKeys::new(source.keyring.clone(), attention.clone()),
+            keys_sessions: Mutex::new(HashMap::new()),
             source: RwLock::new(Arc::new(source)),
             loaded: Mutex::new(HashMap::new()),
             sources: sources::SourceCache::default(),
             profiles: RwLock::new(Arc::new(AwsProfiles::default())),
             mfa: Mutex::new(mfa::MfaGrants::default()),
-            attention: Attention::new(false),
+            attention,
         }
     }
 
     /// Notifications (on failure and ahead of a session's end) go through `attention`.
     pub fn with_attention(mut self, attention: Arc<Attention>) -> Self {
+        self.keys = stored_keys::StoredKeys::new(self.source().keyring.clone(), attention.clone());
         self.attention = attention;
         self
     }
@@ -124,6 +139,7 @@ impl Sts {
         let old = std::mem::replace(&mut *self.source.write(), Arc::new(source));
         self.loaded.lock().clear();
         self.sources.clear();
+        self.keys_sessions.lock().clear();
         let mut forgotten = 0;
         if old.sts_endpoint != self.source().sts_endpoint {
             forgotten = self.forget_mfa().unwrap_or_else(|error| {
@@ -148,8 +164,12 @@ impl Sts {
         self.profiles.read().clone()
     }
 
-    /// The profile whose credentials sign for `role` (`None`: the default chain).
+    /// The profile whose credentials sign for `role` (`None`: the default
+    /// chain, or stored keys).
     fn source_profile(&self, role: &RoleSpec) -> Option<String> {
+        if role.config.source_keys.is_some() {
+            return None;
+        }
         role.config
             .source_profile
             .clone()
@@ -307,6 +327,8 @@ impl Fetcher for Sts {
             let fetched = self.fetch_role(role, upstream).await;
             match &fetched {
                 Ok(_) => self.watch_sso_session(role),
+                // Told once for the keyring, not once per role.
+                Err(error) if error.code == stored_keys::LOCKED_CODE => {}
                 Err(error) if error.permanence == Permanence::NeedsUser => {
                     self.attention.must_act(&role.name, &error.message);
                 }
@@ -321,6 +343,10 @@ impl Fetcher for Sts {
     }
 
     fn person_acted_since(&self, role: &RoleSpec, failed_at: std::time::SystemTime) -> bool {
+        if let sources::SourceKey::Keys(name) = self.source_key(role) {
+            // The keyring was unlocked, or `keys add` stored them.
+            return self.keys.available_since(&name, failed_at);
+        }
         self.sso_login_since(role, failed_at)
     }
 }

@@ -17,6 +17,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use super::Sts;
 use super::process::ProcessProvider;
 use super::sources::{Freshness, Source, SourceError, SourceKey};
+use super::stored_keys::{LOCKED_CODE, POLL, Unavailable};
 use crate::arn;
 use crate::cache::{FetchError, RoleSpec};
 use crate::config::CredentialSource;
@@ -31,6 +32,13 @@ impl Sts {
         role: &RoleSpec,
     ) -> Result<Credentials, FetchError> {
         let key = self.source_key(role);
+        if let SourceKey::Keys(name) = &key {
+            // In memory already: nothing to run, cache or wait for.
+            return self
+                .keys
+                .credentials(name)
+                .map_err(|why| explain_keys(&role.name, name, why));
+        }
         let source = self.source_for(role, &key).await?;
         source
             .credentials(Freshness::Cached)
@@ -39,7 +47,9 @@ impl Sts {
     }
 
     /// Which source signs for `role`: what roles that share credentials
-    /// (and an MFA device) have in common.
+    /// (and an MFA device) have in common. A role's own source
+    /// (`credential_source`, `source_keys`, `source_profile`) before
+    /// `[source]`'s (`keys`, else `profile`), else the default chain.
     pub(super) fn source_key(&self, role: &RoleSpec) -> SourceKey {
         let credential_source = role
             .config
@@ -50,10 +60,18 @@ impl Sts {
             Some(CredentialSource::Environment) => SourceKey::Environment,
             Some(CredentialSource::Ec2InstanceMetadata) => SourceKey::Ec2InstanceMetadata,
             Some(CredentialSource::EcsContainer) => SourceKey::EcsContainer,
-            None => match self.source_profile(role) {
-                Some(profile) => SourceKey::Profile(profile),
-                None => SourceKey::DefaultChain,
-            },
+            None => {
+                let source = self.source();
+                let config = &role.config;
+                match (&config.source_keys, &config.source_profile, &source.keys) {
+                    (Some(keys), _, _) => SourceKey::Keys(keys.clone()),
+                    (None, None, Some(keys)) => SourceKey::Keys(keys.clone()),
+                    _ => match self.source_profile(role) {
+                        Some(profile) => SourceKey::Profile(profile),
+                        None => SourceKey::DefaultChain,
+                    },
+                }
+            }
         }
     }
 
@@ -78,6 +96,13 @@ impl Sts {
                 SharedCredentialsProvider::new(EcsCredentialsProvider::builder().build())
             }
             SourceKey::Profile(profile) => self.profile_provider(profile),
+            SourceKey::Keys(name) => {
+                // `source_credentials` answers these from memory.
+                return Err(FetchError::permanent(
+                    "InternalError",
+                    format!("stored keys {name} are not a provider"),
+                ));
+            }
             SourceKey::DefaultChain => self
                 .sdk_config(None)
                 .await
@@ -281,6 +306,41 @@ impl Sts {
             ),
         };
         error.with_detail(detail)
+    }
+}
+
+/// What to tell a client whose role's stored keys cannot sign: what is
+/// wrong and what to do, never "credentials missing" (aws-vault #513).
+pub(super) fn explain_keys(role: &str, name: &str, why: Unavailable) -> FetchError {
+    match why {
+        Unavailable::Locked {
+            backend,
+            what_to_do,
+        } => FetchError::needs_user(
+            LOCKED_CODE,
+            format!(
+                "role {role} is signed by the stored keys {name}, and the {backend} keyring that holds them is locked: {what_to_do}; the role recovers by itself once it is unlocked (check with: assumed keys list)"
+            ),
+        ),
+        Unavailable::Keyring(error) => FetchError::needs_user(
+            "KeyringUnavailable",
+            format!(
+                "role {role} is signed by the stored keys {name}, which could not be read: {error}; the daemon tries again every {}s (check with: assumed keys list)",
+                POLL.as_secs()
+            ),
+        ),
+        Unavailable::NotStored { backend } => FetchError::needs_user(
+            "StoredKeysNotFound",
+            format!(
+                "role {role} is signed by the stored keys {name}, and the {backend} keyring has none by that name; store them with: assumed keys add {name}"
+            ),
+        ),
+        Unavailable::NotRead => FetchError::transient(
+            "StoredKeysNotRead",
+            format!(
+                "role {role} is signed by the stored keys {name}, which the daemon has not read yet; try again in a moment"
+            ),
+        ),
     }
 }
 

@@ -40,6 +40,9 @@ pub enum SourceKey {
     Ec2InstanceMetadata,
     /// `credential_source = EcsContainer`.
     EcsContainer,
+    /// Keys stored under this name (`[source] keys`, `source_keys`), held
+    /// in memory by `stored_keys.rs` rather than run as a provider here.
+    Keys(String),
 }
 
 impl fmt::Display for SourceKey {
@@ -50,6 +53,7 @@ impl fmt::Display for SourceKey {
             SourceKey::Environment => f.write_str("the environment"),
             SourceKey::Ec2InstanceMetadata => f.write_str("EC2 instance metadata"),
             SourceKey::EcsContainer => f.write_str("the container credentials endpoint"),
+            SourceKey::Keys(name) => write!(f, "stored keys {name}"),
         }
     }
 }
