@@ -19,7 +19,6 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::daemon_client::DaemonClient;
 use crate::keys::{self, BackendKind, Keyring, KeyringSettings, LockState};
 
 #[derive(Subcommand, Debug)]
@@ -217,42 +216,29 @@ pub(crate) fn backend_origin(config: &Config, flags: &KeyringFlags) -> &'static 
     }
 }
 
-/// The MFA device of the roles these keys sign for (`[source] keys = NAME`
-/// and no source of their own), when they name one: an IAM policy that asks
+/// The MFA device of the roles these keys sign for (`source_keys = NAME`,
+/// or `[source] keys = NAME` and no source of their own), when they name one: an IAM policy that asks
 /// for MFA before AssumeRole usually asks for it before key changes too.
 fn mfa_serial_for(config: &Config, name: &str) -> Option<String> {
-    if config.source.keys.as_deref() != Some(name) {
-        return None;
-    }
     config
         .roles
         .values()
-        .filter(|role| role.source_profile.is_none())
+        .filter(|role| match &role.source_keys {
+            Some(keys) => keys == name,
+            None => role.source_profile.is_none() && config.source.keys.as_deref() == Some(name),
+        })
         .find_map(|role| role.mfa_serial.clone())
 }
 
 /// A running daemon reads its stored keys again and its roles switch to
-/// them without a restart (`POST /admin/keys/reload`; a daemon from before
-/// that route gets a whole reload). No daemon is fine: it reads the keys
-/// when it starts.
+/// them without a restart. No daemon is fine: it reads them when it starts.
 fn tell_daemon(config: &Config) {
-    let Some(daemon) = DaemonClient::from_address_file(config.path.as_deref())
-        .or_else(|| DaemonClient::from_config(config).ok())
-    else {
-        return;
-    };
-    let told = match daemon.ask("POST", "/admin/keys/reload", &[]) {
-        Err(error) if error == "no such endpoint" => daemon.ask("PUT", "/admin/reload", &[]),
-        other => other,
-    };
-    match told {
-        Ok(_) => println!("the running daemon now uses the stored keys"),
-        // Nobody there: nothing to tell.
-        Err(error)
-            if error.starts_with("cannot read the token") || error.starts_with("cannot reach") => {}
+    match crate::daemon_client::tell_keys_changed(config) {
+        Ok(Some(read)) => println!("the running daemon took the stored keys: {read}"),
+        Ok(None) => {}
         Err(error) => eprintln!(
             "assumed: the running daemon did not take the stored keys ({error}); \
-             run: assumed reload"
+             once that is fixed: assumed reload"
         ),
     }
 }

@@ -14,7 +14,9 @@ use tokio::process::Command;
 use zbus::zvariant::{OwnedObjectPath, Value};
 
 use crate::harness::daemon::binary;
-use crate::harness::{StsProxy, TestKeyring, free_port, moto_url, python, run};
+use crate::harness::{
+    DEV_ALICE, Daemon, Options, StsProxy, TestKeyring, free_port, moto_url, python, run,
+};
 
 /// A user's home with `~/.aws`, a config whose STS is the proxy (moto
 /// behind it, which also serves IAM), and a keyring.
@@ -608,20 +610,37 @@ async fn rotate_killed_half_way_is_finished_by_a_rerun() {
     }
 }
 
-/// With an MFA device (`--mfa-serial`; by default the roles' `mfa_serial`,
-/// once `[source] keys` is parsed), the IAM calls are signed by a
-/// GetSessionToken session opened with a code (here from standard input),
-/// not by the long-term key itself.
+/// With an MFA device (`--mfa-serial`, else the `mfa_serial` of the roles
+/// the keys sign for), the IAM calls are signed by a GetSessionToken
+/// session opened with a code (here from standard input), not by the
+/// long-term key itself.
 #[tokio::test]
 async fn rotate_signs_iam_with_an_mfa_session() {
-    let (home, old) = home_with_stored_key("mfa-mia").await;
-    let mut rotate = home.assumed(&[
-        "keys",
-        "rotate",
-        "me",
-        "--mfa-serial",
-        "arn:aws:iam::123456789012:mfa/mia",
-    ]);
+    for (user, from_flag) in [("mfa-flag-mia", true), ("mfa-config-max", false)] {
+        rotate_with_mfa(user, from_flag).await;
+    }
+}
+
+async fn rotate_with_mfa(user: &str, from_flag: bool) {
+    let (home, old) = home_with_stored_key(user).await;
+    let serial = format!("arn:aws:iam::123456789012:mfa/{user}");
+    let mut args = vec!["keys", "rotate", "me"];
+    if from_flag {
+        args.extend(["--mfa-serial", serial.as_str()]);
+    } else {
+        let config = home.path().join(".config/assumed/config.toml");
+        let now = std::fs::read_to_string(&config).expect("config");
+        std::fs::write(
+            &config,
+            now.replace("[source]\n", "[source]\nkeys = \"me\"\n")
+                + &format!(
+                    "\n[roles.dev]\nrole_arn = \"arn:aws:iam::123456789012:role/dev\"\n\
+                     mfa_serial = \"{serial}\"\n"
+                ),
+        )
+        .expect("a role with MFA signed by these keys");
+    }
+    let mut rotate = home.assumed(&args);
     rotate
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -644,12 +663,9 @@ async fn rotate_signs_iam_with_an_mfa_session() {
 
     let session = home.proxy.last("GetSessionToken").expect("an MFA session");
     assert_eq!(session.access_key_id.as_deref(), Some(old.as_str()));
-    assert_eq!(
-        session.params["SerialNumber"],
-        "arn:aws:iam::123456789012:mfa/mia"
-    );
+    assert_eq!(session.params["SerialNumber"], serial);
     assert_eq!(session.params["TokenCode"], "123456");
-    let new = exactly_one_working_key(&home, "mfa-mia").await;
+    let new = exactly_one_working_key(&home, user).await;
     assert_ne!(new, old);
     // Signed by the session's key (moto's GetSessionToken hands out a fixed
     // one), neither the old key nor the new.
@@ -664,4 +680,55 @@ async fn rotate_signs_iam_with_an_mfa_session() {
             "{action} signed by {signer}, not by the MFA session"
         );
     }
+}
+
+/// The daemon signs with the stored keys; after `keys rotate` (run as the
+/// user runs it, against the daemon's own config) the daemon uses the new
+/// key with no restart: the rotation tells it, and its role is fetched again.
+#[tokio::test]
+async fn a_rotation_reaches_the_running_daemon_without_a_restart() {
+    let (home, old) = home_with_stored_key("daemon-dan").await;
+    let mut options = Options::new(&home.proxy.url(), DEV_ALICE).source("keys = \"me\"");
+    for (name, value) in home.keyring.env() {
+        options = options.env(&name, &value);
+    }
+    let daemon = Daemon::start_with(options).await;
+    let answer = daemon.get("/role/dev").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let signer = |action: &str| {
+        home.proxy
+            .last(action)
+            .and_then(|call| call.access_key_id)
+            .unwrap_or_default()
+    };
+    assert_eq!(signer("AssumeRole"), old, "the stored key signs");
+    let before = home.proxy.count("AssumeRole");
+
+    let mut rotate = daemon.cli();
+    rotate
+        .args(["keys", "rotate", "me"])
+        .envs(home.keyring.env())
+        .env("AWS_ENDPOINT_URL_IAM", home.proxy.url());
+    let output = run(&mut rotate).await;
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("the running daemon took the stored keys"),
+        "{stdout}"
+    );
+    let new = exactly_one_working_key(&home, "daemon-dan").await;
+
+    assert!(
+        home.proxy
+            .wait_for("AssumeRole", before + 1, Duration::from_secs(30))
+            .await,
+        "the role was not fetched again"
+    );
+    assert_eq!(signer("AssumeRole"), new, "the new key signs");
+    let answer = daemon.get("/role/dev").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let record = home.record_of(&new).await.expect("stored");
+    let secret = record["secret_access_key"].as_str().expect("a secret");
+    assert!(!daemon.log().contains(secret), "the new secret in the log");
+    assert!(!stdout.contains(secret) && !stderr.contains(secret));
 }
