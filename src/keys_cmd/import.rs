@@ -99,7 +99,16 @@ pub async fn from_aws_vault(
         .ok()
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| aws_vault::DEFAULT_COLLECTION.to_owned());
-    let found = aws_vault::read(&collection, profiles).await?;
+    // The D-Bus calls and a possible unlock prompt, bounded as every keyring call is.
+    let limit = keys::KEYRING_DEADLINE + keys::UNLOCK_PROMPT_DEADLINE;
+    let found = tokio::time::timeout(limit, aws_vault::read(&collection, profiles))
+        .await
+        .map_err(|_| {
+            format!(
+                "aws-vault's keyring did not answer within {}s (a prompt nobody answered?)",
+                limit.as_secs()
+            )
+        })??;
     let mut problems = found.problems;
     if found.keys.is_empty() && problems.is_empty() {
         return Err(format!(

@@ -338,6 +338,31 @@ aws_access_key_id = AKIALAST";
     }
 
     #[test]
+    fn a_linked_file_is_rewritten_where_the_link_points() {
+        let dir = tempfile::tempdir().expect("dir");
+        let target = dir.path().join("dotfiles-credentials");
+        let link = dir.path().join("credentials");
+        fs::write(&target, FILE).expect("write");
+        std::os::unix::fs::symlink(&target, &link).expect("link");
+        let found = long_term_keys(FILE.as_bytes(), "work", &link).expect("keys");
+        let real = real_path(&link).expect("resolved");
+        replace(
+            &real,
+            FILE.as_bytes(),
+            &without(FILE.as_bytes(), &found.lines),
+        )
+        .expect("replace");
+        assert!(
+            fs::symlink_metadata(&link)
+                .expect("meta")
+                .file_type()
+                .is_symlink()
+        );
+        let now = fs::read_to_string(&link).expect("read");
+        assert!(!now.contains("secretWORK") && now.contains("secretDEFAULT"));
+    }
+
+    #[test]
     fn replace_keeps_the_mode_and_leaves_no_other_file() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("credentials");

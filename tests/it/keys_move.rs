@@ -732,3 +732,27 @@ async fn a_rotation_reaches_the_running_daemon_without_a_restart() {
     assert!(!daemon.log().contains(secret), "the new secret in the log");
     assert!(!stdout.contains(secret) && !stderr.contains(secret));
 }
+
+/// `AWS_SHARED_CREDENTIALS_FILE` names the file, as for the SDKs: that one
+/// is rewritten, `~/.aws/credentials` (with a profile of the same name) is
+/// not touched.
+#[tokio::test]
+async fn import_reads_the_file_aws_shared_credentials_file_names() {
+    let home = Home::new().await;
+    let elsewhere = home.path().join("work-credentials");
+    std::fs::write(&elsewhere, credentials_file()).expect("credentials");
+    let decoy = "[work]\naws_access_key_id = AKIADECOYDECOYDECOY1\naws_secret_access_key = decoy\n";
+    std::fs::write(home.credentials(), decoy).expect("decoy");
+    let mut import = home.assumed(&["keys", "import", "--profile", "work", "--remove-plaintext"]);
+    import.env("AWS_SHARED_CREDENTIALS_FILE", &elsewhere);
+    let output = run(&mut import).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(home.record_of(WORK_ID).await.is_some());
+    assert!(home.record_of("AKIADECOYDECOYDECOY1").await.is_none());
+    assert_eq!(
+        std::fs::read_to_string(home.credentials()).expect("read"),
+        decoy
+    );
+    let now = std::fs::read_to_string(&elsewhere).expect("read");
+    assert!(!now.contains(WORK_SECRET) && now.contains("[ work ]\r\nregion=eu-west-1\r\n"));
+}
