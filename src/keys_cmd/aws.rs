@@ -83,6 +83,15 @@ impl Aws {
         aws_sdk_iam::Client::from_conf(builder.build())
     }
 
+    /// Where IAM calls go, for messages: the variables that name it, else
+    /// IAM's own endpoint (or the profile's, which aws-config applies).
+    pub fn iam_shown() -> String {
+        ["AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|name| endpoint::process_env(name))
+            .unwrap_or_else(|| "IAM's endpoint".to_owned())
+    }
+
     /// The ARN `signer` belongs to (GetCallerIdentity).
     pub async fn whoami(&self, signer: Credentials) -> Result<String, String> {
         let answer = self

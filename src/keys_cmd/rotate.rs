@@ -62,7 +62,7 @@ pub async fn rotate(
         .to_owned();
     let signer = signer(&aws, &key, mfa).await?;
     let iam = aws.iam(signer);
-    let iam_shown = "IAM";
+    let iam_shown = &Aws::iam_shown();
 
     if matches!(key.rotation, None | Some(Rotation::Creating { .. })) {
         key = create(&iam, iam_shown, keyring, key, &user).await?;
