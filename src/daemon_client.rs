@@ -83,7 +83,7 @@ impl DaemonClient {
 
     /// `/healthz` answers `200 ok` (it takes no token).
     fn answers(&self) -> bool {
-        local_client::get(self.address, "/healthz", "")
+        local_client::healthz(self.address)
             .is_ok_and(|reply| reply.status == 200 && reply.body == b"ok")
     }
 

@@ -3,6 +3,16 @@
 //! by new ones (`rotate`). Secrets are read from a terminal without echo or
 //! from standard input, never from argv or the environment.
 
+mod add;
+mod aws;
+mod aws_vault;
+mod import;
+mod input;
+mod list;
+pub mod plaintext;
+mod remove;
+mod rotate;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,11 +20,6 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::keys::{self, BackendKind, Keyring, KeyringSettings, LockState};
-
-mod add;
-mod input;
-mod list;
-mod remove;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -64,6 +69,13 @@ pub enum KeysCommand {
     /// Create a new access key, store and check it, then delete the old one
     Rotate {
         name: String,
+        /// Sign the IAM calls with an MFA session from this device (asks for a code);
+        /// default: the mfa_serial of the roles these keys sign for
+        #[arg(long, value_name = "ARN")]
+        mfa_serial: Option<String>,
+        /// Sign the IAM calls with the keys themselves, even where roles use MFA
+        #[arg(long, conflicts_with = "mfa_serial")]
+        no_mfa: bool,
         #[command(flatten)]
         keyring: KeyringFlags,
     },
@@ -110,7 +122,15 @@ pub fn run(command: KeysCommand, config: &Config) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async {
+    // Add, import and rotate change what a running daemon uses: it is
+    // told afterwards, outside the runtime (its client blocks). Remove is
+    // not: a daemon keeps signing with keys it holds until it restarts,
+    // as it does when the keyring locks.
+    let tell = matches!(
+        command,
+        KeysCommand::Add { .. } | KeysCommand::Import { .. } | KeysCommand::Rotate { .. }
+    );
+    let code = runtime.block_on(async {
         match command {
             KeysCommand::Add {
                 name,
@@ -122,10 +142,50 @@ pub fn run(command: KeysCommand, config: &Config) -> Result<ExitCode, String> {
             KeysCommand::Remove { name, yes, keyring } => {
                 remove::run(config, &keyring, &name, yes).await
             }
-            KeysCommand::Import { .. } => Err("keys import: not written yet".into()),
-            KeysCommand::Rotate { .. } => Err("keys rotate: not written yet".into()),
+            KeysCommand::Import {
+                profile,
+                remove_plaintext,
+                from,
+                profiles,
+                keyring,
+            } => {
+                let settings = keyring.settings(config);
+                match from {
+                    Some(ImportFrom::AwsVault) => {
+                        import::from_aws_vault(config, &settings, &profiles).await
+                    }
+                    None => {
+                        import::from_credentials_file(config, &settings, &profile, remove_plaintext)
+                            .await
+                    }
+                }
+                .map(|()| ExitCode::SUCCESS)
+            }
+            KeysCommand::Rotate {
+                name,
+                mfa_serial,
+                no_mfa,
+                keyring,
+            } => {
+                let mfa = rotate::Mfa {
+                    serial: match (mfa_serial, no_mfa) {
+                        (Some(serial), _) => Some(serial),
+                        (None, true) => None,
+                        (None, false) => mfa_serial_for(config, &name),
+                    },
+                };
+                let keyring = unlocked_keyring(config, &keyring).await?;
+                rotate::rotate(config, &keyring, &name, &mfa)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            }
         }
-    })
+    })?;
+    drop(runtime);
+    if tell {
+        tell_daemon(config);
+    }
+    Ok(code)
 }
 
 /// The keyring the flags (else `[source]`) name, unlocked: through the
@@ -155,5 +215,32 @@ pub(crate) fn backend_origin(config: &Config, flags: &KeyringFlags) -> &'static 
         "[source] keyring"
     } else {
         "this platform's default"
+    }
+}
+
+/// The MFA device of the roles these keys sign for (`source_keys = NAME`,
+/// or `[source] keys = NAME` and no source of their own), when they name one: an IAM policy that asks
+/// for MFA before AssumeRole usually asks for it before key changes too.
+fn mfa_serial_for(config: &Config, name: &str) -> Option<String> {
+    config
+        .roles
+        .values()
+        .filter(|role| match &role.source_keys {
+            Some(keys) => keys == name,
+            None => role.source_profile.is_none() && config.source.keys.as_deref() == Some(name),
+        })
+        .find_map(|role| role.mfa_serial.clone())
+}
+
+/// A running daemon reads its stored keys again and its roles switch to
+/// them without a restart. No daemon is fine: it reads them when it starts.
+fn tell_daemon(config: &Config) {
+    match crate::daemon_client::tell_keys_changed(config) {
+        Ok(Some(read)) => println!("the running daemon took the stored keys: {read}"),
+        Ok(None) => {}
+        Err(error) => eprintln!(
+            "assumed: the running daemon did not take the stored keys ({error}); \
+             once that is fixed: assumed reload"
+        ),
     }
 }

@@ -17,6 +17,9 @@ use hyper_util::rt::TokioIo;
 /// A cold role may wait on STS (and the SDK's retries) before answering.
 const TIMEOUT: Duration = Duration::from_secs(40);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// `/healthz` answers at once or not at all: something else holding the
+/// port (or a stopped daemon) must not stall the command that asked.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Far above any answer of the daemon's (credentials, status of many roles).
 const MAX_BODY: usize = 4 << 20;
 
@@ -29,8 +32,25 @@ pub fn get(address: SocketAddr, path: &str, authorization: &str) -> io::Result<R
     request(address, "GET", path, authorization, &[])
 }
 
+/// `GET /healthz` (no token), within [`PROBE_TIMEOUT`].
+pub fn healthz(address: SocketAddr) -> io::Result<Reply> {
+    request_within(PROBE_TIMEOUT, address, "GET", "/healthz", "", &[])
+}
+
 /// One request without a body; `headers` are extra `(name, value)` pairs.
 pub fn request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Reply> {
+    request_within(TIMEOUT, address, method, path, authorization, headers)
+}
+
+/// [`request`] with a time limit of its own.
+fn request_within(
+    limit: Duration,
     address: SocketAddr,
     method: &str,
     path: &str,
@@ -53,7 +73,7 @@ pub fn request(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        tokio::time::timeout(TIMEOUT, exchange(address, request))
+        tokio::time::timeout(limit, exchange(address, request))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer in time"))?
     })

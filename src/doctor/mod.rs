@@ -6,8 +6,10 @@
 //!
 //! * `mod.rs` — the checks of the daemon, its token, the config, the roles,
 //!   the source and the clock, and the report;
-//! * `shell.rs` — which credentials an SDK started in this shell would take.
+//! * `shell.rs` — which credentials an SDK started in this shell would take;
+//! * `keys.rs` — long-term keys in plain text, and the keyring's state.
 
+mod keys;
 mod shell;
 
 use std::collections::{BTreeMap, HashMap};
@@ -105,6 +107,8 @@ pub fn run(config_arg: Option<&Path>, role: Option<&str>, json: bool) -> Result<
     }
     let daemon_token = daemon.as_ref().map(|d| d.token.as_str());
     findings.push(shell::check(&shell, &config, daemon_token, role));
+    findings.extend(keys::plaintext_keys(&shell));
+    findings.push(keys::keyring(&config));
 
     let failed = findings.iter().any(|f| f.status == Status::Fail);
     if json {
@@ -246,7 +250,7 @@ fn check_daemon(located: &DaemonClient, findings: &mut Vec<Finding>) -> Option<D
 fn ask_status(located: &DaemonClient, token: Option<String>) -> Result<Daemon, Option<Finding>> {
     let address = located.address;
     let down = |message: String| Some(Finding::fail("daemon", message, START));
-    match local_client::get(address, "/healthz", "") {
+    match local_client::healthz(address) {
         Ok(reply) if reply.status == 200 => {}
         Ok(reply) => {
             return Err(down(format!(

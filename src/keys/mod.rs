@@ -136,6 +136,49 @@ pub struct StoredKey {
     /// (`None` with `--no-check`).
     pub user_arn: Option<String>,
     pub added_at: SystemTime,
+    /// A `keys rotate` under way (`None` otherwise): what a re-run needs to
+    /// finish it. The key above is the one in use until the rotation says
+    /// otherwise.
+    pub rotation: Option<Rotation>,
+}
+
+/// The step a key rotation reached, stored in the same keyring item as the
+/// key (one atomic write per step), so a rotation killed at any point is
+/// finished by running it again. See docs/keys.md, "Rotation".
+#[derive(Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// CreateAccessKey is about to be called: the IAM user's key ids before
+    /// it. A key not among them after an interruption was created by this
+    /// rotation and its secret never stored: it can only be deleted.
+    Creating { existing: Vec<String> },
+    /// The new key, created and stored, not yet seen to work; the key in
+    /// use is still the old one.
+    Created {
+        access_key_id: String,
+        secret_access_key: Zeroizing<String>,
+    },
+    /// The new key is the key in use; the old one is still to be deleted.
+    Retiring { old_access_key_id: String },
+}
+
+impl fmt::Debug for Rotation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rotation::Creating { existing } => f
+                .debug_struct("Creating")
+                .field("existing", existing)
+                .finish(),
+            Rotation::Created { access_key_id, .. } => f
+                .debug_struct("Created")
+                .field("access_key_id", access_key_id)
+                .field("secret_access_key", &"<redacted>")
+                .finish(),
+            Rotation::Retiring { old_access_key_id } => f
+                .debug_struct("Retiring")
+                .field("old_access_key_id", old_access_key_id)
+                .finish(),
+        }
+    }
 }
 
 impl fmt::Debug for StoredKey {
@@ -146,6 +189,7 @@ impl fmt::Debug for StoredKey {
             .field("secret_access_key", &"<redacted>")
             .field("user_arn", &self.user_arn)
             .field("added_at", &self.added_at)
+            .field("rotation", &self.rotation)
             .finish()
     }
 }
@@ -333,6 +377,10 @@ mod tests {
             secret_access_key: Zeroizing::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
             user_arn: None,
             added_at: SystemTime::UNIX_EPOCH,
+            rotation: Some(Rotation::Created {
+                access_key_id: "AKIANEW".into(),
+                secret_access_key: Zeroizing::new("wJalrNEW".into()),
+            }),
         };
         assert!(!format!("{key:?}").contains("wJalr"));
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::StoredKey;
+use super::{Rotation, StoredKey};
 
 #[derive(Serialize, Deserialize)]
 struct Record<'a> {
@@ -18,6 +18,78 @@ struct Record<'a> {
     user_arn: Option<&'a str>,
     /// Seconds since the Unix epoch.
     added_at: u64,
+    /// A rotation under way; absent otherwise (and in records written
+    /// before rotation existed, which read as none).
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    rotation: Option<RotationRecord<'a>>,
+}
+
+/// [`Rotation`] as stored: `step` names the variant, the other fields are
+/// those it has.
+#[derive(Serialize, Deserialize, Default)]
+struct RotationRecord<'a> {
+    step: &'a str,
+    #[serde(default, borrow, skip_serializing_if = "Vec::is_empty")]
+    existing: Vec<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    access_key_id: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret_access_key: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    old_access_key_id: Option<&'a str>,
+}
+
+impl<'a> RotationRecord<'a> {
+    fn of(rotation: &'a Rotation) -> Self {
+        match rotation {
+            Rotation::Creating { existing } => RotationRecord {
+                step: "creating",
+                existing: existing.iter().map(String::as_str).collect(),
+                ..RotationRecord::default()
+            },
+            Rotation::Created {
+                access_key_id,
+                secret_access_key,
+            } => RotationRecord {
+                step: "created",
+                access_key_id: Some(access_key_id),
+                secret_access_key: Some(secret_access_key),
+                ..RotationRecord::default()
+            },
+            Rotation::Retiring { old_access_key_id } => RotationRecord {
+                step: "retiring",
+                old_access_key_id: Some(old_access_key_id),
+                ..RotationRecord::default()
+            },
+        }
+    }
+
+    fn rotation(&self) -> Result<Rotation, String> {
+        let missing = |field: &str| format!("a rotation record without {field}");
+        match self.step {
+            "creating" => Ok(Rotation::Creating {
+                existing: self.existing.iter().map(|s| (*s).to_owned()).collect(),
+            }),
+            "created" => Ok(Rotation::Created {
+                access_key_id: self
+                    .access_key_id
+                    .ok_or_else(|| missing("access_key_id"))?
+                    .to_owned(),
+                secret_access_key: Zeroizing::new(
+                    self.secret_access_key
+                        .ok_or_else(|| missing("secret_access_key"))?
+                        .to_owned(),
+                ),
+            }),
+            "retiring" => Ok(Rotation::Retiring {
+                old_access_key_id: self
+                    .old_access_key_id
+                    .ok_or_else(|| missing("old_access_key_id"))?
+                    .to_owned(),
+            }),
+            _ => Err("a rotation step of a newer version of assumed".into()),
+        }
+    }
 }
 
 /// `key` as stored; wiped when dropped.
@@ -32,6 +104,7 @@ pub fn encode(key: &StoredKey) -> Zeroizing<Vec<u8>> {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs(),
+        rotation: key.rotation.as_ref().map(RotationRecord::of),
     };
     Zeroizing::new(serde_json::to_vec(&record).unwrap_or_default())
 }
@@ -47,12 +120,18 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<StoredKey, String> {
             record.v
         ));
     }
+    let rotation = record
+        .rotation
+        .as_ref()
+        .map(RotationRecord::rotation)
+        .transpose()?;
     Ok(StoredKey {
         name: name.to_owned(),
         access_key_id: record.access_key_id.to_owned(),
         secret_access_key: Zeroizing::new(record.secret_access_key.to_owned()),
         user_arn: record.user_arn.map(str::to_owned),
         added_at: SystemTime::UNIX_EPOCH + Duration::from_secs(record.added_at),
+        rotation,
     })
 }
 
@@ -84,9 +163,29 @@ mod tests {
             secret_access_key: Zeroizing::new("wJalrXUtnFEMI/K7MDENG".into()),
             user_arn: Some("arn:aws:iam::123456789012:user/me".into()),
             added_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            rotation: None,
         };
         let bytes = encode(&key);
-        assert_eq!(decode("me", &bytes), Ok(key));
+        assert_eq!(decode("me", &bytes), Ok(key.clone()));
+        assert!(!String::from_utf8_lossy(&bytes).contains("rotation"));
+        for rotation in [
+            Rotation::Creating {
+                existing: vec!["AKIAONE".into(), "AKIATWO".into()],
+            },
+            Rotation::Created {
+                access_key_id: "AKIANEW".into(),
+                secret_access_key: Zeroizing::new("newsecret".into()),
+            },
+            Rotation::Retiring {
+                old_access_key_id: "AKIAOLD".into(),
+            },
+        ] {
+            let rotating = StoredKey {
+                rotation: Some(rotation),
+                ..key.clone()
+            };
+            assert_eq!(decode("me", &encode(&rotating)), Ok(rotating));
+        }
         let broken = String::from_utf8_lossy(&bytes).replace("\"v\":1", "\"v\":\"wJalrXUtnFEMI\"");
         let error = decode("me", broken.as_bytes()).unwrap_err();
         assert!(!error.contains("wJalr"), "{error}");

@@ -42,6 +42,7 @@ pub async fn run(
         secret_access_key: pair.secret_access_key,
         user_arn,
         added_at: SystemTime::now(),
+        rotation: None,
     };
     let summary = format!(
         "{} (key …{}{})",

@@ -558,6 +558,7 @@ mod tests {
             secret_access_key: Zeroizing::new(format!("secret-of-{id}")),
             user_arn: None,
             added_at: SystemTime::UNIX_EPOCH,
+            rotation: None,
         }
     }
 

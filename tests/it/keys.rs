@@ -422,6 +422,7 @@ async fn the_secret_service_backend_reads_what_it_wrote_and_reports_a_lock() {
         ),
         user_arn: Some("arn:aws:iam::123456789012:user/alice".into()),
         added_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        rotation: None,
     };
     assert_eq!(keyring.lock_state().await, Ok(LockState::Unlocked));
     assert_eq!(keyring.read("work").await, Ok(None));

@@ -21,6 +21,7 @@ mod imds;
 mod keys;
 mod keys_daemon;
 mod keys_file;
+mod keys_move;
 mod login;
 mod metrics;
 mod mfa;

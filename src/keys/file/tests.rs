@@ -415,14 +415,20 @@ fn the_debug_log_never_holds_a_secret() {
         .with_writer(captured.clone())
         .finish();
     let fixture = Fixture::new();
-    tracing::subscriber::with_default(subscriber, || {
-        // Another test's thread may have cached "nobody listens" for these
-        // callsites while this subscriber was being set up.
-        tracing::callsite::rebuild_interest_cache();
+    let work = || {
         let backend = fixture.backend(PASSPHRASE);
         backend.write(&key("work", KEY_ID, SECRET)).expect("write");
         fixture.backend(PASSPHRASE).read("work").expect("read");
         let _ = fixture.backend("wrong").read("work");
+    };
+    // Once with nobody listening, so every callsite on the way has finished
+    // registering (here or on another test's thread) before the subscriber
+    // exists: a registration still under way would store "never" after the
+    // rebuild below and hide the lines.
+    work();
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        work();
     });
     let log = String::from_utf8(captured.0.lock().clone()).expect("UTF-8 log");
     assert!(

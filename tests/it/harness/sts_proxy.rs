@@ -146,6 +146,8 @@ struct Knobs {
     stall: Option<Stall>,
     expiration: Option<Duration>,
     delay: Option<Duration>,
+    /// With [`StsProxy::hold_action`]: only these answers are held.
+    hold_only: Option<(&'static str, usize)>,
 }
 
 impl StsProxy {
@@ -264,8 +266,18 @@ impl StsProxy {
         self.shared.open.send_replace(false);
     }
 
+    /// Like [`hold`](Self::hold), for the answers of `action` only, after
+    /// the first `skip` of them (counted from the proxy's start): the call a
+    /// test wants to stop a client at (to kill it there), with every other
+    /// call answered as usual. [`release`](Self::release) ends it.
+    pub fn hold_action(&self, action: &'static str, skip: usize) {
+        self.shared.knobs().hold_only = Some((action, skip));
+        self.shared.open.send_replace(false);
+    }
+
     /// Sends the held answers, and answers at once again.
     pub fn release(&self) {
+        self.shared.knobs().hold_only = None;
         self.shared.open.send_replace(true);
     }
 
@@ -348,12 +360,18 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         response = rewrite_expiration(response, lifetime).await;
     }
     call.status = response.status().as_u16();
+    let held = match knobs.hold_only {
+        Some((action, skip)) => call.action == action && shared.count(action) >= skip,
+        None => true,
+    };
     shared.record(call);
     if let Some(delay) = knobs.delay {
         tokio::time::sleep(delay).await;
     }
     // Never fails: `shared` (and so the sender) lives as long as this handler.
-    let _ = shared.open.subscribe().wait_for(|open| *open).await;
+    if held {
+        let _ = shared.open.subscribe().wait_for(|open| *open).await;
+    }
     response
 }
 
