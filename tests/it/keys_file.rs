@@ -198,19 +198,34 @@ async fn keys_round_trip_through_the_encrypted_file() {
 }
 
 #[tokio::test]
+/// Neither the secret nor either passphrase is in what the commands print,
+/// on the way that works or the ways that fail (the same errors are what
+/// the daemon logs; its debug log is checked below).
 async fn a_wrong_passphrase_is_a_clear_error_and_changes_nothing() {
+    const WRONG: &str = "tremble-gravel-orbit-lanterN";
     let setup = Setup::new().await;
     let key = iam_user().await;
+    let right = std::fs::read_to_string(&setup.passphrase).expect("passphrase");
+    let no_secret = |output: &Output| {
+        for bytes in [&output.stdout, &output.stderr] {
+            let printed = text(bytes);
+            for secret in [key.secret.as_str(), right.trim_end(), WRONG] {
+                assert!(!printed.contains(secret), "a secret printed: {printed}");
+            }
+        }
+    };
     let added = setup
         .feed(setup.with_passphrase(&["add", "work", "--stdin"]), &key)
         .await;
     assert!(added.status.success(), "{}", text(&added.stderr));
+    no_secret(&added);
     let before = std::fs::read(setup.file()).expect("keys.age");
 
     let wrong = setup.home.path().join("wrong");
-    std::fs::write(&wrong, "tremble-gravel-orbit-lanterN\n").expect("wrong passphrase");
+    std::fs::write(&wrong, format!("{WRONG}\n")).expect("wrong passphrase");
     let listed = run(setup.keys(&["list"]).arg("--passphrase-file").arg(&wrong)).await;
     assert!(!listed.status.success());
+    no_secret(&listed);
     let stderr = text(&listed.stderr);
     assert!(
         stderr.contains("wrong passphrase for the keyring file")
@@ -222,6 +237,7 @@ async fn a_wrong_passphrase_is_a_clear_error_and_changes_nothing() {
     add.arg("--passphrase-file").arg(&wrong);
     let added = setup.feed(add, &iam_user().await).await;
     assert!(!added.status.success(), "{}", text(&added.stdout));
+    no_secret(&added);
     assert!(
         text(&added.stderr).contains("wrong passphrase"),
         "{}",
