@@ -314,7 +314,7 @@ async fn on_a_terminal(
     answers: &[(&str, &str)],
 ) -> (String, i32) {
     let script = r#"
-import json, os, pty, select, sys, time
+import json, os, pty, select, sys, termios, time
 argv, env, answers = (json.loads(a) for a in sys.argv[1:4])
 pid, fd = pty.fork()
 if pid == 0:
@@ -331,6 +331,12 @@ while time.monotonic() < deadline:
             break
         seen += chunk
     while answered < len(answers) and answers[answered][0].encode() in seen.split(b"\n")[-1]:
+        # The prompt is printed just before echo goes off: answer once it is
+        # off, as a person reading the prompt would (the master shows the
+        # terminal's modes).
+        if termios.tcgetattr(fd)[3] & termios.ECHO and time.monotonic() < deadline:
+            time.sleep(0.01)
+            continue
         os.write(fd, answers[answered][1].encode() + b"\n")
         seen += b"\n"
         answered += 1
