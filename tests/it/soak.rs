@@ -23,6 +23,8 @@ struct Tally {
     served: AtomicU64,
     errors: AtomicU64,
     expired: AtomicU64,
+    /// What the first few failed requests got, for the failure message.
+    failures: parking_lot::Mutex<Vec<String>>,
 }
 
 fn soak_seconds() -> u64 {
@@ -55,6 +57,7 @@ async fn poll(daemon_url: String, token: String, tally: Arc<Tally>, until: Insta
             .timeout(Duration::from_secs(30))
             .send()
             .await;
+        let mut failure = None;
         let ok = match answer {
             Ok(answer) if answer.status() == 200 => {
                 let text = answer.text().await.unwrap_or_default();
@@ -65,12 +68,29 @@ async fn poll(daemon_url: String, token: String, tally: Arc<Tally>, until: Insta
                 }
                 expiration.is_some()
             }
-            _ => false,
+            Ok(answer) => {
+                let status = answer.status();
+                let body = answer.text().await.unwrap_or_default();
+                failure = Some(format!("{status} {body}"));
+                false
+            }
+            Err(error) => {
+                failure = Some(format!("no answer: {error}"));
+                false
+            }
         };
         if ok {
             tally.served.fetch_add(1, Ordering::Relaxed);
         } else {
             tally.errors.fetch_add(1, Ordering::Relaxed);
+            let mut failures = tally.failures.lock();
+            if failures.len() < 5 {
+                failures.push(format!(
+                    "r{role} at {}: {}",
+                    humantime::format_rfc3339_millis(SystemTime::now()),
+                    failure.unwrap_or_else(|| "200 without an Expiration".into())
+                ));
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -152,7 +172,13 @@ async fn soak_100_roles_through_sts_errors_and_cut_connections() {
     );
     eprintln!("{summary}");
     assert!(served > 0, "{summary}");
-    assert_eq!(errors, 0, "zero client errors: {summary}\n{}", daemon.log());
+    assert_eq!(
+        errors,
+        0,
+        "zero client errors: {summary}\n{:#?}\n{}",
+        tally.failures.lock(),
+        daemon.log()
+    );
     assert_eq!(expired, 0, "zero expired credentials: {summary}");
     assert_eq!((slots, drivers), (ROLES as f64, ROLES as f64), "{summary}");
     // Flat: a little allocator noise, not growth with time.
