@@ -61,9 +61,7 @@ pub fn send(notification: Notification) {
 /// The notifier command for this system, if it has one.
 fn command(notification: &Notification) -> Option<Command> {
     if cfg!(target_os = "macos") {
-        let mut command = Command::new("osascript");
-        command.arg("-e").arg(applescript(notification));
-        Some(command)
+        Some(osascript(notification))
     } else if cfg!(unix) {
         let mut command = Command::new("notify-send");
         command
@@ -76,31 +74,24 @@ fn command(notification: &Notification) -> Option<Command> {
     }
 }
 
-/// `display notification "body" with title "title"`, with both as
-/// AppleScript string literals.
-fn applescript(notification: &Notification) -> String {
-    format!(
-        "display notification {} with title {}",
-        applescript_string(&notification.body),
-        applescript_string(&notification.title)
-    )
-}
-
-fn applescript_string(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '"' | '\\' => {
-                quoted.push('\\');
-                quoted.push(c);
-            }
-            '\n' | '\r' => quoted.push(' '),
-            c => quoted.push(c),
-        }
+/// `display notification` with the body and title passed as arguments
+/// (`argv` of the script's `run` handler), never spliced into the script's
+/// text: a role name or message with quotes, backslashes or AppleScript of
+/// its own is only ever a string.
+fn osascript(notification: &Notification) -> Command {
+    let mut command = Command::new("osascript");
+    for line in [
+        "on run argv",
+        "display notification (item 1 of argv) with title (item 2 of argv)",
+        "end run",
+    ] {
+        command.arg("-e").arg(line);
     }
-    quoted.push('"');
-    quoted
+    command
+        .arg("--")
+        .arg(&notification.body)
+        .arg(&notification.title);
+    command
 }
 
 #[cfg(test)]
@@ -108,12 +99,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn applescript_quotes_what_it_is_given() {
-        let script = applescript(&Notification::new("assumed: \"prod\"", "a\\b\nc"));
+    fn osascript_gets_title_and_body_as_arguments_not_as_script() {
+        let hostile = "prod\" with title \"x\"\ndo shell script \"touch /tmp/pwned\" --";
+        let command = osascript(&Notification::new(hostile, "a\\b\nc"));
+        let args: Vec<_> = command.get_args().collect();
+        assert_eq!(command.get_program(), "osascript");
         assert_eq!(
-            script,
-            r#"display notification "a\\b c" with title "assumed: \"prod\"""#
+            args,
+            [
+                "-e",
+                "on run argv",
+                "-e",
+                "display notification (item 1 of argv) with title (item 2 of argv)",
+                "-e",
+                "end run",
+                "--",
+                "a\\b\nc",
+                hostile,
+            ]
         );
+        // The script itself is fixed text: nothing given reaches it.
+        let script: String = args.iter().filter_map(|a| a.to_str()).take(6).collect();
+        assert!(!script.contains("pwned"));
     }
 
     #[test]
