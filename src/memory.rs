@@ -119,19 +119,19 @@ fn give_back(burst: bool) {
 /// never touched. Not under a debugger (or strace): the breakpoints it
 /// wrote into the code live in the mapped copies and would silently go.
 pub fn unmap_code() {
-    if traced() {
-        return;
-    }
     #[cfg(target_os = "linux")]
-    // SAFETY: the callback only reads the program headers the loader hands
-    // it, and stops after the first object, which is the executable.
-    unsafe {
-        libc::dl_iterate_phdr(Some(unmap_read_only_segments), std::ptr::null_mut());
+    if !traced() {
+        // SAFETY: the callback only reads the program headers the loader
+        // hands it, and stops after the first object, which is the executable.
+        unsafe {
+            libc::dl_iterate_phdr(Some(unmap_read_only_segments), std::ptr::null_mut());
+        }
     }
 }
 
 /// Whether a ptrace tracer (gdb, strace) is attached: `/proc/self/status`
 /// is generated from memory, a read costs microseconds.
+#[cfg(target_os = "linux")]
 fn traced() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
         status

@@ -95,25 +95,22 @@ pub async fn from_aws_vault(
     settings: &KeyringSettings,
     profiles: &[String],
 ) -> Result<(), String> {
-    let collection = std::env::var(aws_vault::COLLECTION_ENV)
-        .ok()
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| aws_vault::DEFAULT_COLLECTION.to_owned());
-    // The D-Bus calls and a possible unlock prompt, bounded as every keyring call is.
+    let vault = aws_vault::locate()?;
+    // The keyring calls and the system's prompts (an unlock; on macOS one
+    // per item too), bounded as every keyring call is.
     let limit = keys::KEYRING_DEADLINE + keys::UNLOCK_PROMPT_DEADLINE;
-    let found = tokio::time::timeout(limit, aws_vault::read(&collection, profiles))
+    let found = tokio::time::timeout(limit, aws_vault::read(&vault, profiles))
         .await
         .map_err(|_| {
             format!(
-                "aws-vault's keyring did not answer within {}s (a prompt nobody answered?)",
+                "{vault} did not answer within {}s (a prompt nobody answered?): \
+                 run this again and answer it, or name fewer profiles",
                 limit.as_secs()
             )
         })??;
     let mut problems = found.problems;
     if found.keys.is_empty() && problems.is_empty() {
-        return Err(format!(
-            "aws-vault's collection {collection:?} holds no long-term keys"
-        ));
+        return Err(format!("{vault} holds no long-term keys"));
     }
     let keyring = &keys::open(settings).map_err(|e| e.to_string())?;
     let kind = keyring.kind();

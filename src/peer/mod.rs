@@ -161,6 +161,7 @@ fn warn_once(error: &str) {
 
 /// IPv4-mapped addresses as plain IPv4: the kernel lists such connections
 /// (a dual-stack listener's IPv4 peers) in the IPv4 table.
+#[cfg(target_os = "linux")]
 fn canonical(address: SocketAddr) -> SocketAddr {
     SocketAddr::new(address.ip().to_canonical(), address.port())
 }

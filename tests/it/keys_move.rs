@@ -441,6 +441,20 @@ async fn import_from_aws_vault_copies_long_term_keys_and_skips_its_sessions() {
     assert!(home.record_of("ASIAVAULTSESSION0001").await.is_none());
     let ours = home.stored().await;
     assert_eq!(ours.len(), 2, "{ours:?}");
+
+    // aws-vault told to use a backend this does not read: said, nothing read.
+    let mut import = home.assumed(&["keys", "import", "--from", "aws-vault", "ops"]);
+    let output = run(import.env("AWS_VAULT_BACKEND", "pass")).await;
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("AWS_VAULT_BACKEND is \"pass\"") && stderr.contains("--stdin"),
+        "{stderr}"
+    );
+    // The backend it does read, named: as when unset.
+    let mut import = home.assumed(&["keys", "import", "--from", "aws-vault", "ops"]);
+    let output = run(import.env("AWS_VAULT_BACKEND", "secret-service")).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
 }
 
 /// An IAM user in moto with one access key: its id and secret.
