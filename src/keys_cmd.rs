@@ -181,7 +181,10 @@ pub fn run(command: KeysCommand, config: &Config) -> Result<ExitCode, String> {
             }
         }
     })?;
-    drop(runtime);
+    // Not a plain drop, which waits for every blocking task: a keyring
+    // call that ran past its deadline (a frozen Secret Service) is given
+    // up on, and must not hold the command open after its error.
+    runtime.shutdown_background();
     if tell {
         tell_daemon(config);
     }
