@@ -77,6 +77,11 @@ pub fn open(settings: &KeyringSettings) -> Result<Keyring, KeyringError> {
 /// How long one keyring call may take before it is an error. A prompt the
 /// person must answer (an unlock) has its own, longer deadline.
 pub const KEYRING_DEADLINE: Duration = Duration::from_secs(5);
+/// The file keyring does not wait on anyone: its calls are scrypt (half a
+/// second of a core on a quiet machine, several on a busy small one) and a
+/// local file. The deadline only stops a file system that hangs (a dead
+/// network mount), so it leaves room for a loaded machine.
+pub const FILE_KEYRING_DEADLINE: Duration = Duration::from_secs(30);
 pub const UNLOCK_PROMPT_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Which keyring holds the keys. The default is the platform's
@@ -284,7 +289,8 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// A backend behind deadlines: every call ends within [`KEYRING_DEADLINE`]
-/// (an unlock within [`UNLOCK_PROMPT_DEADLINE`]), as a `Timeout` if the
+/// ([`FILE_KEYRING_DEADLINE`] for the file; an unlock within
+/// [`UNLOCK_PROMPT_DEADLINE`]), as a `Timeout` if the
 /// keyring does not answer. A timed-out call's thread is left to finish on
 /// its own; nothing waits for it.
 #[derive(Clone)]
@@ -295,10 +301,11 @@ pub struct Keyring {
 
 impl Keyring {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Keyring {
-            backend,
-            deadline: KEYRING_DEADLINE,
-        }
+        let deadline = match backend.kind() {
+            BackendKind::File => FILE_KEYRING_DEADLINE,
+            _ => KEYRING_DEADLINE,
+        };
+        Keyring { backend, deadline }
     }
 
     /// For tests of the deadline itself.
