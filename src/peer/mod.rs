@@ -24,11 +24,15 @@
 //! (docs/security.md says what that leaves open).
 
 #[cfg(target_os = "linux")]
+mod cmdline;
+#[cfg(target_os = "linux")]
 mod proc_net;
 #[cfg(target_os = "linux")]
 mod process;
 #[cfg(target_os = "linux")]
 mod sock_diag;
+#[cfg(target_os = "linux")]
+mod walk;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
