@@ -40,16 +40,25 @@ const XSO_INPCB: u32 = 0x010;
 /// is longer; netstat stops at the first that is not, and so do we.
 const XINPGEN_SIZE: usize = 24;
 
-/// Offsets in `struct xinpcb_n` (pack 4).
-mod xinpcb_n {
-    /// `inp_fport`, `inp_lport`: `u_short` in network byte order.
-    pub const FPORT: usize = 16;
-    pub const LPORT: usize = 18;
-    pub const VFLAG: usize = 44;
-    /// `inp_dependfaddr`, `inp_dependladdr`: `in6_addr` or `in_addr_4in6`.
-    pub const FADDR: usize = 48;
-    pub const LADDR: usize = 64;
+/// Where a PCB's family flags, addresses (16 bytes: `in6_addr` or
+/// `in_addr_4in6`) and ports (network byte order) are in a record.
+struct Endpoints {
+    flags: usize,
+    local: usize,
+    local_port: usize,
+    foreign: usize,
+    foreign_port: usize,
 }
+
+/// `struct xinpcb_n` (pack 4): `inp_vflag`, `inp_dependladdr`,
+/// `inp_lport`, `inp_dependfaddr`, `inp_fport` (the ports `u_short`s).
+const XINPCB_N: Endpoints = Endpoints {
+    flags: 44,
+    local: 64,
+    local_port: 18,
+    foreign: 48,
+    foreign_port: 16,
+};
 
 /// Offsets in `struct xsocket_n` (pack 4).
 mod xsocket_n {
@@ -70,14 +79,17 @@ mod socket_fdinfo {
     pub const KIND: usize = 24 + 232;
     /// `psi.soi_proto.pri_tcp.tcpsi_ini`, a `struct in_sockinfo`.
     const IN: usize = 24 + 240;
-    /// `insi_fport`, `insi_lport`: `int`s that hold the kernel's `u_short`
+    /// `insi_vflag`, `insi_laddr`, `insi_lport`, `insi_faddr`,
+    /// `insi_fport`. The ports are `int`s that hold the kernel's `u_short`
     /// in network byte order, so on a little-endian Mac their first two
     /// bytes are the port, high byte first.
-    pub const FPORT: usize = IN;
-    pub const LPORT: usize = IN + 4;
-    pub const VFLAG: usize = IN + 24;
-    pub const FADDR: usize = IN + 32;
-    pub const LADDR: usize = IN + 48;
+    pub const ENDPOINTS: super::Endpoints = super::Endpoints {
+        flags: IN + 24,
+        local: IN + 48,
+        local_port: IN + 4,
+        foreign: IN + 32,
+        foreign_port: IN,
+    };
 }
 
 /// `soi_kind` of a TCP socket.
@@ -120,7 +132,7 @@ pub fn tcp_connections(answer: &[u8]) -> Vec<TcpConnection> {
             break;
         }
         match kind {
-            XSO_INPCB => addresses = inpcb_addresses(record),
+            XSO_INPCB => addresses = endpoints(record, &XINPCB_N),
             XSO_SOCKET => {
                 if let Some((local, foreign)) = addresses.take() {
                     connections.extend(socket_owner(record, local, foreign));
@@ -133,15 +145,16 @@ pub fn tcp_connections(answer: &[u8]) -> Vec<TcpConnection> {
     connections
 }
 
-fn inpcb_addresses(record: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
-    let flags = *record.get(xinpcb_n::VFLAG)?;
+/// A PCB's (local, foreign) addresses.
+fn endpoints(bytes: &[u8], at: &Endpoints) -> Option<(SocketAddr, SocketAddr)> {
+    let flags = *bytes.get(at.flags)?;
     let local = SocketAddr::new(
-        address(flags, record, xinpcb_n::LADDR)?,
-        port(record, xinpcb_n::LPORT)?,
+        address(flags, bytes, at.local)?,
+        port(bytes, at.local_port)?,
     );
     let foreign = SocketAddr::new(
-        address(flags, record, xinpcb_n::FADDR)?,
-        port(record, xinpcb_n::FPORT)?,
+        address(flags, bytes, at.foreign)?,
+        port(bytes, at.foreign_port)?,
     );
     Some((local, foreign))
 }
@@ -187,21 +200,15 @@ pub struct SocketFd {
     pub tcp: Option<(SocketAddr, SocketAddr)>,
 }
 
-/// A `socket_fdinfo` as the kernel copied it out; `None` if too short.
+/// A `socket_fdinfo` as the kernel copied it out; `None` if too short to
+/// hold the handle and kind.
 pub fn socket_fd(info: &[u8]) -> Option<SocketFd> {
     let handle = u64_at(info, socket_fdinfo::SO)?;
     let kind = u32_at(info, socket_fdinfo::KIND)?;
+    // Its handle is what the walk matches; the addresses are only for when
+    // the table cannot be read.
     let tcp = if kind == SOCKINFO_TCP {
-        let flags = *info.get(socket_fdinfo::VFLAG)?;
-        let local = SocketAddr::new(
-            address(flags, info, socket_fdinfo::LADDR)?,
-            port(info, socket_fdinfo::LPORT)?,
-        );
-        let foreign = SocketAddr::new(
-            address(flags, info, socket_fdinfo::FADDR)?,
-            port(info, socket_fdinfo::FPORT)?,
-        );
-        Some((local, foreign))
+        endpoints(info, &socket_fdinfo::ENDPOINTS)
     } else {
         None
     };
@@ -524,7 +531,14 @@ mod tests {
                 tcp: None
             })
         );
-        assert_eq!(socket_fd(&info[..300]), None);
+        assert_eq!(
+            socket_fd(&info[..300]),
+            Some(SocketFd {
+                handle: 0xabcd,
+                tcp: None
+            })
+        );
+        assert_eq!(socket_fd(&info[..200]), None);
     }
 
     /// A KERN_PROCARGS2 buffer: argc, the path, NUL padding, the arguments,
