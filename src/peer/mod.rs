@@ -20,15 +20,28 @@
 //! namespace: a peer in another namespace (a container) or on another host
 //! has no socket here, and is [`PeerOwner::Remote`].
 //!
-//! Only Linux answers; elsewhere every peer is [`PeerOwner::Unsupported`]
-//! (docs/security.md says what that leaves open).
+//! Linux and macOS answer; elsewhere every peer is
+//! [`PeerOwner::Unsupported`] (docs/security.md says what that leaves
+//! open). On macOS (`macos.rs`) the owner comes from the kernel's TCP table
+//! (`net.inet.tcp.pcblist_n`) and the process from libproc; docs/macos.md.
 
+mod cmdline;
+// The bytes macOS hands out, read on every system so they are tested on
+// every system; only macOS calls them outside tests.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+mod darwin;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+mod macos_ffi;
 #[cfg(target_os = "linux")]
 mod proc_net;
 #[cfg(target_os = "linux")]
 mod process;
 #[cfg(target_os = "linux")]
 mod sock_diag;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod walk;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +51,7 @@ use std::net::SocketAddr;
 pub struct SocketOwner {
     pub uid: u32,
     /// The socket's inode: what `/proc/<pid>/fd/N` links to (`socket:[inode]`).
+    /// On macOS, the kernel's handle for the socket (`xso_so`, `soi_so`).
     pub inode: u64,
 }
 
@@ -53,7 +67,7 @@ pub enum PeerOwner {
     /// A loopback peer whose owner could not be learnt (the kernel's tables
     /// could not be read, or the socket closed before it was looked up).
     Unknown,
-    /// This system cannot tell (not Linux).
+    /// This system cannot tell (neither Linux nor macOS).
     Unsupported,
 }
 
@@ -61,10 +75,11 @@ pub enum PeerOwner {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Process {
     pub pid: u32,
-    /// Clock ticks after boot when it started: with `pid`, names one process
-    /// even after the pid is reused.
+    /// When it started (Linux: clock ticks after boot; macOS: microseconds
+    /// since the epoch): with `pid`, names one process even after the pid is
+    /// reused.
     pub started: u64,
-    /// `/proc/<pid>/exe`; for a script, its interpreter.
+    /// `/proc/<pid>/exe` (macOS: `proc_pidpath`); for a script, its interpreter.
     pub exe: String,
     /// Arguments joined by spaces, cut at [`CMDLINE_LIMIT`] characters.
     pub cmdline: String,
@@ -100,7 +115,12 @@ pub fn owner_of(peer: SocketAddr, local: SocketAddr) -> PeerOwner {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+pub fn owner_of(peer: SocketAddr, local: SocketAddr) -> PeerOwner {
+    macos::owner_of(peer, local)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub fn owner_of(_peer: SocketAddr, _local: SocketAddr) -> PeerOwner {
     PeerOwner::Unsupported
 }
@@ -181,7 +201,16 @@ pub fn processes_holding(
     process::holding(sockets, likely, reach)
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+pub fn processes_holding(
+    sockets: &[SocketOwner],
+    likely: &[u32],
+    reach: Option<usize>,
+) -> HashMap<u64, Process> {
+    macos::processes_holding(sockets, likely, reach)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub fn processes_holding(
     _sockets: &[SocketOwner],
     _likely: &[u32],

@@ -1,123 +1,46 @@
-//! Socket inode → process: the `/proc/<pid>/fd` links that read
-//! `socket:[inode]`. One walk finds every socket asked for and stops as
-//! soon as it has: it looks first at the processes that held sockets before
-//! (a long-lived SDK opening another connection), then at the newest
-//! processes of the sockets' users (a client that just connected is usually
-//! among the newest, and a one-shot `curl` must be found while it still
-//! waits for its answer), then at everything else. Within a process the
-//! highest fds are read first, since a new connection usually gets the
-//! highest one. Processes of other users are skipped unless we may read
-//! their fds (root may).
+//! Socket inode → process on Linux: the `/proc/<pid>/fd` links that read
+//! `socket:[inode]`, for the walk in `walk.rs` (which decides the order and
+//! when to stop). Within a process the highest fds are read first, since a
+//! new connection usually gets the highest one. Processes of other users
+//! give nothing unless we may read their fds (root may).
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use super::{CMDLINE_LIMIT, Process, SocketOwner};
+use super::cmdline::command_line;
+use super::walk::{self, Processes};
+use super::{Process, SocketOwner};
 
 pub fn holding(
     sockets: &[SocketOwner],
     likely: &[u32],
     reach: Option<usize>,
 ) -> HashMap<u64, Process> {
-    let mut walk = Walk {
-        own: std::process::id(),
-        remaining: sockets.iter().map(|socket| socket.inode).collect(),
-        found: HashMap::new(),
-        looked: HashSet::new(),
-    };
-    for &pid in likely {
-        if walk.done() {
-            return walk.found;
-        }
-        walk.look(pid);
-    }
-    let users: HashSet<u32> = sockets.iter().map(|socket| socket.uid).collect();
-    // Processes of other users last: as root they are readable, and a
-    // socket's user is nearly always its process's. (Not skipped: a process
-    // that changed its user after connecting still holds the socket.)
-    let mut others = Vec::new();
-    let mut left = reach.unwrap_or(usize::MAX);
-    for pid in newest_first() {
-        if walk.done() || left == 0 {
-            return walk.found;
-        }
-        match fs::metadata(format!("/proc/{pid}")) {
-            Ok(meta) if users.contains(&meta.uid()) => {
-                walk.look(pid);
-                left -= 1;
-            }
-            Ok(_) => others.push(pid),
-            Err(_) => {}
-        }
-    }
-    if reach.is_some() {
-        return walk.found;
-    }
-    for pid in others {
-        if walk.done() {
-            break;
-        }
-        walk.look(pid);
-    }
-    walk.found
+    walk::holding(&ProcFs, sockets, likely, reach)
 }
 
-struct Walk {
-    own: u32,
-    /// Inodes not found yet.
-    remaining: HashSet<u64>,
-    found: HashMap<u64, Process>,
-    looked: HashSet<u32>,
-}
+/// The processes as `/proc` lists them.
+struct ProcFs;
 
-impl Walk {
-    fn done(&self) -> bool {
-        self.remaining.is_empty()
+impl Processes for ProcFs {
+    fn newest_first(&self) -> Vec<u32> {
+        newest_first()
     }
 
-    fn look(&mut self, pid: u32) {
-        if pid == self.own || !self.looked.insert(pid) {
-            return;
-        }
-        let held = sockets_of(pid, &self.remaining);
-        if held.is_empty() {
-            return;
-        }
-        // Gone between the two reads: the sockets stay unattributed.
-        let Some((process, parent)) = describe(pid) else {
-            return;
-        };
-        for inode in &held {
-            self.remaining.remove(inode);
-        }
-        // A socket inherited across fork is held by the parent and, until it
-        // execs, by the child too. It is the oldest holder's, the one that
-        // opened it: go up the parents while they hold it.
-        let mut holders = vec![(process, held)];
-        let mut parent = parent;
-        while parent > 1 && parent != self.own {
-            let Some((_, held)) = holders.last() else {
-                break;
-            };
-            let asked: HashSet<u64> = held.iter().copied().collect();
-            let also = sockets_of(parent, &asked);
-            if also.is_empty() {
-                break;
-            }
-            let Some((process, grandparent)) = describe(parent) else {
-                break;
-            };
-            holders.push((process, also));
-            parent = grandparent;
-        }
-        // Child first, oldest last: the oldest holder's entry wins.
-        for (process, held) in holders {
-            for inode in held {
-                self.found.insert(inode, process.clone());
-            }
-        }
+    fn uid_of(&self, pid: u32) -> Option<u32> {
+        fs::metadata(format!("/proc/{pid}"))
+            .ok()
+            .map(|meta| meta.uid())
+    }
+
+    fn sockets_of(&self, pid: u32, wanted: &HashSet<u64>) -> Vec<u64> {
+        sockets_of(pid, wanted)
+    }
+
+    fn describe(&self, pid: u32) -> Option<(Process, u32)> {
+        describe(pid)
     }
 }
 
@@ -205,46 +128,17 @@ fn parent_and_start(stat: &str) -> Option<(u32, u64)> {
     Some((parent, started))
 }
 
-/// NUL-separated arguments as one line, control characters made visible as
-/// `?` (a log line must stay one line), cut at [`CMDLINE_LIMIT`] characters.
-fn command_line(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut line: String = text
-        .trim_end_matches('\0')
-        .chars()
-        .map(|c| match c {
-            '\0' => ' ',
-            c if c.is_control() => '?',
-            c => c,
-        })
-        .take(CMDLINE_LIMIT + 1)
-        .collect();
-    if line.chars().count() > CMDLINE_LIMIT {
-        line = line.chars().take(CMDLINE_LIMIT - 1).collect();
-        line.push('…');
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reads_socket_links_start_times_and_command_lines() {
+    fn reads_socket_links_and_start_times() {
         assert_eq!(socket_inode("socket:[12345]"), Some(12345));
         assert_eq!(socket_inode("pipe:[12345]"), None);
         assert_eq!(socket_inode("/dev/null"), None);
         let stat =
             "4242 (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parent_and_start(stat), Some((1, 987_654)));
-        assert_eq!(
-            command_line(b"python3\0-c\0print(1)\0"),
-            "python3 -c print(1)"
-        );
-        assert_eq!(command_line(b"evil\nline\0"), "evil?line");
-        let long = command_line("x".repeat(500).as_bytes());
-        assert_eq!(long.chars().count(), CMDLINE_LIMIT);
-        assert!(long.ends_with('…'));
     }
 }
