@@ -24,7 +24,8 @@ const EXIT_INVALID_CONFIG: u8 = 2;
     about = "Keeps AWS role credentials warm and serves them to unmodified SDKs"
 )]
 struct Cli {
-    /// Config file (default: $ASSUMED_CONFIG, else ~/.config/assumed/config.toml)
+    /// Config file (default: $ASSUMED_CONFIG, else config.toml in the platform's config dir:
+    /// ~/.config/assumed on Linux, ~/Library/Application Support/assumed on macOS)
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
     /// Log format for `serve`: human-readable, or JSON lines for journald and collectors

@@ -2,7 +2,8 @@
 # for the other targets from this Linux machine (docs/release.md, docs/macos.md).
 #
 #   cross_tools      the Rust targets (rustup), zig and cargo-zigbuild (PyPI,
-#                    pinned, in a venv); puts them on PATH
+#                    pinned, in a venv), put on PATH; ruby (Debian), which
+#                    checks the Homebrew formula's syntax
 #   cross_stub_sdk   writes the stand-in macOS SDK; MAC_ENV is then what a
 #                    Mac build or lint runs with (env "${MAC_ENV[@]}" cargo …)
 #
@@ -48,6 +49,7 @@ cross_tools() {
       "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION"
     zig_tools_ok || { echo "zig or cargo-zigbuild still missing from $ZIG_VENV after install" >&2; exit 1; }
   fi
+  if ! command -v ruby >/dev/null; then apt_install ruby; fi
   # cargo-zigbuild runs `python3 -m ziglang` when there is no `zig` on PATH:
   # the venv's python3 first finds the pinned one.
   export PATH="$ZIG_VENV/bin:$PATH"
@@ -61,6 +63,5 @@ cross_stub_sdk() {
 }
 # SDKROOT is the stub tree (frameworks; zig brings libSystem). Without a
 # deployment target zig stamps its own newest macOS as the minimum. The Mac
-# lint and the Mac build run with the same environment, so the build scripts
-# they share (aws-lc-sys's C above all) run once, not twice.
+# lint runs with it too, so that it checks what the Mac build compiles.
 MAC_ENV=(SDKROOT="$STUB_SDK" MACOSX_DEPLOYMENT_TARGET="$MACOS_MIN")

@@ -8,6 +8,8 @@
 pub mod clients;
 pub mod daemon;
 pub mod federation_stub;
+// A Secret Service on D-Bus (zbus, secret-service: Linux-only dependencies).
+#[cfg(target_os = "linux")]
 pub mod keyring;
 pub mod moto;
 pub mod netns;
@@ -17,6 +19,7 @@ pub mod sso_stub;
 pub mod sts_proxy;
 
 pub use daemon::{Answer, Daemon, Options};
+#[cfg(target_os = "linux")]
 pub use keyring::TestKeyring;
 pub use moto::{fake_sigv4, moto_url};
 pub use netns::Netns;

@@ -206,6 +206,7 @@ fn inside<T: Send + 'static>(
 }
 
 /// Moves the calling thread (only it) into namespace `netns`.
+#[cfg(target_os = "linux")]
 fn enter(netns: &str) -> io::Result<()> {
     let handle = File::open(format!("/var/run/netns/{netns}"))?;
     // SAFETY: setns only changes this thread's network namespace; the fd is open.
@@ -213,6 +214,15 @@ fn enter(netns: &str) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Network namespaces are Linux's: elsewhere the tests that need them fail
+/// here, with this reason, before anything else (no `ip netns` either).
+#[cfg(not(target_os = "linux"))]
+fn enter(netns: &str) -> io::Result<()> {
+    Err(io::Error::other(format!(
+        "cannot enter network namespace {netns}: Linux only"
+    )))
 }
 
 /// Runs `ip ARGS…` to completion within [`IP_TIMEOUT`].
