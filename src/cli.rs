@@ -5,10 +5,13 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
+use clap_complete::env::CompleteEnv;
 
 use crate::aws_files;
 use crate::client_env::{self, Format};
+use crate::completions;
 use crate::config::{self, Config, RoleConfig};
 use crate::daemon;
 use crate::daemon_client::{DaemonClient, main_listener};
@@ -55,7 +58,7 @@ enum Command {
     /// Print ROLE's credentials as `credential_process` JSON (Version 1), fetched from the daemon;
     /// with --keys NAME, a short session (GetSessionToken) of stored keys instead
     CredentialProcess {
-        #[arg(required_unless_present = "keys")]
+        #[arg(required_unless_present = "keys", add = ArgValueCompleter::new(completions::role_names))]
         role: Option<String>,
         /// A session of the stored keys NAME (`assumed keys add`), made and cached by the
         /// daemon, with MFA where a role on those keys has mfa_serial; never the keys
@@ -78,6 +81,7 @@ enum Command {
     /// this shell would take. Exits 1 if anything fails.
     Doctor {
         /// The role this shell should get (default: the one it points at, if any)
+        #[arg(add = ArgValueCompleter::new(completions::role_names))]
         role: Option<String>,
         /// Print the findings as JSON
         #[arg(long)]
@@ -90,8 +94,27 @@ enum Command {
     /// Long-term IAM keys in the OS keyring: add, list, remove, import, rotate
     #[command(subcommand)]
     Keys(crate::keys_cmd::KeysCommand),
+    /// Write a first config from ~/.aws/config's role profiles (to --config,
+    /// $ASSUMED_CONFIG or the default path); never over an existing file without --force
+    Init {
+        /// Replace an existing config file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a completion script for SHELL: commands, flags and role names
+    /// (bash: `source <(assumed completions bash)`; see docs/install.md)
+    Completions {
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Write the man pages (assumed.1 and one per command) into DIR
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Run CMD with ROLE's credentials from the daemon; exits with CMD's status
     Exec {
+        #[arg(add = ArgValueCompleter::new(completions::role_names))]
         role: String,
         #[arg(
             trailing_var_arg = true,
@@ -105,6 +128,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct EnvArgs {
+    #[arg(add = ArgValueCompleter::new(completions::role_names))]
     role: String,
     #[arg(long, value_enum, default_value = "sh")]
     format: Format,
@@ -119,7 +143,7 @@ struct EnvArgs {
 
 #[derive(Args, Debug)]
 struct MfaArgs {
-    #[arg(required_unless_present = "forget")]
+    #[arg(required_unless_present = "forget", add = ArgValueCompleter::new(completions::role_names))]
     role: Option<String>,
     #[arg(required_unless_present = "forget")]
     code: Option<String>,
@@ -145,6 +169,7 @@ struct InstallArgs {
 
 #[derive(Args, Debug)]
 struct ConsoleArgs {
+    #[arg(add = ArgValueCompleter::new(completions::role_names))]
     role: String,
     /// Print the sign-in URL instead of opening a browser
     #[arg(long)]
@@ -161,6 +186,10 @@ struct ConsoleArgs {
 }
 
 pub fn main() -> ExitCode {
+    // A TAB in a shell that sourced `assumed completions`: answer and exit.
+    CompleteEnv::with_factory(Cli::command)
+        .var(completions::ENV_VAR)
+        .complete();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -188,6 +217,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Serve { bench_static } => serve(config()?, &cli, bench_static),
         Command::Check => Ok(check(config::load_or_default(config_arg), config_arg)),
         Command::Install(args) => install(&args, config_arg),
+        Command::Init { force } => crate::init::run(config_arg, force),
+        Command::Completions { shell } => {
+            completions::write_script(shell, &mut std::io::stdout().lock())
+                .map_err(|e| format!("cannot write the completion script: {e}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => man(&dir),
         Command::Roles => roles(&config()?),
         Command::Env(args) => env(&config()?, &args),
         Command::Exec { role, command } => exec(&config()?, &role, command),
@@ -207,6 +243,16 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Keys(command) => crate::keys_cmd::run(command, &config()?),
         Command::Doctor { .. } => unreachable!("answered before the environment changed"),
     }
+}
+
+/// The pages for the command and every subcommand, from the same clap
+/// definitions as `--help`.
+fn man(dir: &Path) -> Result<ExitCode, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .map_err(|e| format!("cannot write the man pages into {}: {e}", dir.display()))?;
+    println!("wrote the man pages into {}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn valid_config(config_arg: Option<&Path>) -> Result<Config, String> {

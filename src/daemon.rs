@@ -204,6 +204,11 @@ fn announce_ready(running: &Running, token_path: &Path) {
     let cache = &running.state.cache;
     prefetch(cache, cache.role_names());
     tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
+    if cache.role_names().is_empty() {
+        let path = (running.config.path.clone())
+            .or_else(|| config::resolve_path(running.config_arg.as_deref()));
+        tracing::warn!("{}", config::no_roles_hint(path.as_deref()));
+    }
     service::ready(&status_line(cache));
     crate::memory::unmap_code(); // start-up is over, whether or not a client comes
 }

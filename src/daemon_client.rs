@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::address_file::{self, AddressFile};
 use crate::client_env::client_address;
@@ -106,9 +107,30 @@ impl DaemonClient {
         headers: &[(&str, &str)],
     ) -> Result<serde_json::Value, String> {
         let token = self.token()?;
+        let reply = local_client::request(self.address, method, path, token.expose(), headers);
+        self.answer(reply)
+    }
+
+    /// [`ask`](Self::ask) without extra headers, given up after `limit` (for
+    /// what must not keep a person waiting, such as a shell completion).
+    pub fn ask_within(
+        &self,
+        limit: Duration,
+        method: &str,
+        path: &str,
+    ) -> Result<serde_json::Value, String> {
+        let token = self.token()?;
+        let reply =
+            local_client::request_within(limit, self.address, method, path, token.expose(), &[]);
+        self.answer(reply)
+    }
+
+    fn answer(
+        &self,
+        reply: std::io::Result<local_client::Reply>,
+    ) -> Result<serde_json::Value, String> {
         let address = self.address;
-        let reply = local_client::request(address, method, path, token.expose(), headers)
-            .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
+        let reply = reply.map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
         let answer: serde_json::Value = serde_json::from_slice(&reply.body)
             .map_err(|_| format!("the daemon answered {} without JSON", reply.status))?;
         if reply.status != 200 {

@@ -49,7 +49,7 @@ pub fn request(
 }
 
 /// [`request`] with a time limit of its own.
-fn request_within(
+pub fn request_within(
     limit: Duration,
     address: SocketAddr,
     method: &str,

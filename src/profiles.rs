@@ -114,6 +114,13 @@ impl AwsProfiles {
             .filter(|value| !value.is_empty())
     }
 
+    /// Whether the files have a profile of that name.
+    pub fn has_profile(&self, name: &str) -> bool {
+        self.set
+            .as_ref()
+            .is_some_and(|set| set.get_profile(name).is_some())
+    }
+
     fn names(&self) -> Vec<String> {
         self.set
             .as_ref()

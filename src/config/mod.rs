@@ -242,6 +242,19 @@ pub fn resolve_path(cli: Option<&Path>) -> Option<PathBuf> {
     explicit_path(cli).or_else(default_path)
 }
 
+/// What to do when there is nothing to serve (`serve` says it at start,
+/// `doctor` as a finding): where roles come from, for this config file.
+pub fn no_roles_hint(path: Option<&Path>) -> String {
+    let file = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the config file".into());
+    format!(
+        "no roles to serve: `assumed init` writes {file} from the role profiles of \
+         ~/.aws/config, or add a [roles.NAME] with role_arn to it (config/example.toml \
+         shows every key); then `assumed reload`"
+    )
+}
+
 /// Like `load`, but a missing file at the default location means built-in
 /// defaults (serve works with no file); a missing file that was asked for is an error.
 pub fn load_or_default(cli: Option<&Path>) -> Result<Config, Diagnostics> {

@@ -130,6 +130,17 @@ fn check_config(config_arg: Option<&Path>, findings: &mut Vec<Finding>) -> (Conf
     match validate(config::load_or_default(config_arg), config_arg) {
         Ok((config, summary)) => {
             findings.push(Finding::ok("config", summary));
+            if crate::profiles::known_roles(&config).is_empty() {
+                let path = config
+                    .path
+                    .clone()
+                    .or_else(|| config::resolve_path(config_arg));
+                findings.push(Finding::warn(
+                    "roles",
+                    config::no_roles_hint(path.as_deref()),
+                    "assumed check && assumed reload",
+                ));
+            }
             (config, true)
         }
         Err(errors) => {

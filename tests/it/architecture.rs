@@ -21,6 +21,8 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
             "doctor",
             "console",
             "install",
+            "init",
+            "completions",
             "healthcheck",
             "compose",
             "client_env",

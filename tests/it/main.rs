@@ -20,6 +20,7 @@ mod docker;
 mod doctor;
 mod endpoints;
 mod errors;
+mod first_run;
 mod hardening;
 mod imds;
 // The keyring tests run against a real Secret Service (harness/keyring.rs).

@@ -37,6 +37,10 @@ pub struct Options {
     /// Run inside this network namespace (see `netns.rs`). Readiness is then
     /// checked from inside it; `url`, `get` and `cli` do not reach such a daemon.
     pub netns: Option<String>,
+    /// A whole config file instead of the one made from the fields above
+    /// (`assumed init`'s): `@PORT@` and `@TOKEN_FILE@` in it are replaced by
+    /// the port and token file the harness chose.
+    pub config_file: Option<String>,
 }
 
 impl Options {
@@ -53,6 +57,7 @@ impl Options {
             aws_credentials: String::new(),
             zero_config: false,
             netns: None,
+            config_file: None,
         }
     }
 
@@ -79,6 +84,11 @@ impl Options {
 
     /// The config file this daemon runs with.
     pub fn config_text(&self, port: u16, token_path: &Path) -> String {
+        if let Some(text) = &self.config_file {
+            return text
+                .replace("@PORT@", &port.to_string())
+                .replace("@TOKEN_FILE@", &token_path.display().to_string());
+        }
         let extra = self
             .extra_listen
             .as_ref()
