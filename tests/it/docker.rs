@@ -607,3 +607,66 @@ fn rewrite_in_place(path: &Path, text: &str) {
     file.write_all(text.as_bytes())
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
+
+/// The .deb on a clean Debian 12 (the offline base image): `apt install` of
+/// the file, the program and its files where they belong, then `apt remove`
+/// leaves none of them behind.
+#[tokio::test]
+async fn the_deb_installs_with_apt_and_removes_cleanly() {
+    let Some(engine) = Engine::connect().await else {
+        return;
+    };
+    let base = engine.base_images().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let deb = crate::package::build_deb(dir.path()).await;
+    let file = deb.file_name().and_then(|n| n.to_str()).expect("name");
+    let expected: Vec<String> = crate::package::EXPECTED
+        .iter()
+        .map(|p| format!("/{p}"))
+        .collect();
+    let script = format!(
+        r#"set -eu
+apt-get install -y --no-install-recommends /pkg/{file} >/tmp/apt.log 2>&1 || {{ cat /tmp/apt.log; exit 1; }}
+assumed --version
+assumed check --config /usr/share/doc/assumed/examples/config.toml
+for f in {expected}; do test -f "$f" || {{ echo "missing $f"; exit 1; }}; done
+command -v assumed
+dpkg -L assumed >/tmp/files
+apt-get remove -y assumed >/tmp/apt.log 2>&1 || {{ cat /tmp/apt.log; exit 1; }}
+while read -r f; do
+  if [ -e "$f" ] && [ ! -d "$f" ]; then echo "left behind: $f"; fi
+done </tmp/files
+dpkg-query -W -f='${{Status}}\n' assumed 2>/dev/null || echo "not known to dpkg"
+"#,
+        expected = expected.join(" ")
+    );
+    let mount = format!("{}:/pkg:ro", dir.path().display());
+    let out = engine
+        .ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            "--entrypoint",
+            "sh",
+            &base.app,
+            "-c",
+            &script,
+        ])
+        .await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("assumed {}", env!("CARGO_PKG_VERSION")).as_str()),
+        "{out}"
+    );
+    assert!(lines.contains(&"/usr/bin/assumed"), "{out}");
+    assert!(!out.contains("left behind"), "{out}");
+    let status = lines.last().copied().unwrap_or_default();
+    assert!(
+        status == "not known to dpkg" || status.starts_with("unknown ok not-installed"),
+        "after apt remove, dpkg says {status:?}:\n{out}"
+    );
+}

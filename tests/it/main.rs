@@ -35,6 +35,7 @@ mod keys_move;
 mod login;
 mod metrics;
 mod mfa;
+mod package;
 mod profiles;
 mod reliability;
 mod reload;
