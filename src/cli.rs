@@ -262,7 +262,7 @@ fn valid_config(config_arg: Option<&Path>) -> Result<Config, String> {
 
 fn check(loaded: Result<Config, config::Diagnostics>, explicit: Option<&Path>) -> ExitCode {
     match crate::doctor::validate(loaded, explicit) {
-        Ok((_, summary)) => {
+        Ok((_, summary, _)) => {
             println!("{summary}");
             ExitCode::SUCCESS
         }

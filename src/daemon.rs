@@ -202,9 +202,10 @@ fn remind_only_in_use(attention: &Attention, cache: &Cache) {
 /// manager the daemon is ready.
 fn announce_ready(running: &Running, token_path: &Path) {
     let cache = &running.state.cache;
-    prefetch(cache, cache.role_names());
-    tracing::info!(token_file = %token_path.display(), roles = cache.role_names().len(), "ready");
-    if cache.role_names().is_empty() {
+    let names = cache.role_names();
+    prefetch(cache, &names);
+    tracing::info!(token_file = %token_path.display(), roles = names.len(), "ready");
+    if names.is_empty() {
         let path = (running.config.path.clone())
             .or_else(|| config::resolve_path(running.config_arg.as_deref()));
         tracing::warn!("{}", config::no_roles_hint(path.as_deref()));

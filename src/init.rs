@@ -23,7 +23,7 @@ pub fn run(config_arg: Option<&Path>, force: bool) -> Result<ExitCode, String> {
             path.display()
         ));
     }
-    let profiles = load_profiles()?;
+    let profiles = AwsProfiles::load_blocking()?;
     let source = source_profile(&profiles);
     let roles = profiles.roles();
     let text = render(&roles, source.as_deref(), &profiles);
@@ -72,14 +72,6 @@ pub fn run(config_arg: Option<&Path>, force: bool) -> Result<ExitCode, String> {
     println!("  assumed install {manager}       # run the daemon as a service");
     println!("  eval \"$(assumed env {role})\"       # point this shell at a role");
     Ok(ExitCode::SUCCESS)
-}
-
-fn load_profiles() -> Result<AwsProfiles, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?
-        .block_on(AwsProfiles::load())
 }
 
 /// The profile the daemon's own credentials come from, as the standard

@@ -30,15 +30,10 @@ pub fn all_roles(config: &Config, profiles: &AwsProfiles) -> BTreeMap<String, Ro
 /// What [`all_roles`] is now, for CLI commands (`roles`, `env`, `doctor`…),
 /// which run before any runtime exists.
 pub fn known_roles(config: &Config) -> BTreeMap<String, RoleConfig> {
-    let profiles = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|runtime| runtime.block_on(AwsProfiles::load()))
-        .unwrap_or_else(|problem| {
-            eprintln!("assumed: {problem}; showing only [roles]");
-            AwsProfiles::default()
-        });
+    let profiles = AwsProfiles::load_blocking().unwrap_or_else(|problem| {
+        eprintln!("assumed: {problem}; showing only [roles]");
+        AwsProfiles::default()
+    });
     all_roles(config, &profiles)
 }
 
@@ -89,6 +84,15 @@ impl AwsProfiles {
                 crate::error_chain::readable(&error)
             )),
         }
+    }
+
+    /// [`load`](Self::load) for the CLI, which has no runtime of its own.
+    pub fn load_blocking() -> Result<Self, String> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(Self::load())
     }
 
     /// Profiles parsed from `config` text alone, for unit tests.

@@ -9,7 +9,7 @@
 #
 # Installs only what is missing, so it is safe to run again; everything lives
 # under ${XDG_CACHE_HOME:-~/.cache}/assumed-test and may be deleted at will.
-# Needs section() and apt_install() from the script that sources it.
+# Needs section() from the script that sources it, and scripts/lib/apt.sh.
 
 # Pinned: a new zig can change what the linker writes (it once stamped
 # minos 15.0 when no deployment target was set), so a release moves to a new

@@ -128,9 +128,9 @@ pub fn run(config_arg: Option<&Path>, role: Option<&str>, json: bool) -> Result<
 /// defaults when it is not, which is where a daemon runs without one.
 fn check_config(config_arg: Option<&Path>, findings: &mut Vec<Finding>) -> (Config, bool) {
     match validate(config::load_or_default(config_arg), config_arg) {
-        Ok((config, summary)) => {
+        Ok((config, summary, roles)) => {
             findings.push(Finding::ok("config", summary));
-            if crate::profiles::known_roles(&config).is_empty() {
+            if roles == 0 {
                 let path = config
                     .path
                     .clone()
@@ -159,11 +159,11 @@ fn check_config(config_arg: Option<&Path>, findings: &mut Vec<Finding>) -> (Conf
 /// What `assumed check` reports: the config is valid, and `default_role`
 /// names something the daemon would serve (which may be an imported
 /// profile, so the parser alone cannot tell). The summary, or every problem
-/// as `file:line:column: message`.
+/// as `file:line:column: message`. Also how many roles it would serve.
 pub fn validate(
     loaded: Result<Config, config::Diagnostics>,
     explicit: Option<&Path>,
-) -> Result<(Config, String), String> {
+) -> Result<(Config, String, usize), String> {
     let config = loaded.map_err(|diagnostics| diagnostics.to_string())?;
     let source = config
         .path
@@ -180,7 +180,7 @@ pub fn validate(
         "{source}: ok, {} role(s) configured, {imported} more from ~/.aws/config",
         config.roles.len()
     );
-    Ok((config, summary))
+    Ok((config, summary, roles.len()))
 }
 
 /// `default_role` checked against everything the daemon would serve.

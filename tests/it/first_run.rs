@@ -317,11 +317,10 @@ sso_role_name = Dev
 const USERS_AWS_CREDENTIALS: &str =
     "[default]\naws_access_key_id = AKIDUSERSOWN\naws_secret_access_key = users-own-secret\n";
 
-/// `assumed init` in `home` (its aws files as given), writing
+/// `assumed ARGS` in `home` (its aws files as given), with its config at
 /// `home/cfg/config.toml`; the output.
-async fn init(home: &Path, args: &[&str]) -> std::process::Output {
+async fn assumed_in(home: &Path, args: &[&str]) -> std::process::Output {
     run(Command::new(binary())
-        .arg("init")
         .args(args)
         .env_clear()
         .envs(base_env(home))
@@ -336,19 +335,10 @@ fn home_with(aws_config: &str, aws_credentials: &str) -> tempfile::TempDir {
     home
 }
 
-async fn check(home: &Path) -> std::process::Output {
-    run(Command::new(binary())
-        .arg("check")
-        .env_clear()
-        .envs(base_env(home))
-        .env("ASSUMED_CONFIG", home.join("cfg/config.toml")))
-    .await
-}
-
 #[tokio::test]
 async fn init_writes_the_role_profiles_a_daemon_then_serves() {
     let home = home_with(USERS_AWS_CONFIG, USERS_AWS_CREDENTIALS);
-    let output = init(home.path(), &[]).await;
+    let output = assumed_in(home.path(), &["init"]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -377,7 +367,7 @@ async fn init_writes_the_role_profiles_a_daemon_then_serves() {
     assert!(!written.contains("[roles.ci]"), "{written}");
     assert!(!written.contains("users-own-secret"), "{written}");
 
-    let checked = check(home.path()).await;
+    let checked = assumed_in(home.path(), &["check"]).await;
     assert!(
         checked.status.success(),
         "assumed check of init's config: {}{}",
@@ -386,7 +376,7 @@ async fn init_writes_the_role_profiles_a_daemon_then_serves() {
     );
 
     // A second init changes nothing without --force.
-    let again = init(home.path(), &[]).await;
+    let again = assumed_in(home.path(), &["init"]).await;
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("--force"),
@@ -398,7 +388,7 @@ async fn init_writes_the_role_profiles_a_daemon_then_serves() {
         written
     );
     std::fs::write(&written_path, "# my own edits\n").expect("edit");
-    let forced = init(home.path(), &["--force"]).await;
+    let forced = assumed_in(home.path(), &["init", "--force"]).await;
     assert!(forced.status.success());
     assert_eq!(
         std::fs::read_to_string(&written_path).expect("config"),
@@ -471,7 +461,7 @@ async fn init_with_only_sso_or_nothing_writes_a_valid_config_without_roles() {
                     sso_region = eu-west-1\nsso_account_id = 111111111111\nsso_role_name = Dev\n";
     for (aws_config, what) in [(only_sso, "only SSO"), ("", "no ~/.aws/config")] {
         let home = home_with(aws_config, "");
-        let output = init(home.path(), &[]).await;
+        let output = assumed_in(home.path(), &["init"]).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
@@ -483,7 +473,7 @@ async fn init_with_only_sso_or_nothing_writes_a_valid_config_without_roles() {
             "{what}: {stdout}"
         );
         assert!(stdout.contains("assumed check"), "{what}: {stdout}");
-        let checked = check(home.path()).await;
+        let checked = assumed_in(home.path(), &["check"]).await;
         assert!(
             checked.status.success(),
             "{what}: {}",

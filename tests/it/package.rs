@@ -100,14 +100,5 @@ async fn the_deb_holds_everything_where_debian_looks_and_valid_units() {
         units.join("assumed.socket"),
     )
     .expect("socket");
-    let verify = run(Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(units.join("assumed.socket"))
-        .arg(units.join("assumed.service")))
-    .await;
-    assert!(
-        verify.status.success() && verify.stderr.is_empty(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    crate::harness::assert_units_verify(&units).await;
 }

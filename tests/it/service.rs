@@ -111,16 +111,7 @@ async fn installed_systemd_units_verify_and_reinstall_is_careful() {
         assert!(service.contains(directive), "{directive}");
     }
 
-    let verify = run(Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(units.join("assumed.socket"))
-        .arg(units.join("assumed.service")))
-    .await;
-    assert!(
-        verify.status.success() && verify.stderr.is_empty(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    crate::harness::assert_units_verify(&units).await;
 
     let again = run(&mut install(&[])).await;
     assert!(String::from_utf8_lossy(&again.stdout).contains("unchanged"));

@@ -222,6 +222,21 @@ pub async fn raw_answer(mut stream: tokio::net::TcpStream) -> (u16, String) {
     (status, body)
 }
 
+/// `systemd-analyze verify` accepts `dir`'s assumed.socket and
+/// assumed.service without a word on stderr.
+pub async fn assert_units_verify(dir: &std::path::Path) {
+    let verify = run(tokio::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.join("assumed.socket"))
+        .arg(dir.join("assumed.service")))
+    .await;
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
