@@ -12,7 +12,7 @@ use clap_complete::env::CompleteEnv;
 use crate::aws_files;
 use crate::client_env::{self, Format};
 use crate::completions;
-use crate::config::{self, Config, RoleConfig};
+use crate::config::{self, Config, Isolation, RoleConfig};
 use crate::daemon;
 use crate::daemon_client::{DaemonClient, main_listener};
 use crate::logging::LogFormat;
@@ -183,6 +183,25 @@ struct ConsoleArgs {
     /// Console session length (15m..12h); only for a role assumed with one AssumeRole
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<std::time::Duration>,
+    /// Keep this role's console apart from other roles': a browser profile of its own
+    /// (default), or a Firefox container (`=container`); default: [console] isolate
+    #[arg(long, value_name = "HOW", num_args = 0..=1, require_equals = true,
+          default_missing_value = "profile", value_parser = parse_isolation)]
+    isolate: Option<Isolation>,
+    /// Open in the browser every role shares, whatever [console] isolate says
+    #[arg(long, conflicts_with = "isolate")]
+    no_isolate: bool,
+    /// The browser to open: chromium, chrome, brave, edge, vivaldi, firefox, or a command;
+    /// default: [console] browser, else $BROWSER or the system's
+    #[arg(long)]
+    browser: Option<String>,
+}
+
+fn parse_isolation(text: &str) -> Result<Isolation, String> {
+    match Isolation::parse(text) {
+        Some(Isolation::Shared) | None => Err("use profile or container".into()),
+        Some(isolation) => Ok(isolation),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -636,6 +655,12 @@ fn console(config_arg: Option<&Path>, args: ConsoleArgs) -> Result<ExitCode, Str
         destination: args.destination,
         region: args.region,
         duration: args.duration,
+        isolate: if args.no_isolate {
+            Some(Isolation::Shared)
+        } else {
+            args.isolate
+        },
+        browser: args.browser,
     };
     let config = valid_config(config_arg)?;
     let daemon = DaemonClient::locate(config_arg, || Ok(config.clone()))?;

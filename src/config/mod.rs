@@ -27,6 +27,43 @@ pub struct Config {
     pub server: ServerConfig,
     pub source: SourceConfig,
     pub roles: BTreeMap<String, RoleConfig>,
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: how `assumed console` opens the sign-in URL.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConsoleConfig {
+    /// `browser`: a browser's name (`chromium`, `chrome`, `brave`, `edge`,
+    /// `vivaldi`, `firefox`) or a command; `None`: `$BROWSER`, then the
+    /// platform's opener, unless a console is isolated.
+    pub browser: Option<String>,
+    /// `isolate`: the default of `--isolate`.
+    pub isolate: Isolation,
+}
+
+/// How the consoles of different roles are kept apart in the browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// One browser profile for all: opening a role signs the last one out.
+    #[default]
+    Shared,
+    /// A browser profile of the role's own (`isolate = true` or `"profile"`).
+    Profile,
+    /// A Firefox container named after the role, through the
+    /// `ext+granted-containers:` URL its extension handles.
+    Container,
+}
+
+impl Isolation {
+    /// `isolate`'s and `--isolate=`'s words.
+    pub fn parse(text: &str) -> Option<Isolation> {
+        match text {
+            "profile" => Some(Isolation::Profile),
+            "container" => Some(Isolation::Container),
+            "none" => Some(Isolation::Shared),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -55,7 +55,9 @@ impl<'a> TableReader<'a> {
         self.table?.get(key)
     }
 
-    fn typed<T>(
+    /// A value of the key's own shape: `extract` says what it means, `None`
+    /// for anything `expected` does not describe.
+    pub(super) fn typed<T>(
         &mut self,
         key: &'static str,
         expected: &str,

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::Problems;
 use super::reader::TableReader;
 use super::validate::{self, Listener, anything, not_empty};
-use super::{Config, Deadlines, RoleConfig, ServerConfig, SourceConfig};
+use super::{Config, ConsoleConfig, Deadlines, Isolation, RoleConfig, ServerConfig, SourceConfig};
 use crate::credentials::Secret;
 use crate::subnet::Subnet;
 
@@ -38,6 +38,7 @@ pub(super) fn config(document: &DeTable<'_>, problems: &Problems) -> Config {
     let mut listeners = Vec::new();
     let (server, default_role) = server(root.table("server"), &mut listeners);
     let source = source(root.table("source"));
+    let console = console(root.table("console"));
     let mut roles = BTreeMap::new();
     let mut vias = BTreeMap::new();
     for (name, table) in root.table("roles").tables() {
@@ -67,6 +68,26 @@ pub(super) fn config(document: &DeTable<'_>, problems: &Problems) -> Config {
         server,
         source,
         roles,
+        console,
+    }
+}
+
+fn console(mut table: TableReader<'_>) -> ConsoleConfig {
+    let browser = plain(table.string("browser", &not_empty));
+    let isolate = table.typed(
+        "isolate",
+        "true, false, \"profile\", \"container\" or \"none\"",
+        |value| match value {
+            DeValue::Boolean(true) => Some(Isolation::Profile),
+            DeValue::Boolean(false) => Some(Isolation::Shared),
+            DeValue::String(text) => Isolation::parse(text),
+            _ => None,
+        },
+    );
+    table.finish();
+    ConsoleConfig {
+        browser,
+        isolate: plain(isolate).unwrap_or_default(),
     }
 }
 

@@ -784,3 +784,27 @@ fn source_keys_is_a_source_of_its_own() {
     );
     expect_one(&role("source_keys = 3"), "3:15: source_keys");
 }
+
+#[test]
+fn console_isolation_is_a_boolean_or_its_name() {
+    let isolate = |value: &str| expect_ok(&format!("[console]\nisolate = {value}\n")).console;
+    assert_eq!(isolate("true").isolate, Isolation::Profile);
+    assert_eq!(isolate("\"profile\"").isolate, Isolation::Profile);
+    assert_eq!(isolate("\"container\"").isolate, Isolation::Container);
+    assert_eq!(isolate("false").isolate, Isolation::Shared);
+    assert_eq!(isolate("\"none\"").isolate, Isolation::Shared);
+    assert_eq!(expect_ok(ROLE).console, ConsoleConfig::default());
+    let console = expect_ok("[console]\nbrowser = \"firefox\"\n").console;
+    assert_eq!(console.browser.as_deref(), Some("firefox"));
+
+    expect_one(
+        "[console]\nisolate = \"tabs\"\n",
+        "2:11: isolate: expected true, false, \"profile\", \"container\" or \"none\", found a string",
+    );
+    expect_one("[console]\nisolate = 1\n", "2:11: found an integer");
+    expect_one("[console]\nbrowser = \"\"\n", "2:11: ");
+    expect_one(
+        "[console]\nisolation = true\n",
+        "2:1: unknown key \"isolation\" in [console]",
+    );
+}

@@ -32,7 +32,7 @@ pub fn open(url: &Secret) -> Outcome {
         };
         let mut command = Command::new("sh");
         command.args(["-c", &script, "assumed-browser", url.expose()]);
-        match run(command) {
+        match start(command, SETTLE) {
             Ok(()) => {
                 return Outcome::Opened {
                     with: format!("$BROWSER ({entry})"),
@@ -48,7 +48,7 @@ pub fn open(url: &Secret) -> Outcome {
     };
     let mut command = Command::new(opener);
     command.arg(url.expose());
-    match run(command) {
+    match start(command, SETTLE) {
         Ok(()) => Outcome::Opened {
             with: opener.to_owned(),
         },
@@ -61,9 +61,9 @@ pub fn open(url: &Secret) -> Outcome {
     }
 }
 
-/// Runs an opener; `Ok` once it exits 0, or if it is still running after
-/// `SETTLE` (then it is left to run).
-fn run(mut command: Command) -> Result<(), String> {
+/// Starts an opener or a browser; `Ok` once it exits 0, or if it is still
+/// running after `settle` (then it is left to run).
+pub(super) fn start(mut command: Command, settle: Duration) -> Result<(), String> {
     let mut child = command
         .stdin(Stdio::null())
         .spawn()
@@ -75,7 +75,7 @@ fn run(mut command: Command) -> Result<(), String> {
     std::thread::spawn(move || {
         let _ = done.send(child.wait());
     });
-    match finished.recv_timeout(SETTLE) {
+    match finished.recv_timeout(settle) {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(format!("failed ({status})")),
         Ok(Err(e)) => Err(format!("could not be waited for: {e}")),

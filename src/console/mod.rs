@@ -9,9 +9,12 @@
 //!
 //! * `partition.rs` — sign-in and console hosts by partition and region;
 //! * `signin.rs` — the federation endpoint's two calls;
-//! * `browser.rs` — `$BROWSER`, `xdg-open`, `open`.
+//! * `browser.rs` — `$BROWSER`, `xdg-open`, `open`;
+//! * `launch.rs` — a browser started by name, with a profile or a Firefox
+//!   container of the role's own (`--isolate`, `[console]`).
 
 mod browser;
+mod launch;
 mod partition;
 mod signin;
 
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::config::{Config, validate};
+use crate::config::{Config, Isolation, validate};
 use crate::credentials::Secret;
 use partition::Partition;
 
@@ -35,6 +38,10 @@ pub struct Request {
     pub destination: Option<String>,
     pub region: Option<String>,
     pub duration: Option<Duration>,
+    /// `--isolate`/`--no-isolate`; `None`: `[console] isolate`.
+    pub isolate: Option<Isolation>,
+    /// `--browser`; `None`: `[console] browser`.
+    pub browser: Option<String>,
 }
 
 /// Where the browser lands: a whole console URL, or a service's page.
@@ -139,6 +146,19 @@ pub fn run(
         .as_deref()
         .map(Destination::parse)
         .transpose()?;
+    let isolation = request.isolate.unwrap_or(config.console.isolate);
+    let browser_setting = request
+        .browser
+        .as_deref()
+        .or(config.console.browser.as_deref());
+    // A browser that cannot open the console as asked is found out before a
+    // sign-in token is made for nothing.
+    let browser = if request.print || (isolation == Isolation::Shared && browser_setting.is_none())
+    {
+        None
+    } else {
+        Some(launch::Browser::choose(browser_setting, isolation)?)
+    };
     let endpoint_override = config
         .source
         .federation_endpoint
@@ -185,13 +205,33 @@ pub fn run(
     let url = signin::login_url(&endpoint, &destination, &token);
 
     if request.print {
-        println!("{}", url.expose());
+        let printed = match isolation {
+            // What granted's `--url` prints for Firefox: a script hands it on.
+            Isolation::Container => launch::container_url(&request.role, &url),
+            _ => url,
+        };
+        println!("{}", printed.expose());
         return Ok(ExitCode::SUCCESS);
     }
-    match browser::open(&url) {
+    let (outcome, profile) = match browser {
+        None => (browser::open(&url), None),
+        Some(browser) => {
+            let profiles = launch::profiles_root()?;
+            let (command, profile) = browser.command(&url, &request.role, isolation, &profiles)?;
+            (browser.open(command), profile)
+        }
+    };
+    match outcome {
         browser::Outcome::Opened { with } => {
+            let apart = match (isolation, profile) {
+                (_, Some(profile)) => format!(", in its own profile {}", profile.display()),
+                (Isolation::Container, None) => {
+                    format!(" in a Firefox container named {}", request.role)
+                }
+                _ => String::new(),
+            };
             eprintln!(
-                "assumed: opened the AWS console as role {} in {region} with {with}",
+                "assumed: opened the AWS console as role {} in {region} with {with}{apart}",
                 request.role
             );
         }

@@ -1,12 +1,14 @@
 //! `assumed console ROLE`: credentials from the daemon, a sign-in token from
 //! the federation endpoint (a recording stand-in on loopback), and the login
-//! URL printed or handed to `$BROWSER`.
+//! URL printed or handed to `$BROWSER`; with `--isolate`, opened in a real
+//! (headless) Chromium with a profile of the role's own.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 
-use crate::harness::federation_stub::FederationStub;
+use crate::harness::chromium::Chromium;
+use crate::harness::federation_stub::{FederationStub, SESSION_COOKIE};
 use crate::harness::{Daemon, Options, StsProxy, run};
 
 use crate::harness::DEV_ALICE as DIRECT;
@@ -391,4 +393,150 @@ async fn console_reports_unknown_roles_refusals_and_bad_input() {
         "{stderr}"
     );
     assert!(refused.stdout.is_empty());
+}
+
+/// Two roles in two accounts, and the browser `assumed console` starts.
+fn two_accounts(browser: &std::path::Path, isolate: &str) -> String {
+    format!(
+        r#"
+[roles.dev]
+role_arn = "arn:aws:iam::111111111111:role/dev"
+
+[roles.prod]
+role_arn = "arn:aws:iam::222222222222:role/prod"
+
+[console]
+browser = "{}"
+{isolate}
+"#,
+        browser.display()
+    )
+}
+
+#[tokio::test]
+async fn isolated_consoles_keep_each_roles_session_in_its_own_chromium_profile() {
+    let proxy = StsProxy::start().await;
+    let stub = FederationStub::start().await;
+    let chromium = Chromium::install();
+    let daemon = start(&proxy, &stub, &two_accounts(&chromium.command(), "")).await;
+    let profiles = daemon
+        .dir
+        .path()
+        .join(".local/share/assumed/console-profiles/chromium");
+    let mut keys = HashMap::new();
+    for role in ["dev", "prod"] {
+        let served = daemon.get(&format!("/role/{role}")).await.json();
+        keys.insert(
+            role,
+            served["AccessKeyId"].as_str().expect("a key").to_owned(),
+        );
+    }
+    assert_ne!(keys["dev"], keys["prod"]);
+
+    for (n, role) in ["dev", "prod"].into_iter().enumerate() {
+        let output = console(&daemon, &[role, "--isolate"]).await;
+        let stderr = text(&output.stderr);
+        assert!(output.status.success(), "{stderr}\n{}", daemon.log());
+        let profile = profiles.join(role);
+        assert!(
+            stderr.contains(&format!("in its own profile {}", profile.display())),
+            "{stderr}"
+        );
+        let runs = chromium.runs(n + 1).await;
+        let browser = &runs[n];
+        assert_eq!(browser.status, "0", "chromium failed for {role}");
+        assert_eq!(
+            browser.args[0],
+            format!("--user-data-dir={}", profile.display()),
+            "{:?}",
+            browser.args
+        );
+        let url = browser.args.last().expect("a URL");
+        assert!(url.starts_with(&stub.url()), "{url}");
+        assert_eq!(query(url)["Action"], "login");
+        assert!(browser.page.contains("signed in"), "{}", browser.page);
+        let mode = std::fs::metadata(&profile)
+            .expect("profile")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{role}'s profile is the user's alone");
+    }
+
+    // Each profile sends its own role's session, and only that one.
+    for (role, other) in [("dev", "prod"), ("prod", "dev")] {
+        let page = chromium
+            .visit(&profiles.join(role), &stub.whoami_url())
+            .await;
+        assert!(
+            page.contains(&format!("{SESSION_COOKIE}={}", keys[role])),
+            "{role}'s profile: {page}"
+        );
+        assert!(
+            !page.contains(&keys[other]),
+            "{role}'s profile holds {other}'s session: {page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn console_isolation_is_checked_before_any_sign_in_and_printed_for_containers() {
+    let proxy = StsProxy::start().await;
+    let stub = FederationStub::start().await;
+    let chromium = Chromium::install();
+    let daemon = start(
+        &proxy,
+        &stub,
+        &two_accounts(&chromium.command(), "isolate = \"container\""),
+    )
+    .await;
+
+    // Containers are Firefox's: a Chromium cannot hold one, and nothing is signed in for it.
+    let refused = console(&daemon, &["dev"]).await;
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("is not Firefox"), "{stderr}");
+    let unknown = console(&daemon, &["dev", "--isolate", "--browser", "true"]).await;
+    let stderr = text(&unknown.stderr);
+    assert!(!unknown.status.success());
+    assert!(stderr.contains("give a profile of its own"), "{stderr}");
+    assert!(
+        stub.calls().is_empty(),
+        "no sign-in token for a console that cannot open"
+    );
+
+    // --print hands the container URL on, as granted prints it for Firefox.
+    let printed = console(&daemon, &["prod", "--print"]).await;
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let line = text(&printed.stdout);
+    let container = line
+        .trim()
+        .strip_prefix("ext+granted-containers:")
+        .unwrap_or_else(|| panic!("not a container URL: {line}"));
+    let params: HashMap<String, String> = url::form_urlencoded::parse(container.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(params["name"], "prod");
+    assert!(params["url"].starts_with(&stub.url()), "{params:?}");
+    assert_eq!(
+        query(&params["url"])["SigninToken"],
+        FederationStub::token(1)
+    );
+
+    // --no-isolate: the shared browser, whatever the config says.
+    let shared = console(&daemon, &["prod", "--no-isolate"]).await;
+    assert!(shared.status.success(), "{}", text(&shared.stderr));
+    let runs = chromium.runs(1).await;
+    assert!(
+        !runs[0]
+            .args
+            .iter()
+            .any(|arg| arg.starts_with("--user-data-dir")),
+        "{:?}",
+        runs[0].args
+    );
+    assert!(
+        runs[0].args[0].starts_with(&stub.url()),
+        "{:?}",
+        runs[0].args
+    );
 }

@@ -5,6 +5,7 @@
 // Each test uses only part of the harness, and re-exports are there for tests to come.
 #![allow(dead_code, unused_imports)]
 
+pub mod chromium;
 pub mod clients;
 pub mod daemon;
 pub mod federation_stub;
