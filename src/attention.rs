@@ -28,15 +28,6 @@ pub const QUIET_PERIOD: Duration = Duration::from_secs(10 * 60);
 /// How long before a session ends the reminder comes.
 pub const LEAD: Duration = Duration::from_secs(10 * 60);
 
-/// Whether notifications are on when `[server] notify` is not set: when a
-/// graphical session is there to show them.
-pub fn notify_by_default() -> bool {
-    cfg!(target_os = "macos")
-        || ["DISPLAY", "WAYLAND_DISPLAY"]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
-}
-
 type Sink = Box<dyn Fn(Notification) + Send + Sync>;
 type InUse = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 

@@ -76,6 +76,12 @@ enum Command {
     Mfa(MfaArgs),
     /// Make the running daemon re-read its config (like SIGHUP)
     Reload,
+    /// Let the program asking for a `confirm` role have it (question ID, from
+    /// `assumed status`; default: the only one waiting)
+    Approve { id: Option<u64> },
+    /// Refuse the program asking for a `confirm` role (question ID; default:
+    /// the only one waiting); it is refused for a while
+    Deny { id: Option<u64> },
     /// Explain what works and what does not: the daemon, its token, the config, the
     /// daemon's source credentials, the clock, and which credentials an SDK started in
     /// this shell would take. Exits 1 if anything fails.
@@ -254,6 +260,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         },
         Command::Status { json } => status(&daemon()?, json),
         Command::Reload => reload(&daemon()?),
+        Command::Approve { id } => crate::approval_cmd::answer(&daemon()?, id, true),
+        Command::Deny { id } => crate::approval_cmd::answer(&daemon()?, id, false),
         Command::Mfa(args) => match (args.role, args.code) {
             (Some(role), Some(code)) if !args.forget => mfa(&daemon()?, &role, &code),
             _ => forget_mfa(config_arg),
@@ -503,6 +511,16 @@ fn status(daemon: &DaemonClient, json: bool) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     print!("{}", keyring_lines(&answer["keyring"]));
+    let pending = answer["approvals"]["pending"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !pending.is_empty() {
+        println!(
+            "Waiting for you (`assumed approve ID` / `assumed deny ID`):\n{}\n",
+            crate::approval_cmd::lines(&pending).join("\n")
+        );
+    }
     let roles = answer["roles"].as_array().cloned().unwrap_or_default();
     let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_owned();
     let rows: Vec<[String; 5]> = roles

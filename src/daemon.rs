@@ -137,7 +137,7 @@ async fn start(
     let specs = role_specs(&config, &profiles);
     warn_about_clamped_sessions(&specs);
     check_default_role(&config, &specs);
-    let attention = Attention::new(notify_enabled(&config));
+    let attention = Attention::new(crate::notify::enabled(&config.server));
     let sts = Arc::new(Sts::new(config.source.clone()).with_attention(attention.clone()));
     sts.set_profiles(profiles).await;
     // Before any role is fetched: a locked keyring is said (and asked to
@@ -408,7 +408,9 @@ impl Running {
         if timing(&new) != timing(&self.config) {
             state.cache.set_timing(timing(&new));
         }
-        self.sts.attention().set_enabled(notify_enabled(&new));
+        self.sts
+            .attention()
+            .set_enabled(crate::notify::enabled(&new.server));
         if new.server.trust_subnet != self.config.server.trust_subnet {
             announce_trust_subnet(new.server.trust_subnet);
         }
@@ -481,13 +483,6 @@ impl Running {
 }
 
 /// `[server] notify`, else on when a desktop is there to show notifications.
-fn notify_enabled(config: &Config) -> bool {
-    config
-        .server
-        .notify
-        .unwrap_or_else(crate::attention::notify_by_default)
-}
-
 /// Token-less access deserves a line in the log when it is on at start, and
 /// whenever a reload changes it.
 fn announce_trust_subnet(subnet: Option<crate::subnet::Subnet>) {

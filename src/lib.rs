@@ -2,6 +2,8 @@
 //! the map; `cli` is the entry point.
 
 pub mod address_file;
+pub mod approval;
+pub mod approval_cmd;
 pub mod arn;
 pub mod attention;
 pub mod aws_files;

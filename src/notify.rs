@@ -9,6 +9,21 @@
 
 use std::process::{Command, Stdio};
 
+/// Whether notifications are on when `[server] notify` is not set: when a
+/// graphical session is there to show them.
+pub fn by_default() -> bool {
+    cfg!(target_os = "macos")
+        || ["DISPLAY", "WAYLAND_DISPLAY"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+}
+
+/// Whether notifications (and `confirm` prompts) go to the desktop:
+/// `[server] notify`, else [`by_default`].
+pub fn enabled(server: &crate::config::ServerConfig) -> bool {
+    server.notify.unwrap_or_else(by_default)
+}
+
 /// One notification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification {

@@ -110,6 +110,10 @@ pub struct Client {
     queued: AtomicBool,
     /// An answer has waited for the name: no other will.
     waited: AtomicBool,
+    /// A request waits for the name before it can be answered at all (a
+    /// `confirm` role): the resolver walks every process for it, as for a
+    /// client that took credentials.
+    wanted: AtomicBool,
     /// Wakes the answer waiting for the name.
     on_named: Notify,
 }
@@ -149,13 +153,16 @@ impl Client {
             known: Mutex::new(known),
             queued: AtomicBool::new(false),
             waited: AtomicBool::new(false),
+            wanted: AtomicBool::new(false),
             on_named: Notify::new(),
         })
     }
 
-    /// Whether it has taken credentials while waiting for its name.
+    /// Whether it has taken credentials (or a request waits for its name)
+    /// while waiting for its name: then it is worth a full walk.
     fn took_any(&self) -> bool {
-        matches!(&*self.known.lock(), Known::Pending(uses) if !uses.is_empty())
+        self.wanted.load(Ordering::Relaxed)
+            || matches!(&*self.known.lock(), Known::Pending(uses) if !uses.is_empty())
     }
 
     /// After a quick look found nothing: unless it has taken credentials
@@ -165,7 +172,7 @@ impl Client {
     fn release_unless_took(&self) -> bool {
         let known = self.known.lock();
         match &*known {
-            Known::Pending(uses) if uses.is_empty() => {
+            Known::Pending(uses) if uses.is_empty() && !self.wanted.load(Ordering::Relaxed) => {
                 self.queued.store(false, Ordering::Relaxed);
                 true
             }
@@ -209,6 +216,18 @@ impl Client {
         if !named {
             metrics::counter!("assumed_client_naming_timeouts_total").increment(1);
         }
+    }
+}
+
+impl Identity {
+    /// The process behind the connection, when one was found.
+    pub fn process(&self) -> Option<&Process> {
+        self.process.as_ref()
+    }
+
+    /// The socket's owner, for a local peer.
+    pub fn uid(&self) -> Option<u32> {
+        self.uid
     }
 }
 
@@ -265,6 +284,30 @@ impl Clients {
         if !client.queued.swap(true, Ordering::Relaxed) {
             resolver::enqueue(&self.shared, client.clone());
         }
+    }
+
+    /// Who `client` is, for a request that cannot be answered without
+    /// knowing (a `confirm` role): waits, at most `bound`, for the resolver.
+    /// `None`: not named in time.
+    pub async fn identify(&self, client: &Arc<Client>, bound: Duration) -> Option<Arc<Identity>> {
+        let named = |client: &Client| match &*client.known.lock() {
+            Known::Named(identity) => Some(identity.clone()),
+            Known::Pending(_) => None,
+        };
+        if let Some(identity) = named(client) {
+            return Some(identity);
+        }
+        let notified = client.on_named.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        client.wanted.store(true, Ordering::Relaxed);
+        // Named between the first look and `enable`: no wake-up will come.
+        if let Some(identity) = named(client) {
+            return Some(identity);
+        }
+        self.look_up(client);
+        let _ = tokio::time::timeout(bound, notified).await;
+        named(client)
     }
 
     /// `client` was just given `role`'s credentials.

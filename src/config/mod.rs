@@ -84,7 +84,7 @@ pub struct ServerConfig {
     /// Serve Prometheus metrics at /metrics.
     pub metrics: bool,
     /// Desktop notifications when a person must act; `None`: on when a
-    /// graphical session is present (see `crate::attention::notify_by_default`).
+    /// graphical session is present (see `crate::notify::by_default`).
     pub notify: Option<bool>,
     /// Other local users whose processes may have credentials.
     pub allow_uids: Vec<u32>,
@@ -208,8 +208,36 @@ pub struct RoleConfig {
     pub imds_listen: Option<SocketAddr>,
     /// A desktop notification the first time a process takes this role.
     pub notify_on_use: bool,
+    /// `confirm`: the role goes only to programs the person allowed.
+    pub confirm: Option<Confirm>,
     /// Set only for roles imported from `~/.aws/config`: where they came from.
     pub imported: Option<ImportedProfile>,
+}
+
+/// `confirm`, `confirm_for`, `confirm_timeout`: ask the person before a
+/// program gets the role (docs/security.md, "Ask before prod").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Confirm {
+    pub scope: ConfirmScope,
+    /// `confirm_for`: how long an approval lasts.
+    pub lasts: Duration,
+    /// `confirm_timeout`: how long a question waits for an answer.
+    pub timeout: Duration,
+}
+
+/// What one approval covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfirmScope {
+    /// `true` or `"once-per-program"`: the same executable (path and
+    /// content) and script, for the same user.
+    Program,
+    /// `"each-process"`: one process (pid and start time).
+    Process,
+}
+
+impl Confirm {
+    pub const DEFAULT_LASTS: Duration = Duration::from_secs(8 * 60 * 60);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 }
 
 /// What a role imported from `~/.aws/config` carries beyond the TOML keys.

@@ -10,7 +10,10 @@ use toml::de::{DeTable, DeValue};
 use super::diagnostic::Problems;
 use super::reader::TableReader;
 use super::validate::{self, Listener, anything, not_empty};
-use super::{Config, ConsoleConfig, Deadlines, Isolation, RoleConfig, ServerConfig, SourceConfig};
+use super::{
+    Config, Confirm, ConfirmScope, ConsoleConfig, Deadlines, Isolation, RoleConfig, ServerConfig,
+    SourceConfig,
+};
 use crate::credentials::Secret;
 use crate::subnet::Subnet;
 
@@ -70,6 +73,41 @@ pub(super) fn config(document: &DeTable<'_>, problems: &Problems) -> Config {
         roles,
         console,
     }
+}
+
+/// `confirm` and the two settings that mean something only with it.
+fn confirm(table: &mut TableReader<'_>) -> Option<Confirm> {
+    let scope = table.typed(
+        "confirm",
+        "true, false, \"once-per-program\" or \"each-process\"",
+        |value| match value {
+            DeValue::Boolean(true) => Some(Some(ConfirmScope::Program)),
+            DeValue::Boolean(false) => Some(None),
+            DeValue::String(text) if text == "once-per-program" => {
+                Some(Some(ConfirmScope::Program))
+            }
+            DeValue::String(text) if text == "each-process" => Some(Some(ConfirmScope::Process)),
+            _ => None,
+        },
+    );
+    let lasts = table.duration("confirm_for", &validate::positive("confirm_for"));
+    let timeout = table.duration("confirm_timeout", &validate::positive("confirm_timeout"));
+    let scope = plain(scope).flatten();
+    if scope.is_none() {
+        for (key, set) in [("confirm_for", &lasts), ("confirm_timeout", &timeout)] {
+            if let Some(value) = set {
+                table.report(
+                    value.span(),
+                    format!("{key} needs confirm = true in the same role"),
+                );
+            }
+        }
+    }
+    Some(Confirm {
+        scope: scope?,
+        lasts: plain(lasts).unwrap_or(Confirm::DEFAULT_LASTS),
+        timeout: plain(timeout).unwrap_or(Confirm::DEFAULT_TIMEOUT),
+    })
 }
 
 fn console(mut table: TableReader<'_>) -> ConsoleConfig {
@@ -295,6 +333,7 @@ fn role(
             .socket_addr("imds_listen")
             .map(|addr| listener(addr, "imds_listen", listeners)),
         notify_on_use: table.bool("notify_on_use").unwrap_or(false),
+        confirm: confirm(&mut table),
         imported: None,
     };
     table.finish();

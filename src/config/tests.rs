@@ -808,3 +808,34 @@ fn console_isolation_is_a_boolean_or_its_name() {
         "2:1: unknown key \"isolation\" in [console]",
     );
 }
+
+#[test]
+fn confirm_names_what_an_approval_covers_and_its_times_need_it() {
+    let confirm = |lines: &str| expect_ok(&role(lines)).roles["dev"].confirm;
+    let program = Some(Confirm {
+        scope: ConfirmScope::Program,
+        lasts: Confirm::DEFAULT_LASTS,
+        timeout: Confirm::DEFAULT_TIMEOUT,
+    });
+    assert_eq!(confirm("confirm = true"), program);
+    assert_eq!(confirm("confirm = \"once-per-program\""), program);
+    assert_eq!(confirm("confirm = false"), None);
+    assert_eq!(expect_ok(ROLE).roles["dev"].confirm, None);
+    assert_eq!(
+        confirm("confirm = \"each-process\"\nconfirm_for = \"1h\"\nconfirm_timeout = \"2m\""),
+        Some(Confirm {
+            scope: ConfirmScope::Process,
+            lasts: Duration::from_secs(3600),
+            timeout: Duration::from_secs(120),
+        })
+    );
+    expect_one(
+        &role("confirm = \"always\""),
+        "3:11: confirm: expected true, false, \"once-per-program\" or \"each-process\", found a string",
+    );
+    expect_one(
+        &role("confirm_for = \"8h\""),
+        "3:15: confirm_for needs confirm = true in the same role",
+    );
+    expect_one(&role("confirm = true\nconfirm_timeout = \"0s\""), "4:19: ");
+}

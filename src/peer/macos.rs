@@ -166,6 +166,11 @@ pub fn processes_holding(
 /// The processes as libproc shows them.
 struct Libproc;
 
+/// One process, and its parent's pid (`peer::describe`).
+pub fn describe(pid: u32) -> Option<(Process, u32)> {
+    Libproc.describe(pid)
+}
+
 impl Processes for Libproc {
     fn newest_first(&self) -> Vec<u32> {
         ffi::all_pids()

@@ -219,6 +219,33 @@ pub fn processes_holding(
     HashMap::new()
 }
 
+/// One process, and its parent's pid; `None` when it is gone (or this
+/// system cannot tell). For the parent chain a confirm prompt shows.
+#[cfg(target_os = "linux")]
+pub fn describe(pid: u32) -> Option<(Process, u32)> {
+    process::describe(pid)
+}
+
+#[cfg(target_os = "macos")]
+pub fn describe(pid: u32) -> Option<(Process, u32)> {
+    macos::describe(pid)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub fn describe(_pid: u32) -> Option<(Process, u32)> {
+    None
+}
+
+/// The file a process runs, to read its content: `/proc/<pid>/exe` on Linux
+/// (the very file, even if replaced on disk since), else its path.
+pub fn executable_file(process: &Process) -> std::path::PathBuf {
+    if cfg!(target_os = "linux") {
+        std::path::PathBuf::from(format!("/proc/{}/exe", process.pid))
+    } else {
+        std::path::PathBuf::from(&process.exe)
+    }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;

@@ -99,7 +99,7 @@ fn socket_inode(link: &str) -> Option<u64> {
 }
 
 /// The process, and its parent's pid.
-fn describe(pid: u32) -> Option<(Process, u32)> {
+pub(super) fn describe(pid: u32) -> Option<(Process, u32)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (parent, started) = parent_and_start(&stat)?;
     let exe = fs::read_link(format!("/proc/{pid}/exe"))

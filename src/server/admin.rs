@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use tokio::sync::oneshot;
 
 use super::connection::Connection;
@@ -27,9 +27,12 @@ use crate::credentials::format_expiration;
 /// the role's region.
 pub async fn console(
     State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
     AdmittedFor(name): AdmittedFor,
 ) -> Result<Response, ApiError> {
     let role = state.cache.role(&name).ok_or_else(ApiError::unknown_role)?;
+    // A console is the role's credentials too: the same question first.
+    super::confirm::gate(&state, connection.as_deref(), &name).await?;
     let creds = state
         .cache
         .get(&name)
@@ -129,12 +132,73 @@ pub async fn status(State(state): State<Arc<AppState>>, _: Admitted) -> Json<ser
         "pid": std::process::id(),
         "version": env!("CARGO_PKG_VERSION"),
     });
+    let hide = state.settings().token.expose().to_owned();
+    let mut pending = state.approvals.pending();
+    for question in &mut pending {
+        question.program.hide(&hide);
+    }
     Json(serde_json::json!({
         "daemon": daemon,
         "default_role": state.default_role(),
         "keyring": state.upstream.keyring_status(),
         "roles": roles,
+        "approvals": {
+            "pending": pending,
+            "decided": state.approvals.decided(),
+        },
     }))
+}
+
+/// `assumed approve|deny ID`: the person's answer to a `confirm` role's
+/// question. A program may not answer its own question: the caller is
+/// identified as any confirm client is, and refused if it is the asking
+/// process or one it started.
+pub async fn answer(
+    State(state): State<Arc<AppState>>,
+    connection: Option<Extension<Connection>>,
+    _: Admitted,
+    Path((id, decision)): Path<(u64, String)>,
+) -> Result<Response, ApiError> {
+    let allow = match decision.as_str() {
+        "allow" => true,
+        "deny" => false,
+        _ => return Err(ApiError::not_found()),
+    };
+    let no_question = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchQuestion",
+            format!("no question {id} is waiting for an answer (answered already, or lapsed)"),
+        )
+    };
+    let asker = state.approvals.asker(id).ok_or_else(no_question)?;
+    if allow {
+        let answerer = super::confirm::identify(&state, connection.as_deref())
+            .await
+            .map_err(|why| {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "NotApproved",
+                    format!("an approval must come from an identified process, and {why}"),
+                )
+            })?;
+        if asker.is_or_started(&answerer) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "NotApproved",
+                format!(
+                    "{} (pid {}) asked question {id}; it cannot answer it, nor can a process it started",
+                    asker.name(),
+                    asker.pid
+                ),
+            ));
+        }
+    }
+    let report = state
+        .approvals
+        .answer(id, allow, crate::approval::By::Cli)
+        .map_err(|_| no_question())?;
+    Ok(Json(report).into_response())
 }
 
 /// Every role the cache serves now.

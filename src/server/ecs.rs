@@ -63,6 +63,7 @@ async fn answer(
     connection: Option<&Connection>,
     name: &str,
 ) -> Result<Response, ApiError> {
+    super::confirm::gate(state, connection, name).await?;
     match state.cache.get(name).await {
         Ok(creds) => {
             if let Some(connection) = connection {

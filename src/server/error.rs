@@ -88,6 +88,21 @@ impl ApiError {
     }
 }
 
+/// A `confirm` role's refusals: 403 `NotApproved` (denied, lapsed, or the
+/// program cannot be identified), 503 `ApprovalPending` (asked, not yet
+/// answered: every SDK retries a 503).
+impl From<crate::approval::Refusal> for ApiError {
+    fn from(refusal: crate::approval::Refusal) -> Self {
+        use crate::approval::Refusal;
+        match refusal {
+            Refusal::NotApproved(message) => {
+                ApiError::new(StatusCode::FORBIDDEN, "NotApproved", message)
+            }
+            Refusal::Pending(message) => ApiError::unavailable("ApprovalPending", &message),
+        }
+    }
+}
+
 /// The one mapping from the cache's refusals to HTTP: a role it does not
 /// know is the 404 that names no role, one it cannot get credentials for a
 /// 503 carrying STS's code and message.

@@ -333,6 +333,7 @@ async fn answer(
     if name != role {
         return Err(ApiError::unknown_role());
     }
+    super::confirm::gate(&imds.app, connection, &role).await?;
     match imds.app.cache.get(&role).await {
         Ok(creds) => {
             if let Some(connection) = connection {

@@ -8,6 +8,7 @@
 //! naming either.
 
 pub mod admin;
+mod confirm;
 mod connection;
 pub mod control;
 mod ecs;
@@ -63,6 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/mfa/{name}", put(admin::mfa))
         .route("/admin/mfa", delete(admin::forget_mfa))
         .route("/admin/console/{name}", get(admin::console))
+        .route("/admin/approvals/{id}/{decision}", post(admin::answer))
         .route("/admin/keys/reload", post(admin::reload_keys))
         .route("/admin/keys/{name}/session", get(admin::keys_session))
         .with_state(state.clone());

@@ -2,9 +2,11 @@
 //! whole new `Settings` first and swaps it in at once (`AppState::replace_settings`),
 //! so a request sees either the old settings or the new ones, never half of each.
 
+use std::collections::HashMap;
+
 use super::guard::AllowedHosts;
 use super::users::LocalUsers;
-use crate::config::Config;
+use crate::config::{Config, Confirm};
 use crate::subnet::Subnet;
 use crate::token::Token;
 
@@ -26,6 +28,11 @@ pub struct Settings {
     /// What credential and admin requests must present. A reload that moves
     /// `token_file` may change it (to the token the new file already holds).
     pub token: Token,
+    /// Roles handed only to programs the person allowed (`confirm`). Empty
+    /// in most configs, and then the only cost to every other role.
+    pub confirm: HashMap<String, Confirm>,
+    /// Ask about them on the desktop (`[server] notify`), not only in `status`.
+    pub ask_on_desktop: bool,
 }
 
 impl Settings {
@@ -44,6 +51,12 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| fallback_region.to_owned()),
             token,
+            confirm: config
+                .roles
+                .iter()
+                .filter_map(|(name, role)| Some((name.clone(), role.confirm?)))
+                .collect(),
+            ask_on_desktop: crate::notify::enabled(server),
         }
     }
 }

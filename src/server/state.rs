@@ -12,6 +12,7 @@ use super::control::Control;
 use super::session_token::SessionTokens;
 use super::settings::Settings;
 use super::upstream::Upstream;
+use crate::approval::Approvals;
 use crate::cache::Cache;
 use crate::clients::Clients;
 
@@ -23,6 +24,8 @@ pub struct AppState {
     pub session_tokens: SessionTokens,
     /// Who took each role's credentials.
     pub clients: Clients,
+    /// Who may have the `confirm` roles, and the questions waiting.
+    pub approvals: Arc<Approvals>,
     /// Serve `/metrics`.
     pub metrics: bool,
     /// Serve `/__bench/static` (scripts/bench's baseline).
@@ -54,6 +57,7 @@ impl AppState {
             upstream,
             session_tokens: SessionTokens::new()?,
             clients,
+            approvals: Approvals::new(),
             metrics: fixed.metrics,
             bench_static: fixed.bench_static,
             control,

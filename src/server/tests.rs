@@ -55,6 +55,8 @@ fn state() -> Arc<AppState> {
         users: users::LocalUsers::new(&[]),
         region: "us-east-1".into(),
         token: crate::token::Token::generate().expect("token"),
+        confirm: Default::default(),
+        ask_on_desktop: false,
     };
     let fixed = Fixed {
         metrics: false,

@@ -143,15 +143,25 @@ impl Warm {
         )
         .ok()?;
         let creds = match name {
-            Some(name) => self.take(connection, plain_segment(name)?)?,
-            None => self.take(connection, settings.default_role.as_deref()?)?,
+            Some(name) => self.take(&settings, connection, plain_segment(name)?)?,
+            None => self.take(&settings, connection, settings.default_role.as_deref()?)?,
         };
         Some(creds.container_body())
     }
 
     /// `name`'s credentials from memory, noted against the client (`status`'s
-    /// clients), as the handlers do.
-    fn take(&self, connection: &Connection, name: &str) -> Option<Arc<Credentials>> {
+    /// clients), as the handlers do. A `confirm` role is the handlers' to
+    /// answer: they ask who is asking.
+    fn take(
+        &self,
+        settings: &Settings,
+        connection: &Connection,
+        name: &str,
+    ) -> Option<Arc<Credentials>> {
+        let confirm = &settings.confirm;
+        if !confirm.is_empty() && confirm.contains_key(name) {
+            return None;
+        }
         let creds = self.state.cache.get_warm(name)?;
         self.state.clients.took(&connection.client, name);
         Some(creds)
@@ -176,7 +186,7 @@ impl Warm {
         if !serves {
             return None;
         }
-        let creds = self.take(connection, name)?;
+        let creds = self.take(&settings, connection, name)?;
         Some(creds.imds_body())
     }
 }

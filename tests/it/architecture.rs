@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
             "daemon_client",
             "local_client",
             "keys_cmd",
+            "approval_cmd",
         ],
         &["commands", "daemon", "server", "sts", "cache", "base"],
     ),
@@ -46,7 +47,7 @@ const LAYERS: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "server",
-        &["server", "clients", "peer", "memory"],
+        &["server", "clients", "approval", "peer", "memory"],
         &["server", "cache", "base"],
     ),
     (

@@ -13,6 +13,7 @@ mod caching;
 mod cli;
 mod clients;
 mod compose;
+mod confirm;
 mod console;
 mod container;
 mod discovery;
