@@ -93,11 +93,17 @@ fn curl(daemon: &Daemon, role: &str, retries: u32) -> tokio::process::Command {
     command
 }
 
-/// The body and status `curl` printed.
+/// The last answer's body and status, of what `curl` printed: with
+/// `--retry`, every attempt's body, one after the other, then the status.
 fn answer_of(output: &Output) -> (String, u16) {
     let text = String::from_utf8_lossy(&output.stdout);
-    let (body, status) = text.rsplit_once('\n').expect("a status line");
-    (body.to_owned(), status.trim().parse().expect("a status"))
+    let (bodies, status) = text.rsplit_once('\n').expect("a status line");
+    let last = serde_json::Deserializer::from_str(bodies)
+        .into_iter::<serde_json::Value>()
+        .map(|body| body.unwrap_or_else(|e| panic!("not JSON ({e}): {bodies}")))
+        .last()
+        .unwrap_or_else(|| panic!("no body: {text}"));
+    (last.to_string(), status.trim().parse().expect("a status"))
 }
 
 fn status_json(output: &Output) -> serde_json::Value {
