@@ -96,14 +96,20 @@ fn curl(daemon: &Daemon, role: &str, retries: u32) -> tokio::process::Command {
 /// The last answer's body and status, of what `curl` printed: with
 /// `--retry`, every attempt's body, one after the other, then the status.
 fn answer_of(output: &Output) -> (String, u16) {
+    let (mut bodies, status) = answers_of(output);
+    let last = bodies.pop().expect("a body");
+    (last.to_string(), status)
+}
+
+/// Every attempt's body, and the last status.
+fn answers_of(output: &Output) -> (Vec<serde_json::Value>, u16) {
     let text = String::from_utf8_lossy(&output.stdout);
     let (bodies, status) = text.rsplit_once('\n').expect("a status line");
-    let last = serde_json::Deserializer::from_str(bodies)
+    let bodies = serde_json::Deserializer::from_str(bodies)
         .into_iter::<serde_json::Value>()
         .map(|body| body.unwrap_or_else(|e| panic!("not JSON ({e}): {bodies}")))
-        .last()
-        .unwrap_or_else(|| panic!("no body: {text}"));
-    (last.to_string(), status.trim().parse().expect("a status"))
+        .collect();
+    (bodies, status.trim().parse().expect("a status"))
 }
 
 fn status_json(output: &Output) -> serde_json::Value {
@@ -247,8 +253,22 @@ async fn an_unanswered_question_lapses_to_403_and_its_retries_are_told_so() {
     // A one-shot curl, retrying 503s as SDKs do: 403 once the question lapses.
     let started = Instant::now();
     let lapsed = run(&mut curl(&daemon, "prod", 30)).await;
+    let (attempts, _) = answers_of(&lapsed);
     let (body, code) = answer_of(&lapsed);
     assert_eq!(code, 403, "{body}");
+    // Until then each attempt was held, then told to retry, with how to answer.
+    let (last, retried) = attempts.split_last().expect("attempts");
+    assert_eq!(last["code"], "NotApproved");
+    assert!(!retried.is_empty(), "{attempts:?}");
+    for pending in retried {
+        assert_eq!(pending["code"], "ApprovalPending", "{pending}");
+        assert!(
+            pending["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("assumed approve 1")),
+            "{pending}"
+        );
+    }
     assert!(
         body.contains("NotApproved") && body.contains("confirm_timeout"),
         "{body}"
