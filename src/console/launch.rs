@@ -296,7 +296,7 @@ pub fn profiles_root() -> Result<PathBuf, String> {
 /// session) if it is not there yet.
 fn profile_dir(root: &Path, browser: &str, role: &str) -> Result<PathBuf, String> {
     if role.is_empty() || role.chars().all(|c| c == '.') || role.contains('/') {
-        return Err(format!("role {role:?} cannot name a profile directory"));
+        return Err(format!("role \"{role}\" cannot name a profile directory"));
     }
     let dir = root.join(browser).join(role);
     std::fs::DirBuilder::new()
