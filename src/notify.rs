@@ -89,23 +89,28 @@ fn command(notification: &Notification) -> Option<Command> {
     }
 }
 
-/// `display notification` with the body and title passed as arguments
-/// (`argv` of the script's `run` handler), never spliced into the script's
-/// text: a role name or message with quotes, backslashes or AppleScript of
-/// its own is only ever a string.
+/// `display notification` with the body and title passed as arguments.
 fn osascript(notification: &Notification) -> Command {
+    applescript(
+        &["display notification (item 1 of argv) with title (item 2 of argv)"],
+        [&notification.body, &notification.title],
+    )
+}
+
+/// `osascript` running `lines` inside `on run argv … end run`, with `args`
+/// as `argv`: never spliced into the script's text, so a role name or
+/// message with quotes, backslashes or AppleScript of its own is only ever
+/// a string.
+pub fn applescript<A: AsRef<std::ffi::OsStr>>(
+    lines: &[&str],
+    args: impl IntoIterator<Item = A>,
+) -> Command {
     let mut command = Command::new("osascript");
-    for line in [
-        "on run argv",
-        "display notification (item 1 of argv) with title (item 2 of argv)",
-        "end run",
-    ] {
+    command.args(["-e", "on run argv"]);
+    for line in lines {
         command.arg("-e").arg(line);
     }
-    command
-        .arg("--")
-        .arg(&notification.body)
-        .arg(&notification.title);
+    command.args(["-e", "end run", "--"]).args(args);
     command
 }
 

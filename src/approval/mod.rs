@@ -168,7 +168,7 @@ impl Approvals {
     ) -> Result<(), Refusal> {
         let Asked { role, confirm, .. } = *asked;
         let covered = program.covered(confirm.scope);
-        let mut answer = {
+        let (id, mut answer) = {
             let mut state = self.state.lock();
             let key = (role.to_owned(), covered.clone());
             let now = Instant::now();
@@ -182,16 +182,15 @@ impl Approvals {
             }
             let open = state
                 .pending
-                .values()
-                .find(|question| question.role == role && question.covered == covered);
+                .iter()
+                .find(|(_, question)| question.role == role && question.covered == covered);
             match open {
-                Some(question) => question.answer.subscribe(),
+                Some((&id, question)) => (id, question.answer.subscribe()),
                 None => self.ask(&mut state, asked, program.clone(), covered),
             }
         };
         let answered = tokio::time::timeout(HOLD, answer.wait_for(Option::is_some)).await;
         let Ok(Ok(answer)) = answered else {
-            let id = self.question_of(role, &program, confirm);
             return Err(Refusal::Pending(format!(
                 "waiting for the person to allow {} (pid {}) to use role {role}: answer the \
                  desktop prompt, or run `assumed approve {id}` or `assumed deny {id}`",
@@ -214,7 +213,7 @@ impl Approvals {
         asked: &Asked<'_>,
         program: Program,
         covered: Covered,
-    ) -> watch::Receiver<Option<Answer>> {
+    ) -> (u64, watch::Receiver<Option<Answer>>) {
         let Asked {
             role,
             account,
@@ -258,17 +257,7 @@ impl Approvals {
             tokio::time::sleep(timeout).await;
             approvals.lapse(id);
         });
-        waiting
-    }
-
-    fn question_of(&self, role: &str, program: &Program, confirm: &Confirm) -> u64 {
-        let covered = program.covered(confirm.scope);
-        self.state
-            .lock()
-            .pending
-            .iter()
-            .find(|(_, question)| question.role == role && question.covered == covered)
-            .map_or(0, |(id, _)| *id)
+        (id, waiting)
     }
 
     /// The person's answer to question `id`. `Err` when there is no such

@@ -110,23 +110,17 @@ fn command(text: &Text) -> Command {
 /// `display dialog` with Deny as the default button (Return must not
 /// allow), giving up after the timeout; the text arrives as `argv`.
 fn dialog(text: &Text) -> Command {
-    let mut command = Command::new("osascript");
-    for line in [
-        "on run argv",
+    let seconds = text.timeout.as_secs().to_string();
+    let script = [
         "set answer to display dialog (item 1 of argv) with title (item 2 of argv) \
          buttons {\"Deny\", \"Allow\"} default button \"Deny\" \
          giving up after ((item 3 of argv) as integer)",
         "return button returned of answer",
-        "end run",
-    ] {
-        command.arg("-e").arg(line);
-    }
-    command
-        .arg("--")
-        .arg(&text.body)
-        .arg(&text.title)
-        .arg(text.timeout.as_secs().to_string());
-    command
+    ];
+    Command::from(crate::notify::applescript(
+        &script,
+        [text.body.as_str(), text.title.as_str(), &seconds],
+    ))
 }
 
 #[cfg(test)]
